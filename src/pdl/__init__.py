@@ -1,0 +1,25 @@
+"""pdl: a parallel prefetching image data loader, and the tool that measures what it buys you."""
+
+from __future__ import annotations
+
+from . import _env  # noqa: F401  (must run before numpy, OpenCV and albumentations load)
+from .dataset import ImageFolder
+from .errors import PdlError
+from .loaders import Batch, LoaderSpec, ParallelLoader, SequentialLoader, ThreadLoader, make_loader
+from .pipeline import Pipeline, load_pipeline
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "ImageFolder",
+    "LoaderSpec",
+    "ParallelLoader",
+    "PdlError",
+    "Pipeline",
+    "SequentialLoader",
+    "ThreadLoader",
+    "__version__",
+    "load_pipeline",
+    "make_loader",
+]

@@ -1,0 +1,72 @@
+"""One exception family. The core raises these; the CLI catches them once and prints one line."""
+
+from __future__ import annotations
+
+
+class PdlError(Exception):
+    """Base of every error pdl raises on purpose. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class ConfigError(PdlError):
+    """An option, a pipeline file or a loader argument is invalid."""
+
+
+class DatasetError(PdlError):
+    """The image folder cannot be used (missing, empty)."""
+
+
+class ImageReadError(DatasetError):
+    """One image cannot be read or decoded."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.path, self.reason))
+
+
+class WorkerError(PdlError):
+    """An exception raised inside a loader worker, carried back to the caller."""
+
+    def __init__(self, message: str, *, exc_type: str = "", path: str | None = None, tb: str = "") -> None:
+        super().__init__(message)
+        self.exc_type = exc_type
+        self.path = path
+        self.worker_traceback = tb
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_worker_error, (type(self), str(self), self.exc_type, self.path, self.worker_traceback))
+
+
+def _rebuild_worker_error(cls: type[WorkerError], msg: str, exc_type: str, path: str | None, tb: str) -> WorkerError:
+    return cls(msg, exc_type=exc_type, path=path, tb=tb)
+
+
+class WorkerDiedError(WorkerError):
+    """A worker process ended without saying why (killed by a signal, crashed, out of memory)."""
+
+
+class LoaderTimeoutError(PdlError):
+    """No batch arrived within the loader's timeout."""
+
+
+class SharedMemoryError(PdlError):
+    """The shared-memory ring cannot be allocated."""
+
+
+class ResultsError(PdlError):
+    """A results file is missing, damaged or of another schema version."""
+
+
+class MissingDependencyError(PdlError):
+    """An optional extra (torch, ray, matplotlib) is not installed."""
+
+
+class RegressionFound(PdlError):
+    """The regression gate found a real slowdown. Not a usage error: exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,129 @@
+"""A ring of fixed-size slots in one shared-memory segment: workers write batches in, the consumer reads views.
+
+A slot goes back to the ring when the last array viewing it is garbage-collected, so a batch stays valid for
+as long as the caller holds it; when every slot is held, batches are pickled instead (slower, never wrong).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import sys
+import threading
+import weakref
+from collections import deque
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+
+from ..errors import SharedMemoryError
+from ..system import shm_free_bytes
+
+SHM_PREFIX = "pdl-"
+
+
+class SlotRing:
+    def __init__(self, n_slots: int, slot_bytes: int) -> None:
+        self.n_slots, self.slot_bytes = n_slots, max(1, slot_bytes)
+        need = self.n_slots * self.slot_bytes
+        free = shm_free_bytes()
+        if free is not None and need > free:
+            raise SharedMemoryError(
+                f"shared memory: the batch ring needs {need / 2**20:.0f} MiB in /dev/shm but only {free / 2**20:.0f} MiB "
+                "are free; lower --batch-size, --workers or --prefetch, or enlarge /dev/shm (docker: --shm-size)"
+            )
+        name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        self.shm = shared_memory.SharedMemory(name=name, create=True, size=need)
+        try:
+            # Reserve the pages now: a full /dev/shm fails here with ENOSPC, not later with SIGBUS in a worker.
+            os.posix_fallocate(self.shm._fd, 0, need)  # type: ignore[attr-defined]
+        except OSError as exc:
+            self._destroy()
+            raise SharedMemoryError(
+                f"shared memory: cannot reserve {need / 2**20:.0f} MiB in /dev/shm ({exc.strerror}); lower "
+                "--batch-size, --workers or --prefetch, or enlarge /dev/shm"
+            ) from None
+        except AttributeError:  # no posix_fallocate on this platform
+            pass
+        self._free: deque[int] = deque(range(self.n_slots))
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return self.shm.name
+
+    def acquire(self) -> int | None:
+        with self._lock:
+            return self._free.popleft() if self._free else None
+
+    def release(self, slot: int) -> None:
+        with self._lock:
+            if not self._closed:
+                self._free.append(slot)
+
+    @property
+    def free_slots(self) -> int:
+        return len(self._free)
+
+    def close(self) -> None:
+        """Unlink the segment (nothing left in /dev/shm); the mapping lives on while arrays still view it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._destroy()
+
+    def _destroy(self) -> None:
+        try:
+            self.shm.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            self.shm.close()
+        except BufferError:  # batches still held by the caller: the mapping goes when they do
+            pass
+
+    def lease(self, slot: int) -> np.ndarray:
+        """The slot's bytes; the slot returns to the ring once no array views them any more.
+
+        One finalizer per lease: every array cut from it (``view``) keeps it alive through ``.base``.
+        """
+        arr = np.ndarray((self.slot_bytes,), dtype=np.uint8, buffer=self.shm.buf, offset=slot * self.slot_bytes)
+        weakref.finalize(arr, self.release, slot)
+        return arr
+
+
+def view(raw: np.ndarray, shape: tuple[int, ...], dtype: Any, offset: int = 0) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` at ``offset`` bytes into ``raw``, sharing its memory."""
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    return raw[offset : offset + nbytes].view(dt).reshape(shape)
+
+
+_ATTACHED: list[Any] = []  # keeps 3.13+ SharedMemory objects alive (their __del__ closes the mapping)
+
+
+def attach(name: str) -> Any:
+    """Map an existing segment in a worker without registering it with the resource tracker.
+
+    Before Python 3.13, ``SharedMemory(name)`` registers the segment again in the child, and the tracker,
+    shared with the parent, then reports it leaked or unlinks it twice.
+    """
+    if sys.version_info >= (3, 13):
+        shm = shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]
+        _ATTACHED.append(shm)
+        return shm.buf
+    import _posixshmem  # type: ignore[import-not-found]
+
+    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+    try:
+        return mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def slot_array(buf: Any, slot: int, slot_bytes: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    return np.ndarray(shape, dtype=dtype, buffer=buf, offset=slot * slot_bytes)
