@@ -24,9 +24,11 @@ def synth_image(rng: np.random.Generator, hue: float) -> np.ndarray:
     base = np.array(_hsv_to_rgb(hue, rng.uniform(0.3, 0.7), rng.uniform(0.5, 0.9)))
     other = np.array(_hsv_to_rgb((hue + rng.uniform(0.1, 0.4)) % 1, rng.uniform(0.2, 0.6), rng.uniform(0.2, 0.8)))
     angle = rng.uniform(0, np.pi)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = (np.cos(angle) * xx / w + np.sin(angle) * yy / h + 1) / 2
-    img = (base[None, None, :] * (1 - t[..., None]) + other[None, None, :] * t[..., None]).astype(np.uint8)
+    xs = np.linspace(0, np.cos(angle), w, dtype=np.float32)[None, :]
+    ys = np.linspace(0, np.sin(angle), h, dtype=np.float32)[:, None]
+    t = ((xs + ys + 1) / 2)[..., None]
+    base32, delta = base.astype(np.float32), (other - base).astype(np.float32)
+    img = (base32 + delta * t).astype(np.uint8)
     for _ in range(int(rng.integers(3, 9))):
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
@@ -40,7 +42,7 @@ def synth_image(rng: np.random.Generator, hue: float) -> np.ndarray:
             axes = (size, max(1, size // 2))
             cv2.ellipse(img, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
     img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.8, 2.5)))
-    noise = rng.normal(0, rng.uniform(2, 6), img.shape)
+    noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(2, 6))
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 

@@ -214,7 +214,10 @@ class ParallelLoader(Loader):
         task = next(self._task_ids)
         self._pending[task] = (epoch, number, slot)
         self._load[wid] += 1
-        self._tasks[wid].send((task, epoch, indices, slot))
+        try:
+            self._tasks[wid].send((task, epoch, indices, slot))
+        except OSError:  # the worker is gone: say how
+            self._died(wid)
 
     def _collect(self, messages: list[tuple[Any, ...]]) -> None:
         for kind, wid, task, payload in messages:

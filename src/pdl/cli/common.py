@@ -1,0 +1,142 @@
+"""What every command shares: consoles, the one place errors are caught, inputs defaulting, progress."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import ConfigError, PdlError
+
+# Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 120 columns
+# rather than Rich's 80, unless COLUMNS says otherwise.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
+
+DEFAULT_INPUTS = Path("inputs")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanup runs as it does for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def guarded(fn: F) -> F:
+    """Run a command: pdl errors become one red line and exit 2 (1 for a regression); Ctrl-C 130; SIGTERM 143."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = bool(kwargs.get("verbose"))
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        warnings.showwarning = _show_warning
+        try:
+            return fn(*args, **kwargs)
+        except PdlError as exc:
+            tb = getattr(exc, "worker_traceback", "")
+            if verbose and tb:
+                err.print(tb, markup=False, highlight=False)
+            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            if tb and not verbose:
+                err.print("  (the worker's full traceback: add --verbose)", style="dim")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/] (Ctrl-C)")
+            raise typer.Exit(130) from None
+        except Terminated:
+            err.print("[yellow]terminated[/] (SIGTERM)")
+            raise typer.Exit(143) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def resolve_inputs(inputs: Path | None, quiet: bool) -> Path:
+    """The user's folder as given; without one, ``inputs/``, generated first if it holds no images."""
+    from ..inputs import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate, has_images
+
+    if inputs is not None:
+        return inputs
+    if not has_images(DEFAULT_INPUTS):
+        n = DEFAULT_CLASSES * DEFAULT_PER_CLASS
+        if not quiet:
+            err.print(f"{DEFAULT_INPUTS}/ holds no images: generating the default set ({n} photo-like JPEGs) first")
+        generate(DEFAULT_INPUTS)
+    return DEFAULT_INPUTS
+
+
+def int_list(option: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ConfigError(f"{option} '{text}': expected whole numbers separated by commas, e.g. 1,2,4") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{option} '{text}': every value must be at least 1")
+    return values
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+@contextmanager
+def progress_bar(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A Rich progress bar with ETA over the epochs to run; nothing with --quiet."""
+    if quiet:
+        yield lambda _msg: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("measuring", total=total)
+        yield lambda msg: bar.update(task, advance=1, description=msg)
+
+
+# Option types shared by run and the sweeps.
+InputsOpt = Annotated[
+    Path | None, typer.Option("--inputs", help="Folder of images (class subfolders). Default: inputs/, generated if empty.")
+]
+PrefetchOpt = Annotated[int, typer.Option("--prefetch", help="Batches in flight per worker.")]
+RepeatsOpt = Annotated[int, typer.Option("--repeats", help="Measured rounds per point (after one warm-up).")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use only the first N images.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for shuffling and augmentation.")]
+AugmentInOpt = Annotated[
+    str, typer.Option("--augment-in", help="'workers' (default) or 'main': workers only read, the main process augments.")
+]
+ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder for the results files.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")]
+LoadersOpt = Annotated[str, typer.Option("--loaders", help="Comma list: sequential,process,thread,torch,ray.")]
+OnErrorOpt = Annotated[str, typer.Option("--on-error", help="'fail' on the first unreadable image, or 'skip' it.")]
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds to wait for a batch before giving up.")]
+StartMethodOpt = Annotated[str | None, typer.Option("--start-method", help="fork (default on Linux), forkserver or spawn.")]
+RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to use (default: a local one).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error.")]
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{option} '{value}': choose one of {', '.join(choices)}")
+    return value
+

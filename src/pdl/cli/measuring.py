@@ -1,0 +1,36 @@
+"""The shared body of run, sweep-workers and sweep-batch: measure, save after each point, print the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import PdlError
+from ..experiments import Experiment, execute
+from ..report import grids, to_rich
+from ..results import ResultSet, ResultWriter
+from ..system import cpu_info
+from .common import Terminated, err, out, progress_bar
+
+
+def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False) -> ResultSet:
+    usable = cpu_info().usable
+    if max(exp.workers) + 1 > usable and not quiet:
+        err.print(
+            f"[yellow]note:[/] {max(exp.workers)} workers + the main process exceed the {usable} usable cores: "
+            "such points are oversubscribed (marked ⚠), so their speedup is bounded by the cores, not the loader"
+        )
+    writer = ResultWriter(results_dir, exp.kind)
+    try:
+        with progress_bar(exp.points * exp.epochs_per_point(), quiet) as tick:
+            results = execute(exp, writer.save, tick)
+    except (KeyboardInterrupt, Terminated, PdlError):
+        if writer.saved:
+            err.print(f"the points measured before it stopped are saved in {writer.path}")
+        else:
+            writer.discard_if_unused()
+        raise
+    for grid in grids(results, stages=stages):
+        out.print(to_rich(grid))
+    if not quiet:
+        err.print(f"saved {writer.path} (and .csv)", highlight=False)
+    return results

@@ -1,0 +1,200 @@
+"""RayLoader: the same batches made by Ray Data, as a reference for what a general-purpose engine costs.
+
+Why it exists: Ray Data is what many teams reach for to parallelise preprocessing. Run beside ParallelLoader on
+the same files, pipeline and per-image seeds, it shows what that generality costs here: cluster start-up, a
+task per batch, images copied through the object store. Optional: ``pip install 'pdl[ray]'``.
+
+One Ray Dataset per epoch with one row per pdl batch (its index array and the epoch); ``map_batches`` with
+``batch_size=1`` runs ``make_batch`` on one row per task, so one task makes one whole pdl batch and the batches
+are bit-identical to every other loader's. ``preserve_order`` delivers them in plan order; its cost is
+head-of-line blocking: a slow batch holds back finished ones behind it (as ParallelLoader's in-order window does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import numpy as np
+import psutil
+
+from .._env import limit_threads
+from ..dataset import ImageFolder
+from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerError
+from ..pipeline import Pipeline
+from ..system import cpu_info
+from .base import STAGES, AugmentIn, Batch, Loader, LoaderSpec, OnError, StageTimes, augment_into, epoch_plan
+from .base import make_batch, worker_error
+
+OBJECT_STORE_MB = 200  # a local instance's object store: a few batches in flight need far less than Ray's default
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise MissingDependencyError("the ray loader needs Ray Data: pip install 'pdl[ray]'") from None
+    return ray
+
+
+def _one(value: Any) -> np.ndarray:
+    """A one-row object column (Ray pickles it) for what is not one fixed-shape array."""
+    column = np.empty(1, dtype=object)
+    column[0] = value
+    return column
+
+
+def _make_rows(rows: dict[str, np.ndarray], dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec) -> dict[str, np.ndarray]:
+    """Runs in a Ray task: one row in (a batch's indices and epoch), one row out (the batch and its stage times).
+
+    A failure is returned as data: Ray would flatten the pdl error into a traceback string.
+    """
+    limit_threads()
+    augment = spec.augment_in == "workers"
+    try:
+        made = make_batch(dataset, pipeline, np.asarray(rows["indices"][0]), int(rows["epoch"][0]), spec, None, augment)
+    except Exception as exc:
+        return {"error": _one(worker_error(exc, getattr(exc, "path", None), "reading"))}
+    images = made.images[None] if augment else _one(made.images)  # raw images vary in size: a list
+    times = {stage: np.array([seconds]) for stage, seconds in made.times.as_dict().items()}
+    return {"images": images, "indices": made.indices[None], "skipped": _one(made.skipped), **times}
+
+
+class RayLoader(Loader):
+    name = "ray"
+    _closed = _owns_ray = False
+    _pool: ThreadPoolExecutor | None = None
+    _node: list[psutil.Process] = []  # noqa: RUF012  (replaced, never mutated)
+
+    def __init__(
+        self,
+        dataset: ImageFolder,
+        pipeline: Pipeline,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_workers: int = 2,  # 0: every usable core
+        prefetch: int = 2,
+        augment_in: AugmentIn = "workers",
+        start_method: str | None = None,  # accepted for a drop-in swap with ParallelLoader; Ray starts its own
+        on_error: OnError = "fail",
+        timeout: float | None = None,
+        ray_address: str | None = None,  # an existing cluster (else RAY_ADDRESS); None: start a local one
+        object_store_mb: int = OBJECT_STORE_MB,
+    ) -> None:
+        spec = LoaderSpec(batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
+        self._ray = _import_ray()
+        super().__init__(dataset, pipeline, spec)
+        self.num_workers = num_workers or cpu_info().usable
+        self.address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        self.object_store_mb = object_store_mb
+        self.startup_s = 0.0  # how long ray.init took (0 when Ray was already running)
+
+    def start(self) -> None:
+        """Start a local Ray instance (or connect to ``ray_address``) unless this process already runs one."""
+        if self._closed:
+            raise ConfigError("this loader was closed; create a new one")
+        ray = self._ray
+        if ray.is_initialized():
+            return
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not two INFO lines per epoch on stderr
+        quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        before = {p.pid for p in psutil.Process().children()}
+        t0 = time.perf_counter()
+        if self.address:
+            ray.init(address=self.address, **quiet)
+        else:
+            ray.init(num_cpus=self.num_workers, object_store_memory=self.object_store_mb * 2**20, **quiet)
+        self.startup_s = time.perf_counter() - t0
+        self._owns_ray = True
+        self._node = [p for p in psutil.Process().children() if p.pid not in before]  # GCS, raylet, agents
+
+    def cluster_info(self) -> dict[str, Any]:
+        self.start()
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        resources = self._ray.cluster_resources()
+        return {
+            "address": self.address or "local",
+            "nodes": len(nodes),
+            "cpus": resources.get("CPU", 0.0),
+            "object_store_mb": resources.get("object_store_memory", 0.0) / 2**20,
+            "startup_s": self.startup_s,
+        }
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Every process of the local Ray instance this loader started (GCS, raylet, agents, workers), so CPU
+        and memory count Ray's whole cost. None when Ray was already running or runs elsewhere."""
+        pids = []
+        for proc in self._node:
+            try:
+                pids += [proc.pid, *(child.pid for child in proc.children(recursive=True))]
+            except psutil.Error:
+                pass
+        return pids
+
+    def _epoch(self, epoch: int) -> Iterator[Batch]:
+        ray, spec = self._ray, self.spec
+        plan = epoch_plan(len(self.dataset), spec, epoch)
+        if not plan:
+            return
+        items = [{"indices": indices, "epoch": epoch} for indices in plan]
+        ds = ray.data.from_items(items, override_num_blocks=len(plan)).map_batches(
+            _make_rows,
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=1,
+            compute=ray.data.TaskPoolStrategy(size=self.num_workers),
+            fn_kwargs=dict(dataset=self.dataset, pipeline=self.pipeline, spec=spec),
+        )
+        ds.context.execution_options.preserve_order = True  # this dataset only, not the process's default
+        ds.context.enable_progress_bars = False
+        augment = spec.augment_in == "workers"
+        rows = iter(ds.iter_batches(batch_size=1, prefetch_batches=spec.prefetch, batch_format="numpy"))
+        for _ in plan:
+            t0 = time.perf_counter()
+            row = self._next(rows)
+            if "error" in row:
+                raise row["error"][0]
+            indices, images = np.array(row["indices"][0], dtype=np.int64), row["images"][0]
+            if augment and not images.flags.writeable:  # a view of Ray's buffer: a batch is the caller's to edit
+                images = images.copy()
+            times = StageTimes(**{stage: float(row[stage][0]) for stage in STAGES})
+            if not augment:
+                paths = [self.dataset.path(i) for i in indices]
+                images = augment_into(self.pipeline, images, indices, spec.seed, epoch, paths, times)
+            self.stats.wait_s.append(time.perf_counter() - t0)
+            self.stats.stages.append(times)
+            yield self._to_batch(images, indices, list(row["skipped"][0]))
+
+    def _next(self, rows: Iterator[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """The next row, within ``timeout`` if one is set; a Ray failure becomes one line."""
+        try:
+            if self.spec.timeout is None:
+                return next(rows)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="pdl-ray")
+            return self._pool.submit(next, rows).result(self.spec.timeout)
+        except FutureTimeout:
+            raise LoaderTimeoutError(f"no batch from Ray within {self.spec.timeout}s: raise --timeout") from None
+        except self._ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None) or exc
+            first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            raise WorkerError(f"Ray: {first}", exc_type=type(cause).__name__) from None
+
+    def close(self) -> None:
+        """Stop the Ray instance this loader started (none it merely found running). Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._owns_ray:
+            self._ray.shutdown()

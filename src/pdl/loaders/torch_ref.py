@@ -1,0 +1,190 @@
+"""TorchLoader: the same batches made by torch.utils.data.DataLoader: the reference pdl is measured against.
+
+Most users of an image pipeline already load with PyTorch's DataLoader, so the honest baseline is that loader
+set up as torch advises: persistent workers, ``prefetch_factor``, one OpenCV thread per worker, batches moved
+as tensors through torch's shared memory. Each sampler item is a whole batch, (epoch, indices) from pdl's own
+plan, and one worker call makes it with ``make_batch``: the batches are bit-identical to every pdl loader's,
+so a comparison measures the loaders, not the work. Needs the optional extra: pip install 'pdl[torch]'.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .._env import limit_threads
+from ..dataset import ImageFolder
+from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError
+from ..pipeline import Pipeline
+from .base import (
+    AugmentIn,
+    Batch,
+    Loader,
+    LoaderSpec,
+    OnError,
+    augment_into,
+    epoch_plan,
+    make_batch,
+    worker_error,
+)
+from .process import _fork_safe_opencv, default_start_method
+
+try:
+    import torch
+    from torch.utils.data import DataLoader
+except ImportError:  # the optional extra: TorchLoader() says how to install it
+    torch = None  # type: ignore[assignment]
+
+
+class _Plan:
+    """The sampler: one item per batch, (epoch, indices); yields nothing until an epoch is set."""
+
+    def __init__(self, n: int, spec: LoaderSpec) -> None:
+        self.n, self.spec = n, spec
+        self.epoch: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        epoch = self.epoch
+        if epoch is None:
+            return iter(())
+        return ((epoch, indices) for indices in epoch_plan(self.n, self.spec, epoch))
+
+
+class _Batches:
+    """The map-style dataset whose item is one whole batch, made in a torch worker."""
+
+    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec) -> None:
+        self.dataset, self.pipeline, self.spec = dataset, pipeline, spec
+
+    def __getitem__(self, item: tuple[int, np.ndarray]) -> tuple[Any, ...] | WorkerError:
+        epoch, indices = item
+        augment = self.spec.augment_in == "workers"
+        try:
+            made = make_batch(self.dataset, self.pipeline, indices, epoch, self.spec, augment=augment)
+        except Exception as exc:  # returned, not raised: torch re-raises it rebuilt from its message alone
+            return worker_error(exc, getattr(exc, "path", None), "reading")
+        images = torch.from_numpy(made.images) if augment else [torch.from_numpy(im) for im in made.images]
+        return images, made.indices, made.skipped, made.times
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def _init_worker(worker_id: int) -> None:
+    limit_threads()
+
+
+def _translate(exc: RuntimeError) -> Exception:
+    message = str(exc)
+    if message.startswith("DataLoader timed out"):
+        return LoaderTimeoutError(f"{message}; a worker may be stuck raise --timeout")
+    if message.startswith("DataLoader worker"):
+        return WorkerDiedError(message, exc_type="WorkerDied")
+    return WorkerError(message, exc_type=type(exc).__name__)
+
+
+class TorchLoader(Loader):
+    name = "torch"
+
+    def __init__(
+        self,
+        dataset: ImageFolder,
+        pipeline: Pipeline,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_workers: int = 2,
+        prefetch: int = 2,
+        augment_in: AugmentIn = "workers",
+        start_method: str | None = None,
+        on_error: OnError = "fail",
+        timeout: float | None = None,
+    ) -> None:
+        if torch is None:
+            raise MissingDependencyError("--loaders torch needs PyTorch: pip install 'pdl[torch]'")
+        spec = LoaderSpec(
+            batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout
+        )
+        if num_workers < 1:
+            raise ConfigError(f"`num_workers` must be at least 1 for TorchLoader. Found: {num_workers}")
+        super().__init__(dataset, pipeline, spec)
+        self.num_workers = num_workers
+        self.start_method = start_method or default_start_method()
+        self._plan = _Plan(len(dataset), spec)
+        self._loader: Any = None
+        self._closed = False
+
+    @property
+    def worker_pids(self) -> list[int]:
+        workers = [] if self._loader is None else getattr(self._loader._iterator, "_workers", [])
+        return [w.pid for w in workers if w.pid is not None]
+
+    def start(self) -> None:
+        if self._closed:
+            raise ConfigError("this loader was closed; create a new one")
+        if self._loader is not None:
+            return
+        spec = self.spec
+        self._loader = DataLoader(
+            _Batches(self.dataset, self.pipeline, spec),  # type: ignore[arg-type]
+            batch_size=None,  # the sampler yields whole batches
+            sampler=self._plan,
+            collate_fn=_as_is,
+            num_workers=self.num_workers,
+            prefetch_factor=spec.prefetch,
+            persistent_workers=True,
+            worker_init_fn=_init_worker,
+            timeout=spec.timeout or 0,
+            multiprocessing_context=self.start_method,
+        )
+        try:
+            with _fork_safe_opencv(self.start_method):
+                iter(self._loader)  # forks the workers; the plan is empty, so nothing is prefetched yet
+            iter(self._loader)  # a round trip to every worker: the pool is up before anything is timed
+        except BaseException:
+            self.close()
+            raise
+
+    def _epoch(self, epoch: int) -> Iterator[Batch]:
+        self._plan.epoch = epoch
+        try:
+            batches = iter(self._loader)  # persistent: the same workers, reset to this epoch's plan
+            while True:
+                t0 = time.perf_counter()
+                item = next(batches, None)
+                if item is None:
+                    return
+                if isinstance(item, WorkerError):
+                    raise item
+                images, indices, skipped, times = item
+                if self.spec.augment_in == "workers":
+                    images = images.numpy()  # zero copy: a view of torch's shared memory
+                else:
+                    paths = [self.dataset.path(i) for i in indices]
+                    raw = [im.numpy() for im in images]
+                    images = augment_into(self.pipeline, raw, indices, self.spec.seed, epoch, paths, times)
+                self.stats.wait_s.append(time.perf_counter() - t0)
+                self.stats.stages.append(times)
+                yield self._to_batch(images, indices, skipped)
+        except GeneratorExit:  # the caller stopped early: the next epoch's reset drops what is in flight
+            raise
+        except RuntimeError as exc:  # torch's own (from next() or its SIGCHLD handler): timeout, dead worker
+            self.close()
+            raise _translate(exc) from None
+        except BaseException:
+            self.close()  # an error or Ctrl-C: stop the workers, leave nothing behind
+            raise
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loader, self._loader = self._loader, None
+        if loader is not None and loader._iterator is not None:
+            loader._iterator._shutdown_workers()
+            loader._iterator = None

@@ -1,0 +1,172 @@
+"""Timing loaders on one workload: warm-up, start-up apart, interleaved rounds, CPU and memory per run.
+
+The clock is injected so the statistics are tested with exact numbers. The core never prints: progress is a
+callback.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from .compare import NOISE_THRESHOLD, speedup
+from .dataset import ImageFolder
+from .loaders import Loader, LoaderSpec, make_loader
+from .loaders.base import STAGES
+from .pipeline import Pipeline
+
+Clock = Callable[[], float]
+Progress = Callable[[str], None]  # called after each timed or warm-up epoch, with what was just run
+
+
+@dataclass
+class EpochTiming:
+    wall_s: float
+    images: int
+    wait_s: float
+    cpu_main_s: float
+    cpu_workers_s: float
+    rss_mb: float
+    stages: dict[str, float]
+    handoff_s: list[float] = field(default_factory=list)
+    copied_batches: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _cpu(pids: Iterable[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _rss_mb(pids: Iterable[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def time_epoch(loader: Loader, clock: Clock = time.perf_counter) -> EpochTiming:
+    """One full epoch of ``loader``, as a training loop would consume it."""
+    me = os.getpid()
+    workers = loader.worker_pids
+    cpu0_main, cpu0_workers = _cpu([me]), _cpu(workers)
+    images = 0
+    t0 = clock()
+    for batch in loader:
+        images += len(batch)
+        del batch  # hand the shared-memory slot back before the next batch, as a real loop does
+    wall = clock() - t0
+    stats = loader.stats
+    return EpochTiming(
+        wall_s=wall,
+        images=images,
+        wait_s=sum(stats.wait_s),
+        cpu_main_s=_cpu([me]) - cpu0_main,
+        cpu_workers_s=_cpu(workers) - cpu0_workers,
+        rss_mb=_rss_mb([me, *workers]),
+        stages={s: sum(getattr(t, s) for t in stats.stages) for s in STAGES},
+        handoff_s=list(stats.handoff_s),
+        copied_batches=stats.copied_batches,
+        skipped=list(stats.skipped),
+    )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One point's configuration: the same images, pipeline and loader arguments for every loader."""
+
+    dataset: ImageFolder
+    pipeline: Pipeline
+    spec: LoaderSpec
+    loaders: tuple[str, ...]  # the first is the baseline
+    repeats: int = 3
+    extra: dict[str, Any] = field(default_factory=dict)  # start_method, ray_address, ...
+
+
+def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Warm up every loader (start-up and first batch timed apart), then ``repeats`` interleaved rounds.
+
+    Within a round every loader runs one epoch; the order flips each round so drift hits all sides alike.
+    Returns one point per loader, the baseline included.
+    """
+    tick = progress or (lambda _msg: None)
+    with ExitStack() as stack:
+        loaders, warm = [], []
+        for kind in work.loaders:
+            extra = work.extra if kind in ("process", "ray") else {}
+            loader = make_loader(kind, work.dataset, work.pipeline, work.spec, **extra)
+            stack.callback(loader.close)
+            loaders.append(loader)
+            warm.append(_warm_up(loader, clock))
+            tick(f"warm-up {kind}")
+        runs: list[list[EpochTiming]] = [[] for _ in loaders]
+        for r in range(work.repeats):
+            order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
+            for i in order:
+                runs[i].append(time_epoch(loaders[i], clock))
+                tick(f"round {r + 1} {work.loaders[i]}")
+        return [_point(work, loaders[i], warm[i], runs[i], runs[0]) for i in range(len(loaders))]
+
+
+def _warm_up(loader: Loader, clock: Clock) -> dict[str, float]:
+    t0 = clock()
+    loader.start()
+    t1 = clock()
+    first = None
+    for _batch in loader:
+        if first is None:
+            first = clock() - t1
+    return {"startup_s": t1 - t0, "first_batch_s": first or 0.0, "warmup_epoch_s": clock() - t1}
+
+
+def _point(
+    work: Workload, loader: Loader, warm: dict[str, float], runs: Sequence[EpochTiming], base: Sequence[EpochTiming]
+) -> dict[str, Any]:
+    spec = work.spec
+    walls = [r.wall_s for r in runs]
+    sp = speedup([b.wall_s for b in base], walls)
+    med = statistics.median
+    handoff = [h for r in runs for h in r.handoff_s]
+    return {
+        "pipeline": work.pipeline.name,
+        "loader": loader.name,
+        "workers": loader.num_workers,
+        "batch_size": spec.batch_size,
+        "prefetch": spec.prefetch,
+        "augment_in": spec.augment_in,
+        "images": runs[0].images,
+        "wall_s": walls,
+        "baseline_wall_s": [b.wall_s for b in base],
+        "speedup": sp.median,
+        "speedup_min": sp.low,
+        "speedup_max": sp.high,
+        "speedup_rounds": list(sp.rounds),
+        "noisy": sp.noisy(NOISE_THRESHOLD),
+        "images_per_s": runs[0].images / med(walls) if med(walls) > 0 else 0.0,
+        **warm,
+        "wait_share": med([r.wait_s / r.wall_s if r.wall_s > 0 else 0.0 for r in runs]),
+        "cpu_main_s": med([r.cpu_main_s for r in runs]),
+        "cpu_workers_s": med([r.cpu_workers_s for r in runs]),
+        "rss_mb": [r.rss_mb for r in runs],
+        "stages_s": {s: med([r.stages[s] for r in runs]) for s in STAGES},
+        "handoff_ms": med(handoff) * 1e3 if handoff else None,
+        "copied_batches": sum(r.copied_batches for r in runs),
+        "skipped": sorted({p for r in runs for p in r.skipped}),
+        **({"start_method": loader.start_method} if hasattr(loader, "start_method") else {}),
+    }

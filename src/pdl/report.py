@@ -1,0 +1,203 @@
+"""Renderers: results → Grid (a plain table) → Rich table or Markdown. They return; only the CLI prints.
+
+Every number shown is computed from the raw per-round timings stored in the results file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .compare import ideal_speedup, median
+from .results import ResultSet
+from .system import machine_line
+
+BEST = "★"
+NOISY = "~"
+
+
+@dataclass
+class Grid:
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}×"
+
+
+def speedup_cell(p: dict[str, Any]) -> str:
+    """'1.85× (1.80–1.90)': median of per-round ratios with their min–max; '~' marks a noisy point."""
+    flag = NOISY if p.get("noisy") else ""
+    if len(p["speedup_rounds"]) < 2:
+        return f"{_x(p['speedup'])}{flag}"
+    return f"{_x(p['speedup'])} ({p['speedup_min']:.2f}–{p['speedup_max']:.2f}){flag}"
+
+
+def _noise_note(points: Sequence[dict[str, Any]]) -> list[str]:
+    noisy = [p for p in points if p.get("noisy")]
+    if not noisy:
+        return []
+    return [
+        f"{NOISY} {len(noisy)} point(s) noisy: their rounds disagree by more than 10%; re-run with more --repeats "
+        "(and a quieter machine) before trusting them"
+    ]
+
+
+def run_grid(rs: ResultSet) -> Grid:
+    pts = rs.points
+    torch = next((p for p in pts if p["loader"] == "torch"), None)
+    columns = ["loader", "workers", "images", "median wall s", "images/s", "speedup ×"]
+    if torch:
+        columns.append("vs torch")
+    grid = Grid(f"{pts[0]['pipeline'] if pts else ''} · batch {pts[0]['batch_size'] if pts else ''} · {machine_line(rs.system)}", columns)
+    for p in pts:
+        row = [p["loader"], str(p["workers"]), str(p["images"]), f"{median(p['wall_s']):.3f}", f"{p['images_per_s']:.0f}", speedup_cell(p)]
+        if torch:
+            row.append(_x(median(torch["wall_s"]) / median(p["wall_s"])))
+        grid.rows.append(row)
+    grid.notes = startup_notes(pts) + _noise_note(pts) + skipped_notes(pts)
+    return grid
+
+
+def startup_notes(points: Sequence[dict[str, Any]]) -> list[str]:
+    notes = []
+    for p in points:
+        if p["loader"] != "sequential":
+            notes.append(
+                f"{p['loader']} ({p['workers']} workers): start-up {p['startup_s'] * 1e3:.0f} ms, "
+                f"first batch {p['first_batch_s'] * 1e3:.0f} ms (not in the wall times)"
+            )
+    return notes
+
+
+def skipped_notes(points: Sequence[dict[str, Any]]) -> list[str]:
+    skipped = sorted({tuple(s) for p in points for s in p.get("skipped", [])})
+    if not skipped:
+        return []
+    lines = [f"skipped {len(skipped)} unreadable image(s) (--on-error skip), the same for every loader:"]
+    lines += [f"  {path}: {reason}" for path, reason in skipped[:20]]
+    if len(skipped) > 20:
+        lines.append(f"  … and {len(skipped) - 20} more (all listed in the results file)")
+    return lines
+
+
+def stages_grid(rs: ResultSet) -> Grid:
+    """Where the time goes, per epoch: seconds summed over batches in the process that did the work."""
+    grid = Grid(
+        "where the time goes (seconds per epoch, summed over the processes doing each stage)",
+        ["loader", "read", "decode", "augment", "collate", "hand-off ms", "wait share", "CPU main s", "CPU workers s", "copied"],
+    )
+    for p in rs.points:
+        st = p["stages_s"]
+        handoff = "–" if p.get("handoff_ms") is None else f"{p['handoff_ms']:.2f}"
+        grid.rows.append([
+            p["loader"], *(f"{st[s]:.2f}" for s in ("read", "decode", "augment", "collate")), handoff,
+            f"{p['wait_share']:.0%}", f"{p['cpu_main_s']:.2f}", f"{p['cpu_workers_s']:.2f}", str(p.get("copied_batches", 0)),
+        ])  # fmt: skip
+    grid.notes = [
+        "hand-off: from a worker finishing a batch to the consumer holding it (batches it waited for); "
+        "wait share: time the consumer spent waiting for batches / wall time; copied: batches pickled, not shared"
+    ]
+    return grid
+
+
+def _groups(points: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
+    rows: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for p in points:
+        if p["loader"] != "sequential":
+            rows.setdefault((p["pipeline"], p["loader"]), {})[p["workers"]] = p
+    return rows
+
+
+def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
+    usable = rs.usable_cores
+    groups = _groups(rs.points)
+    counts = sorted({w for g in groups.values() for w in g})
+    many_loaders = len({loader for _, loader in groups}) > 1
+    header = [f"{w} w" + (" ⚠" if w + 1 > usable else "") for w in counts]
+    speed = Grid(f"speedup over sequential by workers (Table 1) · {machine_line(rs.system)}", ["pipeline", *header])
+    rate = Grid("images/s by workers", ["pipeline", "sequential", *header])
+    verdicts = []
+    for (pipe, loader), by_w in groups.items():
+        label = f"{pipe} · {loader}" if many_loaders else pipe
+        best = max(by_w.values(), key=lambda p: p["speedup"])
+        speed.rows.append([label, *(_cell(by_w.get(w), best) for w in counts)])
+        base = median([t for p in by_w.values() for t in p["baseline_wall_s"]])
+        images = next(iter(by_w.values()))["images"]
+        rate.rows.append([label, f"{images / base:.0f}", *(f"{by_w[w]['images_per_s']:.0f}" if w in by_w else "–" for w in counts)])
+        verdicts.append(f"{label}: {best_line(by_w, best)}")
+    speed.rows.append(["ideal", *(_x(ideal_speedup(w, usable)) for w in counts)])
+    speed.notes = [
+        *verdicts,
+        f"{BEST} best of the row; ideal = min(workers, usable cores = {usable}); "
+        f"⚠ workers + the main process exceed the {usable} usable cores (oversubscribed)",
+        *_noise_note(rs.points),
+    ]
+    return [speed, rate]
+
+
+def _cell(p: dict[str, Any] | None, best: dict[str, Any]) -> str:
+    if p is None:
+        return "–"
+    return speedup_cell(p) + (f" {BEST}" if p is best else "")
+
+
+def best_line(by_w: dict[int, dict[str, Any]], best: dict[str, Any]) -> str:
+    w = best["workers"]
+    line = f"best: {w} workers ({_x(best['speedup'])})"
+    beyond = [p for k, p in sorted(by_w.items()) if k > w]
+    if beyond:
+        return line + f"; adding workers past {w} slows it down"
+    return line + ("; more workers may still help" if w == max(by_w) and len(by_w) > 1 else "")
+
+
+def sweep_batch_grid(rs: ResultSet) -> Grid:
+    pts = [p for p in rs.points if p["loader"] != "sequential"]
+    pipe = pts[0]["pipeline"] if pts else ""
+    workers = pts[0]["workers"] if pts else ""
+    grid = Grid(
+        f"speedup by batch size (Table 2) · {pipe} · {workers} workers · {machine_line(rs.system)}",
+        ["batch size", "loader", "speedup ×", "images/s", "sequential images/s", "wait share"],
+    )
+    for p in sorted(pts, key=lambda p: (p["batch_size"], p["loader"])):
+        seq_rate = p["images"] / median(p["baseline_wall_s"])
+        grid.rows.append([
+            str(p["batch_size"]), p["loader"], speedup_cell(p), f"{p['images_per_s']:.0f}", f"{seq_rate:.0f}", f"{p['wait_share']:.0%}",
+        ])  # fmt: skip
+    grid.notes = _noise_note(pts)
+    return grid
+
+
+def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
+    """The tables the command that wrote ``rs`` printed."""
+    if rs.kind == "sweep-workers":
+        return sweep_workers_grids(rs)
+    if rs.kind == "sweep-batch":
+        return [sweep_batch_grid(rs)]
+    return [run_grid(rs), *([stages_grid(rs)] if stages else [])]
+
+
+def to_rich(grid: Grid) -> Any:
+    from rich.table import Table
+
+    table = Table(title=grid.title, title_justify="left", caption="\n".join(grid.notes) or None, caption_justify="left")
+    for i, col in enumerate(grid.columns):
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0 or "speedup" in col)
+    for row in grid.rows:
+        table.add_row(*(f"[bold green]{c}[/]" if c.endswith(BEST) else c for c in row))
+    return table
+
+
+def to_markdown(grid: Grid) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    out = [f"**{grid.title}**", "", line(grid.columns), line(["---"] + ["---:"] * (len(grid.columns) - 1))]
+    out += [line(r) for r in grid.rows]
+    if grid.notes:
+        out += [""] + [f"- {n}" for n in grid.notes]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,223 @@
+"""Loaders: contents and order, bit-identical batches across loaders, errors, faults and cleanup. Never speed."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pdl import ImageFolder, ParallelLoader, SequentialLoader, ThreadLoader, load_pipeline
+from pdl.errors import ConfigError, LoaderTimeoutError, WorkerDiedError, WorkerError
+
+from .conftest import write_image
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def heavy():
+    return load_pipeline("heavy")
+
+
+def collect(loader):
+    return [(b.images.copy(), b.labels.copy(), b.indices.copy()) for b in loader]
+
+
+def assert_same(a, b) -> None:
+    assert len(a) == len(b)
+    for (ia, la, xa), (ib, lb, xb) in zip(a, b, strict=True):
+        assert np.array_equal(xa, xb) and np.array_equal(la, lb)
+        assert ia.dtype == ib.dtype and np.array_equal(ia, ib)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_index_once_per_epoch_in_plan_order(images: Path, heavy, shuffle: bool, drop_last: bool) -> None:
+    ds = ImageFolder(images)
+    loader = SequentialLoader(ds, heavy, batch_size=5, shuffle=shuffle, seed=1, drop_last=drop_last)
+    epochs = [np.concatenate([b.indices for b in loader]) for _ in range(2)]
+    expected = 20 if drop_last else 21
+    for order in epochs:
+        assert len(order) == expected and len(set(order.tolist())) == expected
+    if shuffle:
+        assert not np.array_equal(epochs[0], epochs[1])  # reshuffled per epoch
+    else:
+        assert epochs[0].tolist() == list(range(expected))
+    assert len(loader) == (4 if drop_last else 5)
+    assert all(len(b) == 5 for b in loader) or not drop_last
+
+
+@pytest.mark.parametrize(
+    ("workers", "batch_size", "shuffle", "drop_last"),
+    [(1, 5, False, False), (2, 7, True, False), (3, 4, True, True), (2, 1, False, True), (2, 50, True, False)],
+)
+def test_parallel_is_bit_identical_to_sequential(images, heavy, workers, batch_size, shuffle, drop_last) -> None:
+    ds = ImageFolder(images)
+    args = dict(batch_size=batch_size, shuffle=shuffle, seed=4, drop_last=drop_last)
+    seq = SequentialLoader(ds, heavy, **args)
+    ref = [collect(seq) for _ in range(2)]
+    with ParallelLoader(ds, heavy, num_workers=workers, prefetch=2, **args) as par:
+        got = [collect(par) for _ in range(2)]
+    for r, g in zip(ref, got, strict=True):
+        assert_same(r, g)
+    assert not np.array_equal(ref[0][0][0], ref[1][0][0]) or not shuffle  # epochs differ
+
+
+@pytest.mark.parametrize("augment_in", ["workers", "main"])
+def test_thread_loader_and_augment_in_main_give_the_same_batches(images, heavy, augment_in) -> None:
+    ds = ImageFolder(images)
+    ref = collect(SequentialLoader(ds, heavy, batch_size=4, shuffle=True, seed=2))
+    with ThreadLoader(ds, heavy, batch_size=4, shuffle=True, seed=2, num_workers=2, augment_in=augment_in) as th:
+        assert_same(ref, collect(th))
+    with ParallelLoader(ds, heavy, batch_size=4, shuffle=True, seed=2, num_workers=2, augment_in=augment_in) as par:
+        assert_same(ref, collect(par))
+        assert par.stats.copied_batches == 0  # through shared memory, also for raw images
+
+
+def test_float32_pipeline_through_shared_memory(images) -> None:
+    ds, extreme = ImageFolder(images, limit=8), load_pipeline("extreme")
+    ref = collect(SequentialLoader(ds, extreme, batch_size=3))
+    with ParallelLoader(ds, extreme, batch_size=3, num_workers=2) as par:
+        assert_same(ref, collect(par))
+
+
+def test_batches_kept_by_the_caller_stay_valid(images, heavy) -> None:
+    """The ring has workers × prefetch + 2 slots; holding every batch must not corrupt any of them."""
+    ds = ImageFolder(images)
+    ref = collect(SequentialLoader(ds, heavy, batch_size=2))
+    with ParallelLoader(ds, heavy, batch_size=2, num_workers=2, prefetch=1) as par:
+        kept = list(par)  # 11 batches held at once, 4 slots
+        assert_same(ref, [(b.images, b.labels, b.indices) for b in kept])
+        assert par.stats.copied_batches > 0
+
+
+def test_slots_return_after_epoch_break_and_new_epoch(images, heavy) -> None:
+    ds = ImageFolder(images)
+    with ParallelLoader(ds, heavy, batch_size=3, num_workers=2) as par:
+        for batch in par:
+            pass
+        ring = par._ring
+        assert ring is not None and ring.free_slots == ring.n_slots - 1  # the last batch is still held
+        del batch
+        assert ring.free_slots == ring.n_slots
+        for i, _batch in enumerate(par):
+            if i == 1:
+                break
+        del _batch
+        assert len(collect(par)) == 7  # the abandoned batches are drained, the next epoch is whole
+        gc.collect()
+        assert ring.free_slots == ring.n_slots
+
+
+def test_close_leaves_no_child_and_no_shared_memory(images, heavy) -> None:
+    import psutil
+
+    par = ParallelLoader(ImageFolder(images), heavy, batch_size=4, num_workers=3)
+    par.start()
+    pids, name = par.worker_pids, par._ring.name
+    assert len(pids) == 3 and all(psutil.pid_exists(p) for p in pids)
+    next(iter(par))
+    par.close()
+    par.close()  # twice is fine
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert not os.path.exists(f"/dev/shm/{name}")
+    with pytest.raises(ConfigError, match="closed"):
+        iter(par)
+
+
+def _crop_fails_on_small(tmp_path: Path) -> tuple[ImageFolder, object, Path]:
+    write_image(tmp_path / "c" / "a_big.jpg", np.zeros((500, 500, 3), np.uint8))
+    small = write_image(tmp_path / "c" / "b_small.jpg", np.zeros((300, 300, 3), np.uint8))
+    (tmp_path / "crop.yaml").write_text("transforms:\n  - CenterCrop: {height: 400, width: 400}\n")
+    return ImageFolder(tmp_path / "c"), load_pipeline(str(tmp_path / "crop.yaml")), small
+
+
+@pytest.mark.parametrize("kind", ["process", "thread", "sequential"])
+def test_exception_in_a_transform_reaches_the_caller_with_type_message_and_path(tmp_path, kind) -> None:
+    ds, pipe, small = _crop_fails_on_small(tmp_path)
+    cls = {"process": ParallelLoader, "thread": ThreadLoader, "sequential": SequentialLoader}[kind]
+    extra = {} if kind == "sequential" else {"num_workers": 2}
+    with cls(ds, pipe, batch_size=1, **extra) as loader, pytest.raises(WorkerError) as info:
+        collect(loader)
+    err = info.value
+    assert err.path == str(small) and err.exc_type in ("ValueError", "CropSizeError")
+    assert str(small) in str(err) and "augmenting" in str(err)
+    assert "Traceback" in err.worker_traceback
+
+
+def test_unreadable_image_fails_or_is_skipped_the_same_in_every_loader(tmp_path, heavy) -> None:
+    for i in range(4):
+        write_image(tmp_path / "c" / f"{i}.jpg", np.full((300, 300, 3), i * 40, np.uint8))
+    (tmp_path / "c" / "2.jpg").write_bytes(b"")
+    ds = ImageFolder(tmp_path)
+    with ParallelLoader(ds, heavy, batch_size=2, num_workers=2) as par, pytest.raises(WorkerError, match="2.jpg: cannot decode \\(empty file\\)"):
+        collect(par)
+    seq = collect(SequentialLoader(ds, heavy, batch_size=2, on_error="skip"))
+    with ParallelLoader(ds, heavy, batch_size=2, num_workers=2, on_error="skip") as par:
+        got = collect(par)
+        assert par.stats.skipped == [(str(tmp_path / "c" / "2.jpg"), "cannot decode (empty file)")]
+    assert_same(seq, got)
+    assert [len(b[2]) for b in got] == [2, 1]
+
+
+def test_a_killed_worker_is_reported_with_pid_and_signal(images, heavy) -> None:
+    ds = ImageFolder(images)
+    with ParallelLoader(ds, heavy, batch_size=1, num_workers=2, prefetch=1) as par:
+        it = iter(par)
+        next(it)
+        victim = par.worker_pids[0]
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        with pytest.raises(WorkerDiedError, match=rf"worker 0 \(pid {victim}\) died: killed by signal SIGKILL"):
+            for _ in it:
+                pass
+        assert time.monotonic() - t0 < 5
+
+
+def test_a_stuck_worker_times_out(tmp_path, heavy) -> None:
+    write_image(tmp_path / "c" / "a.jpg", np.zeros((300, 300, 3), np.uint8))
+    os.mkfifo(tmp_path / "c" / "b.jpg")  # reading blocks for ever, like a hung network mount
+    with ParallelLoader(ImageFolder(tmp_path), heavy, batch_size=1, num_workers=1, timeout=1.0) as par:
+        with pytest.raises(LoaderTimeoutError, match="within the timeout"):
+            collect(par)
+
+
+def test_parent_that_used_opencv_threads_can_start_the_loader(images, heavy) -> None:
+    """OpenCV 5: a child forked after the parent used its thread pool hangs in setNumThreads(1)."""
+    cv2.setNumThreads(4)
+    big = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
+    for _ in range(3):
+        cv2.GaussianBlur(big, (0, 0), 5)
+    with ParallelLoader(ImageFolder(images), heavy, batch_size=7, num_workers=2) as par:
+        assert par.start_method == "fork"
+        assert len(collect(par)) == 3
+    assert cv2.getNumThreads() == 4  # the parent's setting is restored
+    cv2.setNumThreads(1)
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_other_start_methods_give_the_same_batches(images, heavy, method) -> None:
+    ds = ImageFolder(images, limit=6)
+    ref = collect(SequentialLoader(ds, heavy, batch_size=4))
+    with ParallelLoader(ds, heavy, batch_size=4, num_workers=1, start_method=method) as par:
+        assert_same(ref, collect(par))
+
+
+def test_invalid_arguments_name_the_field_and_value(images, heavy) -> None:
+    ds = ImageFolder(images)
+    for kwargs, text in [
+        ({"batch_size": 0}, "`batch_size` must be a whole number >= 1. Found: 0"),
+        ({"prefetch": 0}, "`prefetch` must be a whole number >= 1. Found: 0"),
+        ({"num_workers": 0}, "`num_workers` must be at least 1"),
+        ({"augment_in": "gpu"}, "`augment_in` must be 'workers' or 'main'. Found: 'gpu'"),
+        ({"start_method": "teleport"}, "`start_method` must be one of"),
+        ({"timeout": 0}, "`timeout` must be greater than 0"),
+    ]:
+        with pytest.raises(ConfigError, match=text.replace("(", r"\(").replace(")", r"\)")):
+            ParallelLoader(ds, heavy, **kwargs)
