@@ -73,22 +73,35 @@ class Experiment:
         return len(self.loaders) * (self.repeats + 1)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """An experiment with its inputs resolved and checked: everything that can fail on bad input has."""
+
+    exp: Experiment
+    dataset: ImageFolder
+    pipelines: tuple[Pipeline, ...]
+
+
+def prepare(exp: Experiment) -> Plan:
+    pipelines = tuple(load_pipeline(name) for name in exp.pipelines)
+    return Plan(exp, ImageFolder(exp.inputs, limit=exp.limit), pipelines)
+
+
 def execute(
-    exp: Experiment,
+    plan: Plan,
     on_save: Callable[[ResultSet], None],
     progress: Progress | None = None,
 ) -> ResultSet:
-    """Measure every point of ``exp`` and call ``on_save`` after each, so an interruption keeps what was done."""
+    """Measure every point of the plan and call ``on_save`` after each, so an interruption keeps what was done."""
+    exp, dataset = plan.exp, plan.dataset
     thread_settings = limit_threads()  # the baseline runs under the workers' thread settings
-    pipelines: list[Pipeline] = [load_pipeline(name) for name in exp.pipelines]  # all errors before any work
-    dataset = ImageFolder(exp.inputs, limit=exp.limit)
     start_method = exp.start_method or default_start_method()
     options = {k: v for k, v in asdict(exp).items() if k != "extra"}
     options.update(inputs=str(exp.inputs), images=len(dataset), thread_settings=thread_settings)
     results = ResultSet(exp.kind, options, system_info(start_method))
     order = ["sequential", *[name for name in exp.loaders if name != "sequential"]]
     extra = {**exp.extra, **({"start_method": exp.start_method} if exp.start_method else {})}
-    for pipeline in pipelines:
+    for pipeline in plan.pipelines:
         for batch_size in exp.batch_sizes:
             for workers in exp.workers:
                 spec = LoaderSpec(

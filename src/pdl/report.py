@@ -182,14 +182,19 @@ def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
 
 
 def to_rich(grid: Grid) -> Any:
+    """A Rich table with the notes below it, unwrapped so paths and commands stay whole."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=grid.title, title_justify="left", caption="\n".join(grid.notes) or None, caption_justify="left")
+    table = Table(title=grid.title, title_justify="left")
     for i, col in enumerate(grid.columns):
         table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0 or "speedup" in col)
     for row in grid.rows:
         table.add_row(*(f"[bold green]{c}[/]" if c.endswith(BEST) else c for c in row))
-    return table
+    if not grid.notes:
+        return table
+    return Group(table, Text("\n".join(grid.notes), no_wrap=True, overflow="ignore"))
 
 
 def to_markdown(grid: Grid) -> str:
@@ -201,3 +206,22 @@ def to_markdown(grid: Grid) -> str:
     if grid.notes:
         out += [""] + [f"- {n}" for n in grid.notes]
     return "\n".join(out) + "\n"
+
+
+def verdict_grid(verdicts: Sequence[Any], current: ResultSet, threshold: float) -> Grid:
+    """The gate's table: per point ok / improved / regressed / inconclusive, with baseline, current, change."""
+    grid = Grid(
+        f"regression gate (max slowdown {threshold:.0%}) · {machine_line(current.system)}",
+        ["pipeline", "loader", "workers", "batch", "baseline ×", "current ×", "change", "verdict", "why"],
+    )
+    order = {"regressed": 0, "inconclusive": 1, "missing": 2, "improved": 3, "ok": 4, "new": 5}
+    for v in sorted(verdicts, key=lambda v: (order[v.status], v.key)):
+        pipeline, loader, workers, batch, _ = v.key
+        grid.rows.append([
+            str(pipeline), str(loader), str(workers), str(batch),
+            "–" if v.baseline is None else f"{v.baseline:.2f}", "–" if v.current is None else f"{v.current:.2f}",
+            "–" if v.change is None else f"{v.change:+.1%}", v.status.upper() if v.status == "regressed" else v.status, v.reason,
+        ])  # fmt: skip
+    counts = {s: sum(v.status == s for v in verdicts) for s in order}
+    grid.notes = [", ".join(f"{n} {s}" for s, n in counts.items() if n)]
+    return grid

@@ -21,7 +21,7 @@ from ..errors import ConfigError, PdlError
 # rather than Rich's 80, unless COLUMNS says otherwise.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
 out = Console(highlight=False, width=_WIDTH)
-err = Console(stderr=True, highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH, soft_wrap=True)
 
 DEFAULT_INPUTS = Path("inputs")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,7 +79,7 @@ def resolve_inputs(inputs: Path | None, quiet: bool) -> Path:
         n = DEFAULT_CLASSES * DEFAULT_PER_CLASS
         if not quiet:
             err.print(f"{DEFAULT_INPUTS}/ holds no images: generating the default set ({n} photo-like JPEGs) first")
-        generate(DEFAULT_INPUTS)
+        generate(DEFAULT_INPUTS, DEFAULT_CLASSES, DEFAULT_PER_CLASS)
     return DEFAULT_INPUTS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PdlError
-from ..experiments import Experiment, execute
+from ..experiments import Experiment, execute, prepare
 from ..report import grids, to_rich
 from ..results import ResultSet, ResultWriter
 from ..system import cpu_info
@@ -13,8 +13,10 @@ from .common import Terminated, err, out, progress_bar
 
 
 def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False) -> ResultSet:
+    plan = prepare(exp)  # bad input fails here, before anything is printed or written
     usable = cpu_info().usable
-    if max(exp.workers) + 1 > usable and not quiet:
+    bound = usable if exp.kind == "run" else usable - 1  # sweeps warn when workers + the main process exceed it
+    if max(exp.workers) > bound and not quiet:
         err.print(
             f"[yellow]note:[/] {max(exp.workers)} workers + the main process exceed the {usable} usable cores: "
             "such points are oversubscribed (marked ⚠), so their speedup is bounded by the cores, not the loader"
@@ -22,7 +24,7 @@ def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: 
     writer = ResultWriter(results_dir, exp.kind)
     try:
         with progress_bar(exp.points * exp.epochs_per_point(), quiet) as tick:
-            results = execute(exp, writer.save, tick)
+            results = execute(plan, writer.save, tick)
     except (KeyboardInterrupt, Terminated, PdlError):
         if writer.saved:
             err.print(f"the points measured before it stopped are saved in {writer.path}")

@@ -1,26 +1,93 @@
-"""`pdl report`: render saved results as the tables their command printed."""
+"""`pdl report`: saved results as tables, Markdown, CSV or JSON, a PNG plot, and the regression gate.
+
+Exit codes: 0 no regression, 1 a regression, 3 inconclusive only (too few rounds or too noisy to tell),
+2 a usage or input error.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..report import grids, to_markdown, to_rich
-from ..results import load, newest
-from .common import guarded, out
+from ..errors import ConfigError
+from ..gate import compare, exit_code, parse_threshold
+from ..report import Grid, grids, to_markdown, to_rich, verdict_grid
+from ..results import ResultSet, load, newest
+from ..system import machine_line
+from .common import check_choice, err, guarded, out
+
+FORMATS = ("table", "markdown", "csv", "json")
 
 
 @guarded
 def report(
     files: Annotated[list[Path] | None, typer.Argument(help="Results files. Default: the newest in results/.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or markdown.")] = "table",
-    stages: Annotated[bool, typer.Option("--stages", help="Also show the stage breakdown of a run.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv or json.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write there instead of the terminal.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw a PNG (needs pdl[plot]).")] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", help="Gate: compare against this results file.")] = None,
+    max_slowdown: Annotated[str, typer.Option("--max-slowdown", help="Gate: slowdown that counts, e.g. 10%.")] = "10%",
+    allow_other_machine: Annotated[bool, typer.Option("--allow-other-machine", help="Gate: accept a baseline from another machine.")] = False,
+    stages: Annotated[bool, typer.Option("--stages", help="Also show a run's stage breakdown.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", hidden=True)] = False,
 ) -> None:
-    """Show saved results."""
-    paths = files or [newest(Path("results"))]
-    for path in paths:
-        results = load(path)
-        for grid in grids(results, stages=stages):
-            out.print(to_markdown(grid) if fmt == "markdown" else to_rich(grid))
+    """Show saved results; with --baseline, gate them: exit 0 no regression, 1 regression, 3 inconclusive, 2 bad input."""
+    check_choice("--format", fmt, FORMATS)
+    threshold = parse_threshold(max_slowdown)
+    sets = [load(p) for p in (files or [newest(Path("results"))])]
+    if plot is not None:
+        if len(sets) != 1:
+            raise ConfigError("--plot draws one results file; name just one")
+        from ..plot import plot as draw
+
+        draw(sets[0], plot)
+        err.print(f"wrote {plot}")
+    if baseline is None:
+        _emit(fmt, output, sets, [g for rs in sets for g in grids(rs, stages=stages)])
+        return
+    if len(sets) != 1:
+        raise ConfigError("--baseline gates one results file; name just the current one")
+    verdicts = compare(sets[0], load(baseline), threshold, allow_other_machine)
+    _emit(fmt, output, sets, [verdict_grid(verdicts, sets[0], threshold)], verdicts=verdicts)
+    raise typer.Exit(exit_code(verdicts))
+
+
+def _emit(fmt: str, output: Path | None, sets: list[ResultSet], tables: list[Grid], verdicts: list | None = None) -> None:  # type: ignore[type-arg]
+    if fmt == "table" and output is None:
+        if len(sets) > 1:  # several files: side by side where the terminal is wide enough
+            from rich.columns import Columns
+
+            out.print(Columns([to_rich(g) for g in tables]))
+        else:
+            for grid in tables:
+                out.print(to_rich(grid))
+        return
+    if fmt == "markdown":
+        text = "\n".join(to_markdown(g) for g in tables)
+    elif fmt == "csv":
+        text = "".join(rs.to_csv() for rs in sets)
+    elif fmt == "json":
+        if verdicts is not None:
+            rows = [{**dict(zip(("pipeline", "loader", "workers", "batch_size", "augment_in"), v.key, strict=True)),
+                     "status": v.status, "baseline": v.baseline, "current": v.current, "change": v.change, "reason": v.reason}
+                    for v in verdicts]  # fmt: skip
+            text = json.dumps({"machine": machine_line(sets[0].system), "verdicts": rows}, indent=1)
+        else:
+            text = "\n".join(rs.to_json() for rs in sets)
+    else:  # a table into a file: plain text, no colour
+        import io
+
+        from rich.console import Console
+
+        console = Console(record=True, width=160, file=io.StringIO(), color_system=None)
+        for grid in tables:
+            console.print(to_rich(grid))
+        text = console.export_text()
+    if output is None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True, end="")
+    else:
+        output.write_text(text if text.endswith("\n") else text + "\n")
+        err.print(f"wrote {output}")

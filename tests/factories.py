@@ -1,0 +1,38 @@
+"""Hand-made results for tests of renderers and verdicts: exact numbers, no measuring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pdl.compare import speedup
+from pdl.results import ResultSet
+
+SYSTEM = {
+    "hostname": "testbox",
+    "cpu": {"model": "Test CPU 3000", "logical": 4, "physical": 2, "affinity": 4, "cgroup_quota": None, "override": None, "usable": 4},
+}
+
+
+def point(
+    loader: str, workers: int, base: list[float], walls: list[float], pipeline: str = "light", batch_size: int = 8, images: int = 80
+) -> dict[str, Any]:
+    sp = speedup(base, walls)
+    return {
+        "pipeline": pipeline, "loader": loader, "workers": workers, "batch_size": batch_size, "prefetch": 2,
+        "augment_in": "workers", "images": images, "wall_s": walls, "baseline_wall_s": base, "speedup": sp.median,
+        "speedup_min": sp.low, "speedup_max": sp.high, "speedup_rounds": list(sp.rounds), "noisy": sp.noisy(),
+        "images_per_s": images / sorted(walls)[len(walls) // 2], "startup_s": 0.05, "first_batch_s": 0.2,
+        "warmup_epoch_s": 1.0, "wait_share": 0.5, "cpu_main_s": 0.1, "cpu_workers_s": 2.0, "rss_mb": [100.0],
+        "stages_s": {"read": 0.1, "decode": 0.5, "augment": 1.0, "collate": 0.05}, "handoff_ms": 0.3,
+        "copied_batches": 0, "skipped": [],
+    }  # fmt: skip
+
+
+def sweep_workers(factor: float = 1.0) -> ResultSet:
+    """Two pipelines × workers 1, 2, 4, 8 on a 4-core machine; walls divided by ``factor``."""
+    base = [8.0, 8.0, 8.0]
+    points = []
+    for pipe, curve in (("light", {1: 1.0, 2: 1.9, 4: 3.2, 8: 2.5}), ("heavy", {1: 1.0, 2: 2.0, 4: 3.8, 8: 3.9})):
+        for w, s in curve.items():
+            points.append(point("process", w, base, [8.0 / (s * factor)] * 3, pipeline=pipe))
+    return ResultSet("sweep-workers", {"repeats": 3}, SYSTEM, points, command=["pdl"], created="2026-01-01T00:00:00", complete=True)

@@ -1,0 +1,175 @@
+"""The CLI as a user runs it: files written, tables printed, exit codes, one-line errors, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from pdl.cli import app
+
+pytestmark = pytest.mark.timeout(120)
+runner = CliRunner()
+QUICK = ["--limit", "8", "--batch-size", "4", "--repeats", "1", "--quiet"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "160"})
+
+
+def files(folder: Path, suffix: str = ".json") -> list[Path]:
+    return sorted(folder.glob(f"*{suffix}")) if folder.exists() else []
+
+
+def test_run_prints_the_table_and_writes_json_and_csv(images: Path, tmp_path: Path) -> None:
+    res = invoke("run", "--inputs", str(images), "--pipeline", "light", "--workers", "2", "--results", str(tmp_path), *QUICK)
+    assert res.exit_code == 0, res.output
+    assert "sequential" in res.stdout and "process" in res.stdout and "speedup ×" in res.stdout
+    [path] = files(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["kind"] == "run" and data["complete"] is True and data["system"]["cpu"]["usable"] >= 1
+    seq, par = data["points"]
+    assert (seq["loader"], par["loader"], par["workers"], par["batch_size"], par["images"]) == ("sequential", "process", 2, 4, 8)
+    assert len(par["wall_s"]) == 1 and par["speedup"] > 0 and par["start_method"] == "fork"
+    assert data["options"]["thread_settings"]["cv2.getNumThreads"] == "1"
+    assert len(files(tmp_path, ".csv")[0].read_text().splitlines()) == 1 + 2
+
+
+def test_run_makes_the_default_inputs_when_inputs_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pdl.inputs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pdl.inputs, "DEFAULT_PER_CLASS", 2)
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "README.md").write_text("put images here")
+    res = invoke("run", "--workers", "1", "--batch-size", "4", "--repeats", "1", "--pipeline", "light")
+    assert res.exit_code == 0, res.output
+    assert "inputs/ holds no images: generating the default set" in res.stderr
+    assert len(list((tmp_path / "inputs").rglob("*.jpg"))) == 16
+    assert len(files(tmp_path / "results")) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+        (["--prefetch", "0"], "--prefetch must be at least 1, got 0"),
+        (["--limit", "0"], "--limit must be at least 1, got 0"),
+        (["--pipeline", "hevy"], "--pipeline 'hevy' is neither a shipped pipeline nor a YAML file; did you mean heavy?"),
+        (["--loaders", "sequential,gpu"], "--loaders: unknown loader 'gpu'"),
+        (["--augment-in", "gpu"], "--augment-in 'gpu': choose 'workers' or 'main'"),
+        (["--on-error", "ignore"], "--on-error 'ignore': choose 'fail' or 'skip'"),
+        (["--timeout", "0"], "--timeout must be more than 0 seconds"),
+        (["--inputs", "/no/such/folder"], "inputs folder '/no/such/folder' does not exist"),
+    ],
+)
+def test_bad_options_give_one_line_exit_2_and_write_nothing(images: Path, tmp_path: Path, args, message) -> None:
+    base = ["run", "--inputs", str(images), "--results", str(tmp_path / "r"), "--repeats", "1"]
+    res = invoke(*base, *args)
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines() == [f"error: {res.stderr.strip()[7:]}"] and message in res.stderr
+    assert "Traceback" not in res.output
+    assert files(tmp_path / "r") == []
+
+
+def test_bad_yaml_names_file_line_and_column(images: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("transforms:\n  - Blur\n   x: y: 1\n")
+    res = invoke("run", "--inputs", str(images), "--pipeline", str(bad), "--results", str(tmp_path / "r"))
+    assert res.exit_code == 2 and f"{bad}:3:" in res.stderr and "YAML syntax error" in res.stderr
+
+
+def test_a_broken_image_stops_the_run_naming_it_or_is_skipped(tmp_path: Path) -> None:
+    from pdl.inputs import generate
+
+    generate(tmp_path / "imgs", classes=1, per_class=6)
+    broken = tmp_path / "imgs" / "class_000" / "00003.jpg"
+    broken.write_bytes(b"")
+    base = ["run", "--inputs", str(tmp_path / "imgs"), "--workers", "2", "--batch-size", "2", "--repeats", "1"]
+    res = invoke(*base, "--results", str(tmp_path / "r1"), "--quiet")
+    assert res.exit_code == 2 and f"{broken}: cannot decode (empty file)" in res.stderr
+    assert "Traceback" not in res.output and files(tmp_path / "r1") == []
+    res = invoke(*base, "--results", str(tmp_path / "r2"), "--on-error", "skip")
+    assert res.exit_code == 0, res.output
+    assert "skipped 1 unreadable image(s)" in res.stdout and str(broken) in res.stdout
+    points = json.loads(files(tmp_path / "r2")[0].read_text())["points"]
+    assert all(p["skipped"] == [[str(broken), "cannot decode (empty file)"]] for p in points)
+    assert all(p["images"] == 5 for p in points)
+
+
+def test_sweep_workers_writes_one_point_per_configuration(images: Path, tmp_path: Path) -> None:
+    res = invoke("sweep-workers", "--inputs", str(images), "--workers", "1,2", "--pipelines", "light,medium",
+                 "--results", str(tmp_path), *QUICK)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "Table 1" in res.stdout and "ideal" in res.stdout and "best:" in res.stdout
+    data = json.loads(files(tmp_path)[0].read_text())
+    assert sorted((p["pipeline"], p["workers"]) for p in data["points"]) == [("light", 1), ("light", 2), ("medium", 1), ("medium", 2)]
+    assert files(tmp_path)[0].name.endswith("-sweep-workers.json")
+
+
+def test_sweep_worker_counts_follow_the_report() -> None:
+    from pdl.cli.sweeps import worker_counts
+
+    assert worker_counts(1, 8, None) == (1, 2, 4, 6, 8)
+    assert worker_counts(1, 12, None) == (1, 2, 4, 6, 8, 10, 12)
+    assert worker_counts(1, 3, None) == (1, 2, 3)
+    assert worker_counts(1, 8, "3,5") == (3, 5)
+
+
+def test_sweep_batch_and_report(images: Path, tmp_path: Path) -> None:
+    res = invoke("sweep-batch", "--inputs", str(images), "--batch-sizes", "2,4", "--workers", "2", "--limit", "8",
+                 "--repeats", "1", "--results", str(tmp_path), "--quiet")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    [path] = files(tmp_path)
+    assert [p["batch_size"] for p in json.loads(path.read_text())["points"]] == [2, 4]
+    shown = invoke("report", str(path))
+    assert shown.exit_code == 0 and "Table 2" in shown.stdout and shown.stdout == res.stdout
+    md = invoke("report", str(path), "--format", "markdown")
+    assert md.stdout.startswith("**speedup by batch size (Table 2)") and "| batch size |" in md.stdout
+
+
+def _wait_for_points(folder: Path, n: int, proc: subprocess.Popen, limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for path in files(folder):
+            try:
+                if len(json.loads(path.read_text())["points"]) >= n:
+                    return
+            except (ValueError, KeyError):
+                pass
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("no point saved in time")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_keeps_finished_points_and_leaves_nothing(images: Path, tmp_path: Path, sig, code) -> None:
+    cmd = [sys.executable, "-m", "pdl", "sweep-workers", "--inputs", str(images), "--workers", "2,2,2,2,2,2,2,2",
+           "--pipelines", "heavy", "--batch-size", "3", "--repeats", "3", "--results", str(tmp_path), "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_points(tmp_path, 1, proc)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert time.monotonic() - t0 < 3
+    data = json.loads(files(tmp_path)[0].read_text())
+    assert data["complete"] is False and len(data["points"]) >= 1
+    assert f"saved in {files(tmp_path)[0]}" in err and "Traceback" not in err and "leaked" not in err
+    for w in workers:
+        assert not w.is_running() or w.status() == psutil.STATUS_ZOMBIE
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"pdl-{proc.pid}-")]

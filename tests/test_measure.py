@@ -1,0 +1,86 @@
+"""Statistics and the measuring protocol, against a fake clock and fake loaders: exact numbers, no timing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from pdl import measure as measure_mod
+from pdl.compare import ideal_speedup, speedup
+from pdl.loaders import LoaderSpec
+from pdl.loaders.base import Batch, Loader, LoaderStats, StageTimes
+from pdl.measure import Workload, measure
+
+
+def test_speedup_is_the_median_of_per_round_ratios() -> None:
+    sp = speedup([10.0, 12.0, 9.0], [5.0, 5.0, 6.0])  # ratios 2.0, 2.4, 1.5
+    assert sp.rounds == (2.0, 2.4, 1.5)
+    assert (sp.median, sp.low, sp.high) == (2.0, 1.5, 2.4)
+    assert sp.spread == pytest.approx(0.45)
+    assert sp.noisy()
+
+
+def test_agreeing_rounds_are_not_noisy() -> None:
+    sp = speedup([10.0, 10.0, 10.0], [5.0, 5.1, 4.9])
+    assert sp.median == pytest.approx(2.0) and not sp.noisy()
+    assert speedup([4.0], [2.0]).spread == 0.0
+
+
+def test_speedup_needs_matching_rounds() -> None:
+    with pytest.raises(ValueError, match="same number"):
+        speedup([1.0, 2.0], [1.0])
+
+
+def test_ideal_is_bounded_by_usable_cores() -> None:
+    assert [ideal_speedup(w, 2) for w in (1, 2, 4, 8)] == [1.0, 2.0, 2.0, 2.0]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLoader(Loader):
+    """Each epoch advances the fake clock by its next scripted duration; logs the order of epochs."""
+
+    def __init__(self, name: str, durations: list[float], clock: FakeClock, log: list[str]) -> None:
+        self.name, self.num_workers = name, 0 if name == "sequential" else 2
+        self.durations, self.clock, self.log = list(durations), clock, log
+        self.stats = LoaderStats()
+        self.epoch = 0
+
+    def start(self) -> None:
+        self.clock.now += 0.25
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.stats = LoaderStats(stages=[StageTimes(read=0.1, decode=0.2, augment=0.3, collate=0.0)], wait_s=[0.5])
+        self.log.append(self.name)
+        total = self.durations.pop(0)
+        for part in (0.5, 0.5):
+            self.clock.now += total * part
+            yield Batch(np.zeros((2, 1, 1, 3), np.uint8), np.zeros(2), np.arange(2))
+
+
+def test_measure_warms_up_then_interleaves_with_flipped_order(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+
+    clock, log = FakeClock(), []
+    script = {"sequential": [9.0, 10.0, 12.0, 11.0], "process": [9.0, 5.0, 5.0, 6.0]}  # first: warm-up
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, script[kind], clock, log))
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 3)
+    seq, par = measure(work, clock=clock)
+    assert log == ["sequential", "process", "sequential", "process", "process", "sequential", "sequential", "process"]
+    assert seq["wall_s"] == [10.0, 12.0, 11.0] and par["wall_s"] == [5.0, 5.0, 6.0]
+    assert par["speedup_rounds"] == [2.0, 2.4, 11.0 / 6.0]
+    assert par["speedup"] == 2.0 and par["speedup_min"] == 11.0 / 6.0 and par["speedup_max"] == 2.4
+    assert par["noisy"] is True  # (2.4 - 1.83) / 2.0 > 10%
+    assert seq["speedup"] == 1.0 and seq["noisy"] is False
+    assert par["startup_s"] == 0.25 and par["first_batch_s"] == 4.5 and par["warmup_epoch_s"] == 9.0
+    assert par["images"] == 4 and par["images_per_s"] == 4 / 5.0
+    assert par["wait_share"] == pytest.approx(0.5 / 5.0)
+    assert par["stages_s"] == {"read": 0.1, "decode": 0.2, "augment": 0.3, "collate": 0.0}
