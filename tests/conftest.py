@@ -24,8 +24,10 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def shm_entries() -> set[str]:
+    """This test process's pdl segments (named pdl-<creator pid>-...), whatever other pdl runs do meanwhile."""
+    mine = f"{SHM_PREFIX}{os.getpid()}-"
     try:
-        return {name for name in os.listdir("/dev/shm") if name.startswith(SHM_PREFIX)}
+        return {name for name in os.listdir("/dev/shm") if name.startswith(mine)}
     except FileNotFoundError:
         return set()
 

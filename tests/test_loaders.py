@@ -104,6 +104,7 @@ def test_slots_return_after_epoch_break_and_new_epoch(images, heavy) -> None:
             pass
         ring = par._ring
         assert ring is not None and ring.free_slots == ring.n_slots - 1  # the last batch is still held
+        assert par.stats.copied_batches == 0
         del batch
         assert ring.free_slots == ring.n_slots
         for i, _batch in enumerate(par):

@@ -159,9 +159,7 @@ def test_failing_transform_is_a_worker_error(folder: Path, pipeline: Pipeline) -
 
 
 @pytest.mark.timeout(60)
-def test_missing_torch_says_how_to_install(
-    folder: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_torch_says_how_to_install(folder: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch_ref, "torch", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'pdl\[torch\]'"):
         TorchLoader(ImageFolder(folder), pipeline)

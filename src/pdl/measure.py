@@ -23,6 +23,7 @@ from .loaders.base import STAGES
 from .pipeline import Pipeline
 
 Clock = Callable[[], float]
+EXTRA_ARGS = {"process": ("start_method",), "torch": ("start_method",), "ray": ("ray_address",)}  # loader-specific arguments
 Progress = Callable[[str], None]  # called after each timed or warm-up epoch, with what was just run
 
 
@@ -109,7 +110,7 @@ def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress
     with ExitStack() as stack:
         loaders, warm = [], []
         for kind in work.loaders:
-            extra = work.extra if kind in ("process", "ray") else {}
+            extra = {k: v for k, v in work.extra.items() if k in EXTRA_ARGS.get(kind, ())}
             loader = make_loader(kind, work.dataset, work.pipeline, work.spec, **extra)
             stack.callback(loader.close)
             loaders.append(loader)

@@ -150,7 +150,7 @@ def load(path: Path) -> ResultSet:
         if results.kind not in KINDS or not isinstance(results.points, list):
             raise TypeError(f"kind {results.kind!r}")
         for p in results.points:
-            p["wall_s"], p["speedup"], p["pipeline"], p["workers"]  # noqa: B018
+            p["wall_s"], p["speedup"], p["pipeline"], p["workers"]
     except (TypeError, KeyError) as exc:
         raise ResultsError(f"results file '{path}' is damaged (missing or wrong field: {exc}); re-run the measurement") from None
     return results

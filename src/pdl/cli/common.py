@@ -31,8 +31,18 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that cleanup runs as it does for Ctrl-C."""
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
+_received: list[int] = []  # signals seen: Python drops an exception raised inside a finalizer or at-fork hook
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def check_signals() -> None:
+    """Re-raise a signal whose exception Python swallowed (it landed in a finalizer); called between epochs."""
+    if _received:
+        raise KeyboardInterrupt() if _received[-1] == signal.SIGINT else Terminated()
 
 
 def guarded(fn: F) -> F:
@@ -41,10 +51,13 @@ def guarded(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verbose = bool(kwargs.get("verbose"))
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         warnings.showwarning = _show_warning
+        _received.clear()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            check_signals()
+            return result
         except PdlError as exc:
             tb = getattr(exc, "worker_traceback", "")
             if verbose and tb:
@@ -60,7 +73,8 @@ def guarded(fn: F) -> F:
             err.print("[yellow]terminated[/] (SIGTERM)")
             raise typer.Exit(143) from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper  # type: ignore[return-value]
 
@@ -101,7 +115,7 @@ def name_list(text: str) -> tuple[str, ...]:
 def progress_bar(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
     """A Rich progress bar with ETA over the epochs to run; nothing with --quiet."""
     if quiet:
-        yield lambda _msg: None
+        yield lambda _msg: check_signals()
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -111,7 +125,12 @@ def progress_bar(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
     )  # fmt: skip
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("measuring", total=total)
-        yield lambda msg: bar.update(task, advance=1, description=msg)
+
+        def tick(msg: str) -> None:
+            bar.update(task, advance=1, description=msg)
+            check_signals()
+
+        yield tick
 
 
 # Option types shared by run and the sweeps.

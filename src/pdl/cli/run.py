@@ -10,8 +10,23 @@ import typer
 from ..experiments import Experiment
 from ..system import cpu_info
 from .common import (
-    AugmentInOpt, InputsOpt, LimitOpt, LoadersOpt, OnErrorOpt, PrefetchOpt, QuietOpt, RayAddressOpt, RepeatsOpt,
-    ResultsOpt, SeedOpt, StartMethodOpt, TimeoutOpt, VerboseOpt, guarded, name_list, resolve_inputs,
+    AugmentInOpt,
+    InputsOpt,
+    LimitOpt,
+    LoadersOpt,
+    OnErrorOpt,
+    PrefetchOpt,
+    QuietOpt,
+    RayAddressOpt,
+    RepeatsOpt,
+    ResultsOpt,
+    SeedOpt,
+    StartMethodOpt,
+    TimeoutOpt,
+    VerboseOpt,
+    guarded,
+    name_list,
+    resolve_inputs,
 )  # fmt: skip
 from .measuring import measure_and_report
 

@@ -11,8 +11,24 @@ from ..errors import ConfigError
 from ..experiments import Experiment
 from ..pipeline import shipped_names
 from .common import (
-    AugmentInOpt, InputsOpt, LimitOpt, LoadersOpt, OnErrorOpt, PrefetchOpt, QuietOpt, RayAddressOpt, RepeatsOpt,
-    ResultsOpt, SeedOpt, StartMethodOpt, TimeoutOpt, VerboseOpt, guarded, int_list, name_list, resolve_inputs,
+    AugmentInOpt,
+    InputsOpt,
+    LimitOpt,
+    LoadersOpt,
+    OnErrorOpt,
+    PrefetchOpt,
+    QuietOpt,
+    RayAddressOpt,
+    RepeatsOpt,
+    ResultsOpt,
+    SeedOpt,
+    StartMethodOpt,
+    TimeoutOpt,
+    VerboseOpt,
+    guarded,
+    int_list,
+    name_list,
+    resolve_inputs,
 )  # fmt: skip
 from .measuring import measure_and_report
 

@@ -34,7 +34,7 @@ def make_loader(kind: str, dataset: ImageFolder, pipeline: Pipeline, spec: Loade
     if kind == "torch":
         from .torch_ref import TorchLoader
 
-        return TorchLoader(dataset, pipeline, **common, **options)
+        return TorchLoader(dataset, pipeline, **common, **options, **extra)
     if kind == "ray":
         from .ray_ref import RayLoader
 

@@ -37,27 +37,39 @@ class PdlWarning(UserWarning):
 def default_start_method() -> str:
     """fork on Linux: workers start in milliseconds, inherit the dataset without pickling, and scripts need no
     ``if __name__ == "__main__"`` guard. Its one known hazard here, OpenCV's thread pool (a child forked after
-    the parent used the pool hangs in ``cv2.setNumThreads``), is defused by ``_fork_safe_opencv``. Elsewhere
+    the parent used the pool hangs in ``cv2.setNumThreads``), is defused by ``forking``. Elsewhere
     spawn, as Python itself defaults to. forkserver and spawn are one argument away.
     """
     methods = mp.get_all_start_methods()
     return "fork" if sys.platform.startswith("linux") and "fork" in methods else "spawn"
 
 
-@contextmanager
-def _fork_safe_opencv(start_method: str) -> Iterator[None]:
-    """One OpenCV thread in the parent while it forks, so no child inherits a half-alive thread pool."""
-    if start_method != "fork":
-        yield
-        return
-    import cv2
+SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+
+@contextmanager
+def forking(start_method: str) -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while workers start, and keep the parent at one OpenCV thread if it forks.
+
+    A signal that lands inside a fork is raised in an at-fork hook, where Python drops it; blocked, it waits and
+    is raised right after. Workers unblock signals first thing. Forking while the parent's OpenCV pool is alive
+    leaves children that hang in ``cv2.setNumThreads``.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    before = None
+    if start_method == "fork":
+        import cv2
+
+        before = cv2.getNumThreads()
+        cv2.setNumThreads(1)
     try:
         yield
     finally:
-        cv2.setNumThreads(before)
+        if before is not None:
+            import cv2
+
+            cv2.setNumThreads(before)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 class ParallelLoader(Loader):
@@ -120,7 +132,7 @@ class ParallelLoader(Loader):
         if self.start_method == "forkserver":
             ctx.set_forkserver_preload(["pdl.loaders.worker"])
         self._ring = self._make_ring()
-        with _fork_safe_opencv(self.start_method):
+        with forking(self.start_method):
             for wid in range(self.num_workers):
                 self._spawn(ctx, wid)
         ready = 0
@@ -180,7 +192,9 @@ class ParallelLoader(Loader):
         sent = 0
         try:
             for number in range(len(plan)):
-                while sent < len(plan) and len(self._pending) < window:
+                # batches dispatched but not yet handed out (in flight or in the reorder buffer) stay within
+                # the window, so they never need more slots than the ring has
+                while sent < len(plan) and sent - number < window:
                     self._dispatch(epoch, sent, plan[sent])
                     sent += 1
                 t0 = time.perf_counter()
@@ -195,6 +209,7 @@ class ParallelLoader(Loader):
                 if waited:
                     self.stats.handoff_s.append(now - payload["t_done"])
                 yield batch
+                del batch  # the caller may drop it before asking for the next: let its slot go then
         except GeneratorExit:  # the caller stopped early (break): the loader stays usable
             raise
         except BaseException:
@@ -204,6 +219,9 @@ class ParallelLoader(Loader):
             for task, (ep, _, slot) in list(self._pending.items()):
                 if ep == epoch:
                     self._pending[task] = (-1, -1, slot)  # abandoned (early break): dropped when it arrives
+            for payload, _ in self._done.values():  # arrived but never handed out: their slots go back now
+                if payload["slot"] is not None and self._ring:
+                    self._ring.release(payload["slot"])
             self._done.clear()
 
     def _dispatch(self, epoch: int, number: int, indices: np.ndarray) -> None:

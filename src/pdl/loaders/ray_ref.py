@@ -1,17 +1,18 @@
 """RayLoader: the same batches made by Ray Data, as a reference for what a general-purpose engine costs.
 
-Why it exists: Ray Data is what many teams reach for to parallelise preprocessing. Run beside ParallelLoader on
-the same files, pipeline and per-image seeds, it shows what that generality costs here: cluster start-up, a
-task per batch, images copied through the object store. Optional: ``pip install 'pdl[ray]'``.
+Why it exists: Ray Data is what many teams reach for to parallelise preprocessing. Run beside ParallelLoader
+on the same files, pipeline and per-image seeds, it shows what that generality costs here: cluster start-up,
+a task per batch, images copied through the object store. Optional: ``pip install 'pdl[ray]'``.
 
 One Ray Dataset per epoch with one row per pdl batch (its index array and the epoch); ``map_batches`` with
-``batch_size=1`` runs ``make_batch`` on one row per task, so one task makes one whole pdl batch and the batches
-are bit-identical to every other loader's. ``preserve_order`` delivers them in plan order; its cost is
-head-of-line blocking: a slow batch holds back finished ones behind it (as ParallelLoader's in-order window does).
+``batch_size=1`` runs ``make_batch`` on one row per task, so one task makes one whole pdl batch and the
+batches are bit-identical to every other loader's. ``preserve_order`` delivers them in plan order; its cost
+is head-of-line blocking: a slow batch holds back finished ones behind it (as ParallelLoader's window does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -28,10 +29,21 @@ from ..dataset import ImageFolder
 from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerError
 from ..pipeline import Pipeline
 from ..system import cpu_info
-from .base import STAGES, AugmentIn, Batch, Loader, LoaderSpec, OnError, StageTimes, augment_into, epoch_plan
-from .base import make_batch, worker_error
+from .base import (
+    STAGES,
+    AugmentIn,
+    Batch,
+    Loader,
+    LoaderSpec,
+    OnError,
+    StageTimes,
+    augment_into,
+    epoch_plan,
+    make_batch,
+    worker_error,
+)
 
-OBJECT_STORE_MB = 200  # a local instance's object store: a few batches in flight need far less than Ray's default
+OBJECT_STORE_MB = 200  # a local instance's object store: a few batches in flight need far less than default
 
 
 def _import_ray() -> Any:
@@ -51,14 +63,15 @@ def _one(value: Any) -> np.ndarray:
 
 
 def _make_rows(rows: dict[str, np.ndarray], dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec) -> dict[str, np.ndarray]:
-    """Runs in a Ray task: one row in (a batch's indices and epoch), one row out (the batch and its stage times).
+    """Runs in a Ray task: one row in (a batch's indices and epoch), one row out (the batch, stage times).
 
-    A failure is returned as data: Ray would flatten the pdl error into a traceback string.
+    A failure is returned as data: raised, Ray would flatten the pdl error into a traceback string.
     """
     limit_threads()
     augment = spec.augment_in == "workers"
+    indices, epoch = np.asarray(rows["indices"][0]), int(rows["epoch"][0])
     try:
-        made = make_batch(dataset, pipeline, np.asarray(rows["indices"][0]), int(rows["epoch"][0]), spec, None, augment)
+        made = make_batch(dataset, pipeline, indices, epoch, spec, None, augment)
     except Exception as exc:
         return {"error": _one(worker_error(exc, getattr(exc, "path", None), "reading"))}
     images = made.images[None] if augment else _one(made.images)  # raw images vary in size: a list
@@ -70,7 +83,7 @@ class RayLoader(Loader):
     name = "ray"
     _closed = _owns_ray = False
     _pool: ThreadPoolExecutor | None = None
-    _node: list[psutil.Process] = []  # noqa: RUF012  (replaced, never mutated)
+    _node: tuple[psutil.Process, ...] = ()
 
     def __init__(
         self,
@@ -83,13 +96,14 @@ class RayLoader(Loader):
         num_workers: int = 2,  # 0: every usable core
         prefetch: int = 2,
         augment_in: AugmentIn = "workers",
-        start_method: str | None = None,  # accepted for a drop-in swap with ParallelLoader; Ray starts its own
+        start_method: str | None = None,  # accepted for a drop-in swap with ParallelLoader; unused
         on_error: OnError = "fail",
         timeout: float | None = None,
-        ray_address: str | None = None,  # an existing cluster (else RAY_ADDRESS); None: start a local one
+        ray_address: str | None = None,  # an existing cluster (else RAY_ADDRESS); None: a local instance
         object_store_mb: int = OBJECT_STORE_MB,
     ) -> None:
-        spec = LoaderSpec(batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
+        args = (batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
+        spec = LoaderSpec(*args)
         self._ray = _import_ray()
         super().__init__(dataset, pipeline, spec)
         self.num_workers = num_workers or cpu_info().usable
@@ -101,10 +115,10 @@ class RayLoader(Loader):
         """Start a local Ray instance (or connect to ``ray_address``) unless this process already runs one."""
         if self._closed:
             raise ConfigError("this loader was closed; create a new one")
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not two INFO lines per epoch on stderr
         ray = self._ray
         if ray.is_initialized():
             return
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not two INFO lines per epoch on stderr
         quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         before = {p.pid for p in psutil.Process().children()}
         t0 = time.perf_counter()
@@ -114,15 +128,14 @@ class RayLoader(Loader):
             ray.init(num_cpus=self.num_workers, object_store_memory=self.object_store_mb * 2**20, **quiet)
         self.startup_s = time.perf_counter() - t0
         self._owns_ray = True
-        self._node = [p for p in psutil.Process().children() if p.pid not in before]  # GCS, raylet, agents
+        self._node = tuple(p for p in psutil.Process().children() if p.pid not in before)  # GCS, raylet…
 
     def cluster_info(self) -> dict[str, Any]:
         self.start()
-        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
         resources = self._ray.cluster_resources()
         return {
             "address": self.address or "local",
-            "nodes": len(nodes),
+            "nodes": sum(1 for node in self._ray.nodes() if node.get("Alive")),
             "cpus": resources.get("CPU", 0.0),
             "object_store_mb": resources.get("object_store_memory", 0.0) / 2**20,
             "startup_s": self.startup_s,
@@ -131,13 +144,11 @@ class RayLoader(Loader):
     @property
     def worker_pids(self) -> list[int]:
         """Every process of the local Ray instance this loader started (GCS, raylet, agents, workers), so CPU
-        and memory count Ray's whole cost. None when Ray was already running or runs elsewhere."""
+        and memory count Ray's whole cost. Empty when Ray was already running or runs elsewhere."""
         pids = []
         for proc in self._node:
-            try:
+            with contextlib.suppress(psutil.Error):
                 pids += [proc.pid, *(child.pid for child in proc.children(recursive=True))]
-            except psutil.Error:
-                pass
         return pids
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
@@ -154,7 +165,7 @@ class RayLoader(Loader):
             compute=ray.data.TaskPoolStrategy(size=self.num_workers),
             fn_kwargs=dict(dataset=self.dataset, pipeline=self.pipeline, spec=spec),
         )
-        ds.context.execution_options.preserve_order = True  # this dataset only, not the process's default
+        ds.context.execution_options.preserve_order = True  # this dataset only, not the process default
         ds.context.enable_progress_bars = False
         augment = spec.augment_in == "workers"
         rows = iter(ds.iter_batches(batch_size=1, prefetch_batches=spec.prefetch, batch_format="numpy"))
@@ -164,30 +175,32 @@ class RayLoader(Loader):
             if "error" in row:
                 raise row["error"][0]
             indices, images = np.array(row["indices"][0], dtype=np.int64), row["images"][0]
-            if augment and not images.flags.writeable:  # a view of Ray's buffer: a batch is the caller's to edit
-                images = images.copy()
             times = StageTimes(**{stage: float(row[stage][0]) for stage in STAGES})
-            if not augment:
+            if not augment:  # Ray hands the list back as an object array: iterate it as a list of images
                 paths = [self.dataset.path(i) for i in indices]
-                images = augment_into(self.pipeline, images, indices, spec.seed, epoch, paths, times)
+                images = augment_into(self.pipeline, list(images), indices, spec.seed, epoch, paths, times)
+            elif not images.flags.writeable:  # a view of Ray's buffer; a batch is the caller's to edit
+                images = images.copy()
             self.stats.wait_s.append(time.perf_counter() - t0)
             self.stats.stages.append(times)
-            yield self._to_batch(images, indices, list(row["skipped"][0]))
+            skipped = [(str(path), str(reason)) for path, reason in row["skipped"][0]]  # tuples again
+            yield self._to_batch(images, indices, skipped)
 
     def _next(self, rows: Iterator[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """The next row, within ``timeout`` if one is set; a Ray failure becomes one line."""
+        """The next row, within ``timeout`` if one is set; a failure of Ray itself becomes one line."""
+        timeout = self.spec.timeout
         try:
-            if self.spec.timeout is None:
+            if timeout is None:
                 return next(rows)
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="pdl-ray")
-            return self._pool.submit(next, rows).result(self.spec.timeout)
+            return self._pool.submit(next, rows).result(timeout)
         except FutureTimeout:
-            raise LoaderTimeoutError(f"no batch from Ray within {self.spec.timeout}s: raise --timeout") from None
+            raise LoaderTimeoutError(f"no batch from Ray within {timeout}s: raise --timeout") from None
         except self._ray.exceptions.RayError as exc:
             cause = getattr(exc, "cause", None) or exc
-            first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise WorkerError(f"Ray: {first}", exc_type=type(cause).__name__) from None
+            lines = str(cause).strip().splitlines() or [type(cause).__name__]
+            raise WorkerError(f"Ray: {lines[0]}", exc_type=type(cause).__name__) from None
 
     def close(self) -> None:
         """Stop the Ray instance this loader started (none it merely found running). Safe to call twice."""

@@ -9,6 +9,7 @@ so a comparison measures the loaders, not the work. Needs the optional extra: pi
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,18 +20,8 @@ from .._env import limit_threads
 from ..dataset import ImageFolder
 from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError
 from ..pipeline import Pipeline
-from .base import (
-    AugmentIn,
-    Batch,
-    Loader,
-    LoaderSpec,
-    OnError,
-    augment_into,
-    epoch_plan,
-    make_batch,
-    worker_error,
-)
-from .process import _fork_safe_opencv, default_start_method
+from .base import AugmentIn, Batch, Loader, LoaderSpec, OnError, augment_into, epoch_plan, make_batch, worker_error
+from .process import default_start_method, forking
 
 try:
     import torch
@@ -75,13 +66,15 @@ def _as_is(item: Any) -> Any:
 
 
 def _init_worker(worker_id: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited through fork: just stop
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked while forking
     limit_threads()
 
 
 def _translate(exc: RuntimeError) -> Exception:
     message = str(exc)
     if message.startswith("DataLoader timed out"):
-        return LoaderTimeoutError(f"{message}; a worker may be stuck raise --timeout")
+        return LoaderTimeoutError(f"{message}; a worker may be stuck: raise --timeout or check the pipeline")
     if message.startswith("DataLoader worker"):
         return WorkerDiedError(message, exc_type="WorkerDied")
     return WorkerError(message, exc_type=type(exc).__name__)
@@ -107,9 +100,7 @@ class TorchLoader(Loader):
     ) -> None:
         if torch is None:
             raise MissingDependencyError("--loaders torch needs PyTorch: pip install 'pdl[torch]'")
-        spec = LoaderSpec(
-            batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout
-        )
+        spec = LoaderSpec(batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
         if num_workers < 1:
             raise ConfigError(f"`num_workers` must be at least 1 for TorchLoader. Found: {num_workers}")
         super().__init__(dataset, pipeline, spec)
@@ -143,7 +134,7 @@ class TorchLoader(Loader):
             multiprocessing_context=self.start_method,
         )
         try:
-            with _fork_safe_opencv(self.start_method):
+            with forking(self.start_method):
                 iter(self._loader)  # forks the workers; the plan is empty, so nothing is prefetched yet
             iter(self._loader)  # a round trip to every worker: the pool is up before anything is timed
         except BaseException:

@@ -32,6 +32,8 @@ def worker_loop(
     slot_bytes: int | None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent shuts us down
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited through fork: just stop
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked while forking
     limit_threads()
     buf = attach(shm_name) if shm_name else None
     augment = spec.augment_in == "workers"
