@@ -33,11 +33,12 @@ def test_run_table_in_rich_at_a_pinned_width() -> None:
     pts = [point("sequential", 0, [2.0, 2.2], [2.0, 2.2]), point("process", 2, [2.0, 2.2], [1.0, 1.0])]
     rs = ResultSet("run", {}, SYSTEM, pts, command=["pdl"], created="x")
     console = Console(width=100, record=True, file=open("/dev/null", "w"), color_system=None)
-    console.print(to_rich(grids(rs)[0]))
+    grid = grids(rs)[0]
+    console.print(to_rich(grid))
     text = console.export_text()
+    assert grid.notes == ["process (2 workers): start-up 50 ms, first batch 200 ms (not in the wall times)"]
     assert "light · batch 8 · Test CPU 3000 · 4 usable of 4 logical cores · testbox" in text
     assert "│ process    │       2 │     80 │         1.000 │       80 │ 2.10× (2.00–2.20) │" in text
-    assert "process (2 workers): start-up 50 ms, first batch 200 ms (not in the wall times)" in text
 
 
 def test_noisy_points_are_flagged_with_advice() -> None:

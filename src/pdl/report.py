@@ -182,19 +182,15 @@ def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
 
 
 def to_rich(grid: Grid) -> Any:
-    """A Rich table with the notes below it, unwrapped so paths and commands stay whole."""
-    from rich.console import Group
+    """A Rich table; its notes are for the caller to print below it, unwrapped (paths and commands stay whole)."""
     from rich.table import Table
-    from rich.text import Text
 
     table = Table(title=grid.title, title_justify="left")
     for i, col in enumerate(grid.columns):
         table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0 or "speedup" in col)
     for row in grid.rows:
         table.add_row(*(f"[bold green]{c}[/]" if c.endswith(BEST) else c for c in row))
-    if not grid.notes:
-        return table
-    return Group(table, Text("\n".join(grid.notes), no_wrap=True, overflow="ignore"))
+    return table
 
 
 def to_markdown(grid: Grid) -> str:

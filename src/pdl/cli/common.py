@@ -159,3 +159,12 @@ def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
         raise ConfigError(f"{option} '{value}': choose one of {', '.join(choices)}")
     return value
 
+
+
+def show(grid: Any) -> None:
+    """A result table, then its notes as whole lines."""
+    from ..report import to_rich
+
+    out.print(to_rich(grid))
+    for note in grid.notes:
+        out.print(note, soft_wrap=True, markup=False)

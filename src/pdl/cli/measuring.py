@@ -6,10 +6,10 @@ from pathlib import Path
 
 from ..errors import PdlError
 from ..experiments import Experiment, execute, prepare
-from ..report import grids, to_rich
+from ..report import grids
 from ..results import ResultSet, ResultWriter
 from ..system import cpu_info
-from .common import Terminated, err, out, progress_bar
+from .common import Terminated, err, progress_bar, show
 
 
 def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False) -> ResultSet:
@@ -32,7 +32,7 @@ def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: 
             writer.discard_if_unused()
         raise
     for grid in grids(results, stages=stages):
-        out.print(to_rich(grid))
+        show(grid)
     if not quiet:
         err.print(f"saved {writer.path} (and .csv)", highlight=False)
     return results

@@ -17,7 +17,7 @@ from ..gate import compare, exit_code, parse_threshold
 from ..report import Grid, grids, to_markdown, to_rich, verdict_grid
 from ..results import ResultSet, load, newest
 from ..system import machine_line
-from .common import check_choice, err, guarded, out
+from .common import check_choice, err, guarded, out, show
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -63,7 +63,7 @@ def _emit(fmt: str, output: Path | None, sets: list[ResultSet], tables: list[Gri
             out.print(Columns([to_rich(g) for g in tables]))
         else:
             for grid in tables:
-                out.print(to_rich(grid))
+                show(grid)
         return
     if fmt == "markdown":
         text = "\n".join(to_markdown(g) for g in tables)
@@ -85,6 +85,8 @@ def _emit(fmt: str, output: Path | None, sets: list[ResultSet], tables: list[Gri
         console = Console(record=True, width=160, file=io.StringIO(), color_system=None)
         for grid in tables:
             console.print(to_rich(grid))
+            for note in grid.notes:
+                console.print(note, soft_wrap=True, markup=False)
         text = console.export_text()
     if output is None:
         out.print(text, markup=False, highlight=False, soft_wrap=True, end="")
