@@ -77,7 +77,7 @@ def test_gate_exit_codes_through_the_cli(tmp_path: Path, factor: float, code: in
     cur = _save(tmp_path / "c", sweep_workers(factor=factor))
     res = CliRunner().invoke(app, ["report", str(cur), "--baseline", str(base), "--format", "markdown"])
     assert res.exit_code == code, res.output
-    assert res.stdout.startswith("**regression gate (max slowdown 10%) · Test CPU 3000 · 4 usable of 4 logical cores")
+    assert res.stdout.startswith("**regression gate (max slowdown 25%) · Test CPU 3000 · 4 usable of 4 logical cores")
     assert f"| {word} |" in res.stdout
 
 

@@ -22,7 +22,7 @@ def test_sweep_workers_markdown() -> None:
         "| ideal | 1.00× | 2.00× | 4.00× | 4.00× |\n"
         "\n"
         "- light: best: 4 workers (3.20×); adding workers past 4 slows it down\n"
-        "- heavy: best: 8 workers (3.90×); more workers may still help\n"
+        "- heavy: best: 8 workers (3.90×); the 4 usable cores bound it\n"
         "- ★ best of the row; ideal = min(workers, usable cores = 4); "
         "⚠ workers + the main process exceed the 4 usable cores (oversubscribed)\n"
     )

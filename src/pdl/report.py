@@ -129,7 +129,7 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
         base = median([t for p in by_w.values() for t in p["baseline_wall_s"]])
         images = next(iter(by_w.values()))["images"]
         rate.rows.append([label, f"{images / base:.0f}", *(f"{by_w[w]['images_per_s']:.0f}" if w in by_w else "–" for w in counts)])
-        verdicts.append(f"{label}: {best_line(by_w, best)}")
+        verdicts.append(f"{label}: {best_line(by_w, best, usable)}")
     speed.rows.append(["ideal", *(_x(ideal_speedup(w, usable)) for w in counts)])
     speed.notes = [
         *verdicts,
@@ -146,13 +146,15 @@ def _cell(p: dict[str, Any] | None, best: dict[str, Any]) -> str:
     return speedup_cell(p) + (f" {BEST}" if p is best else "")
 
 
-def best_line(by_w: dict[int, dict[str, Any]], best: dict[str, Any]) -> str:
+def best_line(by_w: dict[int, dict[str, Any]], best: dict[str, Any], usable: int) -> str:
     w = best["workers"]
     line = f"best: {w} workers ({_x(best['speedup'])})"
     beyond = [p for k, p in sorted(by_w.items()) if k > w]
     if beyond:
         return line + f"; adding workers past {w} slows it down"
-    return line + ("; more workers may still help" if w == max(by_w) and len(by_w) > 1 else "")
+    if w == max(by_w) and len(by_w) > 1:
+        return line + (f"; the {usable} usable cores bound it" if w >= usable else "; more workers may still help")
+    return line
 
 
 def sweep_batch_grid(rs: ResultSet) -> Grid:
