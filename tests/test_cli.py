@@ -138,6 +138,13 @@ def test_sweep_batch_and_report(images: Path, tmp_path: Path) -> None:
     assert md.stdout.startswith("**speedup by batch size (Table 2)") and "| batch size |" in md.stdout
 
 
+def _cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def _wait_for_points(folder: Path, n: int, proc: subprocess.Popen, limit: float = 60) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -170,6 +177,20 @@ def test_interrupt_keeps_finished_points_and_leaves_nothing(images: Path, tmp_pa
     data = json.loads(files(tmp_path)[0].read_text())
     assert data["complete"] is False and len(data["points"]) >= 1
     assert f"saved in {files(tmp_path)[0]}" in err and "Traceback" not in err and "leaked" not in err
+    workers = [w for w in workers if "resource_tracker" not in _cmdline(w)]  # Python's own; it exits by itself
+    deadline = time.monotonic() + 2
+    while any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for w in workers:
-        assert not w.is_running() or w.status() == psutil.STATUS_ZOMBIE
+        assert not w.is_running() or w.status() == psutil.STATUS_ZOMBIE, _cmdline(w)
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"pdl-{proc.pid}-")]
+
+
+def test_workers_past_the_usable_cores_warn_but_run(images: Path, tmp_path: Path) -> None:
+    from pdl.system import cpu_info
+
+    many = str(cpu_info().usable + 2)
+    res = invoke("run", "--inputs", str(images), "--workers", many, "--limit", "8", "--batch-size", "2", "--repeats", "1",
+                 "--results", str(tmp_path))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert f"{many} workers + the main process exceed the" in res.stderr and "oversubscribed" in res.stderr

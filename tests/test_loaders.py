@@ -222,3 +222,22 @@ def test_invalid_arguments_name_the_field_and_value(images, heavy) -> None:
     ]:
         with pytest.raises(ConfigError, match=text.replace("(", r"\(").replace(")", r"\)")):
             ParallelLoader(ds, heavy, **kwargs)
+
+
+def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypatch) -> None:
+    """Never a Bus error: the ring is checked against /dev/shm first, and the loader falls back to pickling."""
+    from pdl.errors import SharedMemoryError
+    from pdl.loaders import shm
+    from pdl.loaders.process import PdlWarning
+
+    monkeypatch.setattr(shm, "shm_free_bytes", lambda: 1000)
+    with pytest.raises(SharedMemoryError, match=r"needs \d+ MiB in /dev/shm but only 0 MiB are free; lower --batch-size"):
+        shm.SlotRing(4, 2**20)
+    ds = ImageFolder(images)
+    ref = collect(SequentialLoader(ds, heavy, batch_size=4))
+    with pytest.warns(PdlWarning, match="falling back to pickling"):
+        par = ParallelLoader(ds, heavy, batch_size=4, num_workers=2)
+        par.start()
+    with par:
+        assert par._ring is None
+        assert_same(ref, collect(par))

@@ -170,4 +170,5 @@ def _point(
         "copied_batches": sum(r.copied_batches for r in runs),
         "skipped": sorted({p for r in runs for p in r.skipped}),
         **({"start_method": loader.start_method} if hasattr(loader, "start_method") else {}),
+        **({"cluster": loader.cluster_info()} if hasattr(loader, "cluster_info") else {}),  # Ray: nodes and CPUs
     }

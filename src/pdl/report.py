@@ -71,6 +71,9 @@ def startup_notes(points: Sequence[dict[str, Any]]) -> list[str]:
                 f"{p['loader']} ({p['workers']} workers): start-up {p['startup_s'] * 1e3:.0f} ms, "
                 f"first batch {p['first_batch_s'] * 1e3:.0f} ms (not in the wall times)"
             )
+        if "cluster" in p:
+            c = p["cluster"]
+            notes.append(f"ray cluster ({c['address']}): {c['nodes']} node(s), {c['cpus']:g} CPUs")
     return notes
 
 
