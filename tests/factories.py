@@ -9,12 +9,26 @@ from pdl.results import ResultSet
 
 SYSTEM = {
     "hostname": "testbox",
-    "cpu": {"model": "Test CPU 3000", "logical": 4, "physical": 2, "affinity": 4, "cgroup_quota": None, "override": None, "usable": 4},
+    "cpu": {
+        "model": "Test CPU 3000",
+        "logical": 4,
+        "physical": 2,
+        "affinity": 4,
+        "cgroup_quota": None,
+        "override": None,
+        "usable": 4,
+    },
 }
 
 
 def point(
-    loader: str, workers: int, base: list[float], walls: list[float], pipeline: str = "light", batch_size: int = 8, images: int = 80
+    loader: str,
+    workers: int,
+    base: list[float],
+    walls: list[float],
+    pipeline: str = "light",
+    batch_size: int = 8,
+    images: int = 80,
 ) -> dict[str, Any]:
     sp = speedup(base, walls)
     return {
@@ -35,4 +49,6 @@ def sweep_workers(factor: float = 1.0) -> ResultSet:
     for pipe, curve in (("light", {1: 1.0, 2: 1.9, 4: 3.2, 8: 2.5}), ("heavy", {1: 1.0, 2: 2.0, 4: 3.8, 8: 3.9})):
         for w, s in curve.items():
             points.append(point("process", w, base, [8.0 / (s * factor)] * 3, pipeline=pipe))
-    return ResultSet("sweep-workers", {"repeats": 3}, SYSTEM, points, command=["pdl"], created="2026-01-01T00:00:00", complete=True)
+    return ResultSet(
+        "sweep-workers", {"repeats": 3}, SYSTEM, points, command=["pdl"], created="2026-01-01T00:00:00", complete=True
+    )

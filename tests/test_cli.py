@@ -113,7 +113,12 @@ def test_sweep_workers_writes_one_point_per_configuration(images: Path, tmp_path
     assert res.exit_code == 0, res.output
     assert "Table 1" in res.stdout and "ideal" in res.stdout and "best:" in res.stdout
     data = json.loads(files(tmp_path)[0].read_text())
-    assert sorted((p["pipeline"], p["workers"]) for p in data["points"]) == [("light", 1), ("light", 2), ("medium", 1), ("medium", 2)]
+    assert sorted((p["pipeline"], p["workers"]) for p in data["points"]) == [
+        ("light", 1),
+        ("light", 2),
+        ("medium", 1),
+        ("medium", 2),
+    ]
     assert files(tmp_path)[0].name.endswith("-sweep-workers.json")
 
 

@@ -157,7 +157,10 @@ def test_unreadable_image_fails_or_is_skipped_the_same_in_every_loader(tmp_path,
         write_image(tmp_path / "c" / f"{i}.jpg", np.full((300, 300, 3), i * 40, np.uint8))
     (tmp_path / "c" / "2.jpg").write_bytes(b"")
     ds = ImageFolder(tmp_path)
-    with ParallelLoader(ds, heavy, batch_size=2, num_workers=2) as par, pytest.raises(WorkerError, match="2.jpg: cannot decode \\(empty file\\)"):
+    with (
+        ParallelLoader(ds, heavy, batch_size=2, num_workers=2) as par,
+        pytest.raises(WorkerError, match="2.jpg: cannot decode \\(empty file\\)"),
+    ):
         collect(par)
     seq = collect(SequentialLoader(ds, heavy, batch_size=2, on_error="skip"))
     with ParallelLoader(ds, heavy, batch_size=2, num_workers=2, on_error="skip") as par:

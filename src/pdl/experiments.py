@@ -105,8 +105,15 @@ def execute(
         for batch_size in exp.batch_sizes:
             for workers in exp.workers:
                 spec = LoaderSpec(
-                    batch_size, exp.shuffle, exp.seed, False, workers, exp.prefetch, exp.augment_in,  # type: ignore[arg-type]
-                    exp.on_error, exp.timeout,  # type: ignore[arg-type]
+                    batch_size,
+                    exp.shuffle,
+                    exp.seed,
+                    False,
+                    workers,
+                    exp.prefetch,
+                    exp.augment_in,  # type: ignore[arg-type]
+                    exp.on_error,
+                    exp.timeout,  # type: ignore[arg-type]
                 )
                 t0 = time.perf_counter()
                 points = measure(Workload(dataset, pipeline, spec, tuple(order), exp.repeats, extra), progress=progress)

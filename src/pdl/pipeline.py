@@ -72,7 +72,9 @@ def resolve(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix.lower() in (".yaml", ".yml") or "/" in name_or_path:
         if not candidate.is_file():
-            raise ConfigError(f"pipeline file '{name_or_path}' does not exist; pass a shipped name ({', '.join(shipped_names())}) or a YAML path")
+            raise ConfigError(
+                f"pipeline file '{name_or_path}' does not exist; pass a shipped name ({', '.join(shipped_names())}) or a YAML path"
+            )
         return candidate
     shipped = SHIPPED_DIR / f"{name_or_path}.yaml"
     if shipped.is_file():
@@ -80,8 +82,7 @@ def resolve(name_or_path: str) -> Path:
     close = difflib.get_close_matches(name_or_path, shipped_names(), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ConfigError(
-        f"--pipeline '{name_or_path}' is neither a shipped pipeline nor a YAML file; {hint}"
-        f"shipped: {', '.join(shipped_names())}"
+        f"--pipeline '{name_or_path}' is neither a shipped pipeline nor a YAML file; {hint}shipped: {', '.join(shipped_names())}"
     )
 
 

@@ -53,9 +53,18 @@ def run_grid(rs: ResultSet) -> Grid:
     columns = ["loader", "workers", "images", "median wall s", "images/s", "speedup ×"]
     if torch:
         columns.append("vs torch")
-    grid = Grid(f"{pts[0]['pipeline'] if pts else ''} · batch {pts[0]['batch_size'] if pts else ''} · {machine_line(rs.system)}", columns)
+    grid = Grid(
+        f"{pts[0]['pipeline'] if pts else ''} · batch {pts[0]['batch_size'] if pts else ''} · {machine_line(rs.system)}", columns
+    )
     for p in pts:
-        row = [p["loader"], str(p["workers"]), str(p["images"]), f"{median(p['wall_s']):.3f}", f"{p['images_per_s']:.0f}", speedup_cell(p)]
+        row = [
+            p["loader"],
+            str(p["workers"]),
+            str(p["images"]),
+            f"{median(p['wall_s']):.3f}",
+            f"{p['images_per_s']:.0f}",
+            speedup_cell(p),
+        ]
         if torch:
             row.append(_x(median(torch["wall_s"]) / median(p["wall_s"])))
         grid.rows.append(row)
@@ -131,7 +140,9 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
         speed.rows.append([label, *(_cell(by_w.get(w), best) for w in counts)])
         base = median([t for p in by_w.values() for t in p["baseline_wall_s"]])
         images = next(iter(by_w.values()))["images"]
-        rate.rows.append([label, f"{images / base:.0f}", *(f"{by_w[w]['images_per_s']:.0f}" if w in by_w else "–" for w in counts)])
+        rate.rows.append(
+            [label, f"{images / base:.0f}", *(f"{by_w[w]['images_per_s']:.0f}" if w in by_w else "–" for w in counts)]
+        )
         verdicts.append(f"{label}: {best_line(by_w, best, usable)}")
     speed.rows.append(["ideal", *(_x(ideal_speedup(w, usable)) for w in counts)])
     speed.notes = [

@@ -86,7 +86,9 @@ class ResultWriter:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ResultsError(f"--results '{directory}': cannot create the folder ({exc.strerror}); pass a writable folder") from None
+            raise ResultsError(
+                f"--results '{directory}': cannot create the folder ({exc.strerror}); pass a writable folder"
+            ) from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             path = directory / f"{stamp}-{kind}{'' if n == 1 else f'-{n}'}.json"
@@ -95,7 +97,9 @@ class ResultWriter:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise ResultsError(f"--results '{directory}': cannot write there ({exc.strerror}); pass a writable folder") from None
+                raise ResultsError(
+                    f"--results '{directory}': cannot write there ({exc.strerror}); pass a writable folder"
+                ) from None
             os.close(fd)
             self.path = path
             break
@@ -139,7 +143,7 @@ def load(path: Path) -> ResultSet:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"results file '{path}' is damaged or not JSON ({exc}); re-run the measurement") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ResultsError(f"'{path}' is not a pdl results file (no \"schema\": \"{SCHEMA}\"); pass a file written by pdl")
+        raise ResultsError(f'\'{path}\' is not a pdl results file (no "schema": "{SCHEMA}"); pass a file written by pdl')
     if data.get("version") != VERSION:
         raise ResultsError(
             f"'{path}' has results schema version {data.get('version')!r}; this pdl reads version {VERSION}: "

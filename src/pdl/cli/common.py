@@ -160,7 +160,6 @@ def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-
 def show(grid: Any) -> None:
     """A result table, then its notes as whole lines."""
     from ..report import to_rich

@@ -29,8 +29,12 @@ def report(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write there instead of the terminal.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also draw a PNG (needs pdl[plot]).")] = None,
     baseline: Annotated[Path | None, typer.Option("--baseline", help="Gate: compare against this results file.")] = None,
-    max_slowdown: Annotated[str, typer.Option("--max-slowdown", help="Gate: slowdown that counts (A/A noise here reached 23%).")] = "25%",
-    allow_other_machine: Annotated[bool, typer.Option("--allow-other-machine", help="Gate: accept a baseline from another machine.")] = False,
+    max_slowdown: Annotated[
+        str, typer.Option("--max-slowdown", help="Gate: slowdown that counts (A/A noise here reached 23%).")
+    ] = "25%",
+    allow_other_machine: Annotated[
+        bool, typer.Option("--allow-other-machine", help="Gate: accept a baseline from another machine.")
+    ] = False,
     stages: Annotated[bool, typer.Option("--stages", help="Also show a run's stage breakdown.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", hidden=True)] = False,
 ) -> None:
