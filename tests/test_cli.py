@@ -40,6 +40,7 @@ def test_run_prints_the_table_and_writes_json_and_csv(images: Path, tmp_path: Pa
     assert (seq["loader"], par["loader"], par["workers"], par["batch_size"], par["images"]) == ("sequential", "process", 2, 4, 8)
     assert len(par["wall_s"]) == 1 and par["speedup"] > 0 and par["start_method"] == "fork"
     assert data["options"]["thread_settings"]["cv2.getNumThreads"] == "1"
+    assert data["options"]["thread_settings"]["malloc"].startswith("M_MMAP_THRESHOLD")
     assert len(files(tmp_path, ".csv")[0].read_text().splitlines()) == 1 + 2
 
 

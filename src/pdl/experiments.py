@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._env import limit_threads
+from ._env import keep_freed_memory, limit_threads
 from .dataset import ImageFolder
 from .errors import ConfigError
 from .loaders import LOADERS, LoaderSpec
@@ -94,7 +94,7 @@ def execute(
 ) -> ResultSet:
     """Measure every point of the plan and call ``on_save`` after each, so an interruption keeps what was done."""
     exp, dataset = plan.exp, plan.dataset
-    thread_settings = limit_threads()  # the baseline runs under the workers' thread settings
+    thread_settings = limit_threads() | keep_freed_memory()  # the baseline runs under the workers' settings
     start_method = exp.start_method or default_start_method()
     options = {k: v for k, v in asdict(exp).items() if k != "extra"}
     options.update(inputs=str(exp.inputs), images=len(dataset), thread_settings=thread_settings)

@@ -11,7 +11,7 @@ import time
 from multiprocessing import connection, parent_process
 from typing import Any
 
-from .._env import limit_threads
+from .._env import keep_freed_memory, limit_threads
 from ..dataset import ImageFolder
 from ..pipeline import Pipeline
 from .base import LoaderSpec, make_batch, worker_error
@@ -35,6 +35,7 @@ def worker_loop(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited through fork: just stop
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked while forking
     limit_threads()
+    keep_freed_memory()
     buf = attach(shm_name) if shm_name else None
     augment = spec.augment_in == "workers"
     if augment:
