@@ -35,11 +35,6 @@ def speedup(baseline_s: Sequence[float], candidate_s: Sequence[float]) -> Speedu
     return Speedup(statistics.median(ratios), min(ratios), max(ratios), ratios)
 
 
-def spread(values: Sequence[float]) -> float:
-    med = statistics.median(values)
-    return (max(values) - min(values)) / med if med > 0 else float("inf")
-
-
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

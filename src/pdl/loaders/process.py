@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..dataset import ImageFolder, read_image
-from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, SharedMemoryError, WorkerDiedError, WorkerError
+from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, SharedMemoryError, WorkerDiedError
 from ..pipeline import Pipeline
 from .base import AugmentIn, Batch, Loader, LoaderSpec, OnError, augment_into, epoch_plan
 from .shm import SlotRing, view
@@ -109,7 +109,6 @@ class ParallelLoader(Loader):
         self._done: dict[int, tuple[Any, float]] = {}  # batch number → (message payload, time received)
         self._load = [0] * num_workers
         self._started = self._closed = False
-        self.ring_note = ""
 
     @property
     def worker_pids(self) -> list[int]:
@@ -160,8 +159,8 @@ class ParallelLoader(Loader):
         spec, shape = self.spec, self.pipeline.output_shape
         if spec.augment_in == "workers":
             if shape is None:
-                self.ring_note = "output size unknown until run: batches are pickled"
-                warnings.warn(f"pipeline '{self.pipeline.name}': {self.ring_note}", PdlWarning, stacklevel=3)
+                note = f"pipeline '{self.pipeline.name}': output size unknown until run: batches are pickled"
+                warnings.warn(note, PdlWarning, stacklevel=3)
                 return None
             slot_bytes = spec.batch_size * math.prod(shape) * np.dtype(self.pipeline.output_dtype).itemsize
         else:
@@ -170,8 +169,7 @@ class ParallelLoader(Loader):
         try:
             return SlotRing(n_slots, slot_bytes)
         except SharedMemoryError as exc:
-            self.ring_note = f"{exc}; falling back to pickling batches (slower)"
-            warnings.warn(self.ring_note, PdlWarning, stacklevel=3)
+            warnings.warn(f"{exc}; falling back to pickling batches (slower)", PdlWarning, stacklevel=3)
             return None
 
     def _raw_image_bytes(self) -> int:
@@ -348,4 +346,4 @@ class ParallelLoader(Loader):
         self._done.clear()
 
 
-__all__ = ["ParallelLoader", "PdlWarning", "WorkerError", "default_start_method"]
+__all__ = ["ParallelLoader", "PdlWarning", "default_start_method"]
