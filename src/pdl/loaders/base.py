@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,10 +112,15 @@ class Produced:
     times: StageTimes
 
 
-def read_batch(
-    dataset: ImageFolder, indices: np.ndarray, on_error: OnError, times: StageTimes
-) -> tuple[list[np.ndarray], list[int], list[tuple[str, str]]]:
-    images, kept, skipped = [], [], []
+def read_each(
+    dataset: ImageFolder,
+    indices: np.ndarray,
+    on_error: OnError,
+    times: StageTimes,
+    kept: list[int],
+    skipped: list[tuple[str, str]],
+) -> Iterator[tuple[int, str, np.ndarray]]:
+    """Decode the batch's images one at a time, noting which were kept and which skipped (``on_error="skip"``)."""
     for idx in indices:
         path = dataset.path(idx)
         try:
@@ -127,9 +132,50 @@ def read_batch(
             raise
         times.read += t_read
         times.decode += t_decode
-        images.append(image)
         kept.append(int(idx))
-    return images, kept, skipped
+        yield int(idx), path, image
+
+
+def augment_each(
+    pipeline: Pipeline,
+    items: Iterable[tuple[int, str, np.ndarray]],
+    n: int,
+    seed: int,
+    epoch: int,
+    times: StageTimes,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Augment each (index, path, image) with its own seed and write it into ``out`` (or a new array of ``n``).
+
+    Items are consumed one by one, so a decoded full-size image lives only until its augmented copy is written:
+    a batch costs its output, not its decoded inputs (those are several times larger).
+    """
+    result = out
+    count = 0
+    for idx, path, image in items:
+        t0 = time.perf_counter()
+        try:
+            aug = pipeline(image, image_seed(seed, epoch, idx))
+        except Exception as exc:
+            raise worker_error(exc, path, "augmenting") from None
+        t1 = time.perf_counter()
+        if result is None:
+            result = np.empty((n, *aug.shape), dtype=aug.dtype)
+        if aug.shape != result.shape[1:]:
+            raise WorkerError(
+                f"pipeline '{pipeline.name}' made a {aug.shape} image from {path} but the batch holds "
+                f"{result.shape[1:]}; its output size varies: end it with a fixed-size crop or Resize",
+                exc_type="ValueError",
+                path=path,
+            )
+        result[count] = aug
+        count += 1
+        times.augment += t1 - t0
+        times.collate += time.perf_counter() - t1
+    if result is None:  # every image of the batch was skipped
+        shape = pipeline.output_shape or (0, 0, 3)
+        return np.empty((0, *shape), dtype=pipeline.output_dtype)
+    return result if count == len(result) else result[:count]
 
 
 def augment_into(
@@ -140,33 +186,10 @@ def augment_into(
     epoch: int,
     paths: list[str],
     times: StageTimes,
-    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Augment each image with its own seed and write it into ``out`` (or a new stacked array)."""
-    result = out
-    for j, (image, idx) in enumerate(zip(images, kept, strict=True)):
-        t0 = time.perf_counter()
-        try:
-            aug = pipeline(image, image_seed(seed, epoch, idx))
-        except Exception as exc:
-            raise worker_error(exc, paths[j], "augmenting") from None
-        t1 = time.perf_counter()
-        if result is None:
-            result = np.empty((len(images), *aug.shape), dtype=aug.dtype)
-        if aug.shape != result.shape[1:]:
-            raise WorkerError(
-                f"pipeline '{pipeline.name}' made a {aug.shape} image from {paths[j]} but the batch holds "
-                f"{result.shape[1:]}; its output size varies: end it with a fixed-size crop or Resize",
-                exc_type="ValueError",
-                path=paths[j],
-            )
-        result[j] = aug
-        times.augment += t1 - t0
-        times.collate += time.perf_counter() - t1
-    if result is None:  # every image of the batch was skipped
-        shape = pipeline.output_shape or (0, 0, 3)
-        result = np.empty((0, *shape), dtype=pipeline.output_dtype)
-    return result
+    """Augment images already decoded (``augment_in="main"``) into one new stacked array."""
+    items = zip((int(i) for i in kept), paths, images, strict=True)
+    return augment_each(pipeline, items, len(images), seed, epoch, times)
 
 
 def make_batch(
@@ -178,14 +201,16 @@ def make_batch(
     out: np.ndarray | None = None,
     augment: bool = True,
 ) -> Produced:
+    """Read, decode and (unless ``augment`` is off) augment one batch; into ``out`` when given."""
     times = StageTimes()
-    images, kept, skipped = read_batch(dataset, indices, spec.on_error, times)
-    if not augment:
-        return Produced(images, np.asarray(kept, dtype=np.int64), skipped, times)
-    paths = [dataset.path(i) for i in kept]
-    view = None if out is None else out[: len(images)]
-    stacked = augment_into(pipeline, images, kept, spec.seed, epoch, paths, times, view)
-    return Produced(stacked, np.asarray(kept, dtype=np.int64), skipped, times)
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    items = read_each(dataset, indices, spec.on_error, times, kept, skipped)
+    if augment:
+        images: Any = augment_each(pipeline, items, len(indices), spec.seed, epoch, times, out)
+    else:
+        images = [image for _, _, image in items]
+    return Produced(images, np.asarray(kept, dtype=np.int64), skipped, times)
 
 
 def worker_error(exc: BaseException, path: str | None, doing: str) -> WorkerError:
