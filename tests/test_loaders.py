@@ -170,15 +170,34 @@ def test_unreadable_image_fails_or_is_skipped_the_same_in_every_loader(tmp_path,
     assert [len(b[2]) for b in got] == [2, 1]
 
 
-def test_a_killed_worker_is_reported_with_pid_and_signal(images, heavy) -> None:
+@pytest.fixture
+def no_faulthandler():
+    """pytest's faulthandler, inherited by forked workers, would print a killed worker's stack to the log."""
+    import faulthandler
+    import sys
+
+    was = faulthandler.is_enabled()
+    faulthandler.disable()
+    yield
+    if was:
+        faulthandler.enable(file=sys.__stderr__)
+
+
+@pytest.mark.parametrize(
+    ("sig", "hint"),
+    [(signal.SIGKILL, "the out-of-memory killer sends SIGKILL"), (signal.SIGBUS, "a worker gets SIGBUS when /dev/shm fills up")],
+)
+@pytest.mark.usefixtures("no_faulthandler")
+def test_a_killed_worker_is_reported_with_pid_signal_and_likely_cause(images, heavy, sig, hint) -> None:
     ds = ImageFolder(images)
     with ParallelLoader(ds, heavy, batch_size=1, num_workers=2, prefetch=1) as par:
         it = iter(par)
         next(it)
         victim = par.worker_pids[0]
-        os.kill(victim, signal.SIGKILL)
+        os.kill(victim, sig)
         t0 = time.monotonic()
-        with pytest.raises(WorkerDiedError, match=rf"worker 0 \(pid {victim}\) died: killed by signal SIGKILL"):
+        expected = rf"worker 0 \(pid {victim}\) died: killed by signal {sig.name} \({sig.value}\); {hint}"
+        with pytest.raises(WorkerDiedError, match=expected):
             for _ in it:
                 pass
         assert time.monotonic() - t0 < 5
@@ -228,7 +247,7 @@ def test_invalid_arguments_name_the_field_and_value(images, heavy) -> None:
 
 
 def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypatch) -> None:
-    """Never a Bus error: the ring is checked against /dev/shm first, and the loader falls back to pickling."""
+    """The ring is checked against /dev/shm first, and the loader falls back to pickling."""
     from pdl.errors import SharedMemoryError
     from pdl.loaders import shm
     from pdl.loaders.process import PdlWarning
@@ -244,3 +263,27 @@ def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypa
     with par:
         assert par._ring is None
         assert_same(ref, collect(par))
+
+
+def test_the_ring_hands_out_the_slot_freed_last_so_spare_slots_stay_untouched() -> None:
+    from pdl.loaders.shm import SlotRing
+
+    ring = SlotRing(4, 4096)
+    try:
+        a, b = ring.acquire(), ring.acquire()
+        ring.release(a)
+        assert ring.acquire() == a  # the warm slot again, not one never written
+        ring.release(b)
+        ring.release(a)
+        assert [ring.acquire() for _ in range(4)] == [a, b, *[s for s in range(4) if s not in (a, b)][::-1]]
+        assert ring.acquire() is None
+    finally:
+        ring.close()
+
+
+def test_the_parent_builds_the_pipeline_before_forking_so_workers_share_it(images) -> None:
+    pipeline = load_pipeline("medium")
+    pipeline.__dict__.pop("compose", None)  # as after unpickling: not built yet
+    with ParallelLoader(ImageFolder(images), pipeline, batch_size=4, num_workers=1, start_method="fork") as par:
+        par.start()
+        assert "compose" in pipeline.__dict__

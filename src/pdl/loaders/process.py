@@ -129,7 +129,11 @@ class ParallelLoader(Loader):
     def _start(self) -> None:
         ctx = mp.get_context(self.start_method)
         if self.start_method == "forkserver":
-            ctx.set_forkserver_preload(["pdl.loaders.worker"])
+            ctx.set_forkserver_preload(["pdl.loaders.worker", "albumentations"])
+        elif self.start_method == "fork":
+            # Build the albumentations objects here, once: forked workers then share the import (albumentations
+            # pulls in scipy, and torch when installed) instead of each making a private copy (~170 MB each).
+            self.pipeline.compose  # noqa: B018
         self._ring = self._make_ring()
         with forking(self.start_method):
             for wid in range(self.num_workers):
@@ -308,6 +312,11 @@ class ParallelLoader(Loader):
             how = f"killed by signal {sig.name} ({-code})"
             if sig == signal.SIGKILL:
                 how += "; the out-of-memory killer sends SIGKILL: check memory, or lower --workers/--batch-size"
+            elif sig == signal.SIGBUS and self._ring is not None:
+                how += (
+                    "; a worker gets SIGBUS when /dev/shm fills up: free it, enlarge it "
+                    "(docker: --shm-size), or lower --batch-size/--prefetch"
+                )
         else:
             how = f"exited with code {code}"
         raise WorkerDiedError(f"worker {wid} (pid {proc.pid}) died: {how}", exc_type="WorkerDied")

@@ -25,6 +25,16 @@ SHM_PREFIX = "pdl-"
 
 
 class SlotRing:
+    """``n_slots`` slots of ``slot_bytes`` in one /dev/shm segment, handed out last in, first out.
+
+    /dev/shm is checked for room up front, but its pages are not reserved: tmpfs allocates a page when a worker
+    first writes it, and the slot freed last is handed out first, so the ring costs the slots a run keeps busy
+    (workers × prefetch in a plain loop), its spare slots nothing until a caller holds batches back, and the
+    busy slots stay warm in cache. Reserving every page (posix_fallocate) would turn a /dev/shm that fills up
+    later into an early error instead of a worker's SIGBUS (which the loader reports as such), at the price
+    of memory never used.
+    """
+
     def __init__(self, n_slots: int, slot_bytes: int) -> None:
         self.n_slots, self.slot_bytes = n_slots, max(1, slot_bytes)
         need = self.n_slots * self.slot_bytes
@@ -36,17 +46,6 @@ class SlotRing:
             )
         name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.shm = shared_memory.SharedMemory(name=name, create=True, size=need)
-        try:
-            # Reserve the pages now: a full /dev/shm fails here with ENOSPC, not later with SIGBUS in a worker.
-            os.posix_fallocate(self.shm._fd, 0, need)  # type: ignore[attr-defined]
-        except OSError as exc:
-            self._destroy()
-            raise SharedMemoryError(
-                f"shared memory: cannot reserve {need / 2**20:.0f} MiB in /dev/shm ({exc.strerror}); lower "
-                "--batch-size, --workers or --prefetch, or enlarge /dev/shm"
-            ) from None
-        except AttributeError:  # no posix_fallocate on this platform
-            pass
         self._free: deque[int] = deque(range(self.n_slots))
         self._lock = threading.Lock()
         self._closed = False
@@ -57,7 +56,7 @@ class SlotRing:
 
     def acquire(self) -> int | None:
         with self._lock:
-            return self._free.popleft() if self._free else None
+            return self._free.pop() if self._free else None  # last in, first out: see the class docstring
 
     def release(self, slot: int) -> None:
         with self._lock:
