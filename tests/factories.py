@@ -36,7 +36,7 @@ def point(
         "augment_in": "workers", "images": images, "wall_s": walls, "baseline_wall_s": base, "speedup": sp.median,
         "speedup_min": sp.low, "speedup_max": sp.high, "speedup_rounds": list(sp.rounds), "noisy": sp.noisy(),
         "images_per_s": images / sorted(walls)[len(walls) // 2], "startup_s": 0.05, "first_batch_s": 0.2,
-        "warmup_epoch_s": 1.0, "wait_share": 0.5, "cpu_main_s": 0.1, "cpu_workers_s": 2.0, "rss_mb": [100.0],
+        "warmup_epoch_s": 1.0, "wait_share": 0.5, "cpu_main_s": 0.1, "cpu_workers_s": 2.0,
         "stages_s": {"read": 0.1, "decode": 0.5, "augment": 1.0, "collate": 0.05}, "handoff_ms": 0.3,
         "copied_batches": 0, "skipped": [],
     }  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,6 +43,20 @@ def test_run_prints_the_table_and_writes_json_and_csv(images: Path, tmp_path: Pa
     assert data["options"]["thread_settings"]["cv2.getNumThreads"] == "1"
     assert data["options"]["thread_settings"]["malloc"].startswith("M_MMAP_THRESHOLD")
     assert len(files(tmp_path, ".csv")[0].read_text().splitlines()) == 1 + 2
+
+
+def test_run_memory_measures_five_untimed_epochs_per_loader_and_shows_them(images: Path, tmp_path: Path) -> None:
+    args = ["--inputs", str(images), "--pipeline", "light", "--workers", "2", "--results", str(tmp_path), "--memory"]
+    res = invoke("run", *args, *QUICK[:-1])
+    assert res.exit_code == 0, res.output
+    assert "peak memory, MB" in res.stdout and "budget" in res.stdout
+    [path] = files(tmp_path)
+    seq, par = json.loads(path.read_text())["points"]
+    assert len(seq["memory_peak_mb"]) == len(par["memory_peak_mb"]) == 5
+    assert len(par["wall_s"]) == 1  # the memory epochs are not timed
+    assert par["batch_mb"] == 4 * 200 * 200 * 3 / 2**20
+    row = next(line for line in res.stdout.splitlines() if line.startswith("│ process") and ("within" in line or "OVER" in line))
+    assert f"{max(par['memory_peak_mb']) - max(seq['memory_peak_mb']):+.0f}" in row
 
 
 def test_run_makes_the_default_inputs_when_inputs_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,6 +205,29 @@ def test_interrupt_keeps_finished_points_and_leaves_nothing(images: Path, tmp_pa
     for w in workers:
         assert not w.is_running() or w.status() == psutil.STATUS_ZOMBIE, _cmdline(w)
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"pdl-{proc.pid}-")]
+
+
+def test_interrupt_while_memory_is_measured_stops_the_probe_and_its_workers(images: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "pdl", "run", "--inputs", str(images), "--pipeline", "heavy", "--batch-size", "1",
+           "--workers", "2", "--repeats", "1", "--memory", "--results", str(tmp_path), "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, probe = time.monotonic() + 60, None
+        while probe is None and time.monotonic() < deadline:  # the probe of the process loader, with its workers
+            assert proc.poll() is None, proc.communicate()
+            with contextlib.suppress(psutil.Error):
+                probe = next((c for c in psutil.Process(proc.pid).children() if len(c.children()) >= 2), None)
+            time.sleep(0.02)
+        assert probe is not None, "the memory probe never started its workers"
+        family = [probe, *probe.children(recursive=True)]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    _, alive = psutil.wait_procs(family, timeout=5)
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"pdl-{probe.pid}-")]
 
 
 def test_workers_past_the_usable_cores_warn_but_run(images: Path, tmp_path: Path) -> None:

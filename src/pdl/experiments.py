@@ -39,11 +39,14 @@ class Experiment:
     timeout: float | None = None
     start_method: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    memory_epochs: int = 0  # per loader, after the timed rounds: peak memory sampled
 
     def __post_init__(self) -> None:
         for name in ("prefetch", "repeats"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.memory_epochs < 0:
+            raise ConfigError(f"--memory-epochs must be 0 or more, got {self.memory_epochs}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
         if not self.workers or min(self.workers) < 1:
@@ -70,7 +73,7 @@ class Experiment:
         return len(self.pipelines) * len(self.workers) * len(self.batch_sizes)
 
     def epochs_per_point(self) -> int:
-        return len(self.loaders) * (self.repeats + 1)
+        return len(self.loaders) * (self.repeats + 1 + self.memory_epochs)
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ def execute(
                     exp.timeout,  # type: ignore[arg-type]
                 )
                 t0 = time.perf_counter()
-                points = measure(Workload(dataset, pipeline, spec, tuple(order), exp.repeats, extra), progress=progress)
+                points = measure(
+                    Workload(dataset, pipeline, spec, tuple(order), exp.repeats, extra, exp.memory_epochs), progress=progress
+                )
                 for p in points:
                     p["measured_s"] = time.perf_counter() - t0
                 results.points.extend(points if exp.kind == "run" else points[1:])

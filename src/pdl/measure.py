@@ -1,4 +1,4 @@
-"""Timing loaders on one workload: warm-up, start-up apart, interleaved rounds, CPU and memory per run.
+"""Timing loaders on one workload: warm-up, start-up apart, interleaved rounds, CPU per run; memory apart.
 
 The clock is injected so the statistics are tested with exact numbers. The core never prints: progress is a
 callback.
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psutil
@@ -20,6 +21,7 @@ from .compare import NOISE_THRESHOLD, speedup
 from .dataset import ImageFolder
 from .loaders import Loader, LoaderSpec, make_loader
 from .loaders.base import STAGES
+from .memory import peak_memory
 from .pipeline import Pipeline
 
 Clock = Callable[[], float]
@@ -34,7 +36,6 @@ class EpochTiming:
     wait_s: float
     cpu_main_s: float
     cpu_workers_s: float
-    rss_mb: float
     stages: dict[str, float]
     handoff_s: list[float] = field(default_factory=list)
     copied_batches: int = 0
@@ -50,16 +51,6 @@ def _cpu(pids: Iterable[int]) -> float:
         except psutil.Error:
             pass
     return total
-
-
-def _rss_mb(pids: Iterable[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            total += psutil.Process(pid).memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
 
 
 def time_epoch(loader: Loader, clock: Clock = time.perf_counter) -> EpochTiming:
@@ -80,7 +71,6 @@ def time_epoch(loader: Loader, clock: Clock = time.perf_counter) -> EpochTiming:
         wait_s=sum(stats.wait_s),
         cpu_main_s=_cpu([me]) - cpu0_main,
         cpu_workers_s=_cpu(workers) - cpu0_workers,
-        rss_mb=_rss_mb([me, *workers]),
         stages={s: sum(getattr(t, s) for t in stats.stages) for s in STAGES},
         handoff_s=list(stats.handoff_s),
         copied_batches=stats.copied_batches,
@@ -98,15 +88,28 @@ class Workload:
     loaders: tuple[str, ...]  # the first is the baseline
     repeats: int = 3
     extra: dict[str, Any] = field(default_factory=dict)  # start_method, ray_address, ...
+    memory_epochs: int = 0  # epochs per loader, after the timed rounds, with memory sampled
 
 
 def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Warm up every loader (start-up and first batch timed apart), then ``repeats`` interleaved rounds.
 
     Within a round every loader runs one epoch; the order flips each round so drift hits all sides alike.
+    Then, with ``memory_epochs``, each loader runs that many more epochs in a fresh process of its own with its
+    memory sampled (``memory.peak_memory``): sampling costs CPU, so it never runs during a timed epoch.
     Returns one point per loader, the baseline included.
     """
     tick = progress or (lambda _msg: None)
+    points = _timed(work, clock, tick)
+    for kind, point in zip(work.loaders, points, strict=True):
+        if work.memory_epochs:
+            extra = {k: v for k, v in work.extra.items() if k in EXTRA_ARGS.get(kind, ())}
+            run = (kind, work.dataset, work.pipeline, work.spec, extra, work.memory_epochs)
+            point.update(peak_memory(*run, partial(tick, f"memory {kind}")))
+    return points
+
+
+def _timed(work: Workload, clock: Clock, tick: Progress) -> list[dict[str, Any]]:
     with ExitStack() as stack:
         loaders, warm = [], []
         for kind in work.loaders:
@@ -164,7 +167,6 @@ def _point(
         "wait_share": med([r.wait_s / r.wall_s if r.wall_s > 0 else 0.0 for r in runs]),
         "cpu_main_s": med([r.cpu_main_s for r in runs]),
         "cpu_workers_s": med([r.cpu_workers_s for r in runs]),
-        "rss_mb": [r.rss_mb for r in runs],
         "stages_s": {s: med([r.stages[s] for r in runs]) for s in STAGES},
         "handoff_ms": med(handoff) * 1e3 if handoff else None,
         "copied_batches": sum(r.copied_batches for r in runs),

@@ -117,6 +117,35 @@ def stages_grid(rs: ResultSet) -> Grid:
     return grid
 
 
+def memory_grid(rs: ResultSet) -> Grid | None:
+    """Peak memory per untimed epoch, and what the parallel loaders cost over the sequential one, in batches."""
+    points = [p for p in rs.points if p.get("memory_peak_mb")]
+    if not points:
+        return None
+    base = next((p for p in points if p["loader"] == "sequential"), None)
+    grid = Grid(
+        f"peak memory, MB (PSS of the main process + workers, sampled every 20 ms; {len(points[0]['memory_peak_mb'])} "
+        "untimed epochs)",
+        ["loader", "workers", "peak per epoch", "last − first", "over sequential", "in batches", "budget"],
+    )
+    for p in points:
+        peaks = p["memory_peak_mb"]
+        row = [p["loader"], str(p["workers"]), " ".join(f"{m:.0f}" for m in peaks), f"{peaks[-1] - peaks[0]:+.0f}"]
+        if base is None or p is base:
+            row += ["–", "–", "–"]
+        else:
+            over = max(peaks) - max(base["memory_peak_mb"])
+            batches = over / p["batch_mb"] if p["batch_mb"] else float("inf")
+            budget = p["workers"] * p["prefetch"] + 2
+            row += [f"{over:+.0f}", f"{batches:.1f}", f"{budget} {'within' if batches <= budget else 'OVER'}"]
+        grid.rows.append(row)
+    grid.notes = [
+        f"a batch is {points[0]['batch_mb']:.1f} MB; budget: workers × prefetch + 2 batches over the sequential run "
+        "(the batches in flight, the one being consumed, one spare)"
+    ]
+    return grid
+
+
 def _groups(points: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
     rows: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for p in points:
@@ -194,7 +223,8 @@ def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
         return sweep_workers_grids(rs)
     if rs.kind == "sweep-batch":
         return [sweep_batch_grid(rs)]
-    return [run_grid(rs), *([stages_grid(rs)] if stages else [])]
+    memory = memory_grid(rs)
+    return [run_grid(rs), *([stages_grid(rs)] if stages else []), *([memory] if memory else [])]
 
 
 def to_rich(grid: Grid) -> Any:

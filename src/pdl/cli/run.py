@@ -30,6 +30,8 @@ from .common import (
 )  # fmt: skip
 from .measuring import measure_and_report
 
+MEMORY_EPOCHS = 5  # enough to see whether memory stays flat from epoch to epoch
+
 
 @guarded
 def run(
@@ -48,6 +50,10 @@ def run(
     start_method: StartMethodOpt = None,
     ray_address: RayAddressOpt = None,
     stages: Annotated[bool, typer.Option("--stages", help="Also show where the time goes per stage.")] = False,
+    memory: Annotated[
+        bool,
+        typer.Option("--memory", help="Also measure peak memory (PSS of main + workers) over 5 more epochs per loader, untimed."),
+    ] = False,
     results: ResultsOpt = Path("results"),
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -69,5 +75,6 @@ def run(
         timeout=timeout,
         start_method=start_method,
         extra={"ray_address": ray_address} if ray_address else {},
+        memory_epochs=MEMORY_EPOCHS if memory else 0,
     )
     measure_and_report(exp, results, quiet, stages=stages)
