@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -57,6 +58,9 @@ def test_run_memory_measures_five_untimed_epochs_per_loader_and_shows_them(image
     assert par["batch_mb"] == 4 * 200 * 200 * 3 / 2**20
     row = next(line for line in res.stdout.splitlines() if line.startswith("│ process") and ("within" in line or "OVER" in line))
     assert f"{max(par['memory_peak_mb']) - max(seq['memory_peak_mb']):+.0f}" in row
+    [csv_path] = files(tmp_path, ".csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [float(r["memory_peak_mb"]) for r in rows] == [max(seq["memory_peak_mb"]), max(par["memory_peak_mb"])]
 
 
 def test_run_makes_the_default_inputs_when_inputs_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

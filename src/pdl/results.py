@@ -24,7 +24,7 @@ KINDS = ("run", "sweep-workers", "sweep-batch")
 CSV_FIELDS = (
     "kind", "pipeline", "loader", "workers", "batch_size", "prefetch", "augment_in", "round", "images",
     "wall_s", "baseline_wall_s", "speedup_round", "speedup", "images_per_s", "wait_share", "cpu_main_s",
-    "cpu_workers_s", "startup_s", "first_batch_s", "handoff_ms", "usable_cores",
+    "cpu_workers_s", "startup_s", "first_batch_s", "handoff_ms", "usable_cores", "memory_peak_mb", "batch_mb",
 )  # fmt: skip
 
 
@@ -56,6 +56,7 @@ class ResultSet:
                 row.update(kind=self.kind, round=r + 1, wall_s=wall, usable_cores=self.usable_cores)
                 row["baseline_wall_s"] = p["baseline_wall_s"][r]
                 row["speedup_round"] = p["speedup_rounds"][r]
+                row["memory_peak_mb"] = max(p["memory_peak_mb"]) if p.get("memory_peak_mb") else None  # with --memory
                 rows.append(row)
         return rows
 
