@@ -14,6 +14,7 @@ import pytest
 
 from pdl import ImageFolder, ParallelLoader, SequentialLoader, ThreadLoader, load_pipeline
 from pdl.errors import ConfigError, LoaderTimeoutError, WorkerDiedError, WorkerError
+from pdl.loaders import LoaderSpec, make_loader
 
 from .conftest import write_image
 
@@ -78,6 +79,11 @@ def test_thread_loader_and_augment_in_main_give_the_same_batches(images, heavy, 
     with ParallelLoader(ds, heavy, batch_size=4, shuffle=True, seed=2, num_workers=2, augment_in=augment_in) as par:
         assert_same(ref, collect(par))
         assert par.stats.copied_batches == 0  # through shared memory, also for raw images
+    pickled = make_loader("process-pickle", ds, heavy, LoaderSpec(4, True, 2, num_workers=2, augment_in=augment_in))
+    with pickled:
+        assert pickled.name == "process-pickle"
+        assert_same(ref, collect(pickled))
+        assert pickled.stats.copied_batches == len(ref) == 6  # every batch pickled: no ring at all
 
 
 def test_float32_pipeline_through_shared_memory(images) -> None:

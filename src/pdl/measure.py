@@ -25,7 +25,12 @@ from .memory import peak_memory
 from .pipeline import Pipeline
 
 Clock = Callable[[], float]
-EXTRA_ARGS = {"process": ("start_method",), "torch": ("start_method",), "ray": ("ray_address",)}  # loader-specific arguments
+EXTRA_ARGS = {
+    "process": ("start_method",),
+    "process-pickle": ("start_method",),
+    "torch": ("start_method",),
+    "ray": ("ray_address",),
+}  # loader-specific arguments
 Progress = Callable[[str], None]  # called after each timed or warm-up epoch, with what was just run
 
 

@@ -124,8 +124,8 @@ def memory_grid(rs: ResultSet) -> Grid | None:
         return None
     base = next((p for p in points if p["loader"] == "sequential"), None)
     grid = Grid(
-        f"peak memory, MB (PSS of the main process + workers, sampled every 20 ms; {len(points[0]['memory_peak_mb'])} "
-        "untimed epochs)",
+        f"peak memory, MB: PSS of heap and shared memory, main process + workers, sampled every 20 ms in "
+        f"{len(points[0]['memory_peak_mb'])} untimed epochs, each loader in a fresh process",
         ["loader", "workers", "peak per epoch", "last − first", "over sequential", "in batches", "budget"],
     )
     for p in points:

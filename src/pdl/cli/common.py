@@ -146,7 +146,7 @@ AugmentInOpt = Annotated[
 ]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder for the results files.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")]
-LoadersOpt = Annotated[str, typer.Option("--loaders", help="Comma list: sequential,process,thread,torch,ray.")]
+LoadersOpt = Annotated[str, typer.Option("--loaders", help="Comma list: sequential,process,process-pickle,thread,torch,ray.")]
 OnErrorOpt = Annotated[str, typer.Option("--on-error", help="'fail' on the first unreadable image, or 'skip' it.")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds to wait for a batch before giving up.")]
 StartMethodOpt = Annotated[str | None, typer.Option("--start-method", help="fork (default on Linux), forkserver or spawn.")]

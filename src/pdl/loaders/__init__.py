@@ -12,7 +12,7 @@ from .process import ParallelLoader, default_start_method
 from .sequential import SequentialLoader
 from .thread import ThreadLoader
 
-LOADERS = ("sequential", "process", "thread", "torch", "ray")
+LOADERS = ("sequential", "process", "process-pickle", "thread", "torch", "ray")
 
 
 def make_loader(kind: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, **extra: Any) -> Loader:
@@ -27,8 +27,8 @@ def make_loader(kind: str, dataset: ImageFolder, pipeline: Pipeline, spec: Loade
     )
     if kind == "sequential":
         return SequentialLoader(dataset, pipeline, **common, on_error=spec.on_error)
-    if kind == "process":
-        return ParallelLoader(dataset, pipeline, **common, **options, **extra)
+    if kind in ("process", "process-pickle"):  # process-pickle: batches pickled through the pipes, no ring
+        return ParallelLoader(dataset, pipeline, **common, **options, shared_memory=kind == "process", **extra)
     if kind == "thread":
         return ThreadLoader(dataset, pipeline, **common, **options)
     if kind == "torch":

@@ -85,7 +85,7 @@ class LoaderStats:
 
     stages: list[StageTimes] = field(default_factory=list)
     wait_s: list[float] = field(default_factory=list)  # consumer blocked per batch
-    handoff_s: list[float] = field(default_factory=list)  # worker done → consumer holds it (awaited batches)
+    handoff_s: list[float] = field(default_factory=list)  # worker done → data in hand (batches finished while awaited)
     copied_batches: int = 0  # batches that crossed by pickling instead of shared memory
     skipped: list[tuple[str, str]] = field(default_factory=list)
 

@@ -40,6 +40,7 @@ class ThreadLoader(Loader):
         start_method: str | None = None,  # accepted for a drop-in swap with ParallelLoader; threads need none
         on_error: OnError = "fail",
         timeout: float | None = None,
+        shared_memory: bool = True,  # accepted for a drop-in swap too: threads share the process's memory
     ) -> None:
         spec = LoaderSpec(batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
         if num_workers < 1:
