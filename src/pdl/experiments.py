@@ -46,7 +46,7 @@ class Experiment:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.memory_epochs < 0:
-            raise ConfigError(f"--memory-epochs must be 0 or more, got {self.memory_epochs}")
+            raise ConfigError(f"memory_epochs must be 0 or more, got {self.memory_epochs}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
         if not self.workers or min(self.workers) < 1:
