@@ -103,3 +103,19 @@ def test_an_error_in_the_probe_reaches_the_caller(tmp_path) -> None:
     spec = LoaderSpec(batch_size=1, num_workers=1)
     with pytest.raises(WorkerError, match=r"small\.jpg"):
         peak_memory("process", ImageFolder(tmp_path / "c"), pipeline, spec, {}, 1, lambda: None)
+
+
+def test_a_forkserver_loader_counts_the_forkserver_its_workers_share_pages_with(images) -> None:
+    import psutil
+
+    from pdl import ParallelLoader
+    from pdl.memory import _forkserver
+
+    ds, light = ImageFolder(images), load_pipeline("light")
+    with ParallelLoader(ds, light, batch_size=4, num_workers=1, start_method="fork") as par:
+        par.start()
+        assert _forkserver(par) == []
+    with ParallelLoader(ds, light, batch_size=4, num_workers=1, start_method="forkserver") as par:
+        par.start()
+        [server] = _forkserver(par)
+        assert psutil.Process(par.worker_pids[0]).ppid() == server  # the workers' parent

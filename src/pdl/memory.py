@@ -94,12 +94,22 @@ def own_pids(worker_pids: Iterable[int]) -> list[int]:
     return [os.getpid(), *worker_pids]
 
 
+def _forkserver(loader: Any) -> list[int]:
+    """The forkserver its workers were forked from: they share its pages, so its memory is the loader's too."""
+    if getattr(loader, "start_method", None) != "forkserver":
+        return []
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return [pid] if pid else []
+
+
 def epoch_peaks(loader: Any, epochs: int, after_epoch: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Peak PSS of this process and the loader's workers in each of ``epochs`` epochs, and the largest batch in
     MB, so that the cost of parallelism reads in batches."""
     peaks, batch_bytes = [], 0
     for _ in range(epochs):
-        with PeakSampler(lambda: own_pids(loader.worker_pids)) as sampler:
+        with PeakSampler(lambda: own_pids([*loader.worker_pids, *_forkserver(loader)])) as sampler:
             for batch in loader:
                 batch_bytes = max(batch_bytes, batch.images.nbytes)
                 del batch  # hand the slot back before the next batch, as a training loop does
