@@ -108,18 +108,21 @@ def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress
     points = _timed(work, clock, tick)
     for kind, point in zip(work.loaders, points, strict=True):
         if work.memory_epochs:
-            extra = {k: v for k, v in work.extra.items() if k in EXTRA_ARGS.get(kind, ())}
-            run = (kind, work.dataset, work.pipeline, work.spec, extra, work.memory_epochs)
+            run = (kind, work.dataset, work.pipeline, work.spec, _extra(work, kind), work.memory_epochs)
             point.update(peak_memory(*run, partial(tick, f"memory {kind}")))
     return points
+
+
+def _extra(work: Workload, kind: str) -> dict[str, Any]:
+    """The loader-specific arguments ``kind`` takes, out of the workload's."""
+    return {k: v for k, v in work.extra.items() if k in EXTRA_ARGS.get(kind, ())}
 
 
 def _timed(work: Workload, clock: Clock, tick: Progress) -> list[dict[str, Any]]:
     with ExitStack() as stack:
         loaders, warm = [], []
         for kind in work.loaders:
-            extra = {k: v for k, v in work.extra.items() if k in EXTRA_ARGS.get(kind, ())}
-            loader = make_loader(kind, work.dataset, work.pipeline, work.spec, **extra)
+            loader = make_loader(kind, work.dataset, work.pipeline, work.spec, **_extra(work, kind))
             stack.callback(loader.close)
             loaders.append(loader)
             warm.append(_warm_up(loader, clock))

@@ -90,8 +90,9 @@ class PeakSampler:
             self.sample()
 
 
-def own_pids(worker_pids: Iterable[int]) -> list[int]:
-    return [os.getpid(), *worker_pids]
+def _loader_pids(loader: Any) -> list[int]:
+    """This process, the loader's workers and the forkserver they came from, if any."""
+    return [os.getpid(), *loader.worker_pids, *_forkserver(loader)]
 
 
 def _forkserver(loader: Any) -> list[int]:
@@ -109,7 +110,7 @@ def epoch_peaks(loader: Any, epochs: int, after_epoch: Callable[[], None] = lamb
     MB, so that the cost of parallelism reads in batches."""
     peaks, batch_bytes = [], 0
     for _ in range(epochs):
-        with PeakSampler(lambda: own_pids([*loader.worker_pids, *_forkserver(loader)])) as sampler:
+        with PeakSampler(lambda: _loader_pids(loader)) as sampler:
             for batch in loader:
                 batch_bytes = max(batch_bytes, batch.images.nbytes)
                 del batch  # hand the slot back before the next batch, as a training loop does

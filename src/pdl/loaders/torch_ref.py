@@ -133,10 +133,8 @@ class TorchLoader(Loader):
             timeout=spec.timeout or 0,
             multiprocessing_context=self.start_method,
         )
-        if self.start_method == "fork":
-            self.pipeline.compose  # built once, shared by the forked workers, as ParallelLoader does  # noqa: B018
         try:
-            with forking(self.start_method):
+            with forking(self.start_method, self.pipeline):
                 iter(self._loader)  # forks the workers; the plan is empty, so nothing is prefetched yet
             iter(self._loader)  # a round trip to every worker: the pool is up before anything is timed
         except BaseException:
