@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pdl.compare import speedup
-from pdl.results import ResultSet
+from pdl.records import Cpu, Machine, Point, ResultSet
 
-SYSTEM = {
-    "hostname": "testbox",
-    "cpu": {
-        "model": "Test CPU 3000",
-        "logical": 4,
-        "physical": 2,
-        "affinity": 4,
-        "cgroup_quota": None,
-        "override": None,
-        "usable": 4,
-    },
-}
+MACHINE = Machine(
+    hostname="testbox",
+    cpu=Cpu(model="Test CPU 3000", logical=4, physical=2, affinity=4, cgroup_quota=None, override=None, usable=4),
+    memory_total_bytes=16 * 2**30,
+    shm_total_bytes=8 * 2**30,
+    shm_free_bytes=8 * 2**30,
+    os="Linux 6.0",
+    python="3.11.7",
+    versions={"opencv": "5.0.0", "albumentations": "2.0.8", "numpy": "2.4.6", "pdl": "0.1.0"},
+    opencv_threads=1,
+    start_method="fork",
+)
 
 
 def point(
@@ -29,17 +30,23 @@ def point(
     pipeline: str = "light",
     batch_size: int = 8,
     images: int = 80,
-) -> dict[str, Any]:
+    **fields: Any,
+) -> Point:
     sp = speedup(base, walls)
-    return {
-        "pipeline": pipeline, "loader": loader, "workers": workers, "batch_size": batch_size, "prefetch": 2,
-        "augment_in": "workers", "images": images, "wall_s": walls, "baseline_wall_s": base, "speedup": sp.median,
-        "speedup_min": sp.low, "speedup_max": sp.high, "speedup_rounds": list(sp.rounds), "noisy": sp.noisy(),
-        "images_per_s": images / sorted(walls)[len(walls) // 2], "startup_s": 0.05, "first_batch_s": 0.2,
-        "warmup_epoch_s": 1.0, "wait_share": 0.5, "cpu_main_s": 0.1, "cpu_workers_s": 2.0,
-        "stages_s": {"read": 0.1, "decode": 0.5, "augment": 1.0, "collate": 0.05}, "handoff_ms": 0.3,
-        "copied_batches": 0, "skipped": [],
-    }  # fmt: skip
+    made = Point(
+        pipeline=pipeline, loader=loader, workers=workers, batch_size=batch_size, prefetch=2, augment_in="workers",
+        images=images, wall_s=tuple(walls), baseline_wall_s=tuple(base), speedup=sp.median, speedup_min=sp.low,
+        speedup_max=sp.high, speedup_rounds=sp.rounds, noisy=sp.noisy(),
+        images_per_s=images / sorted(walls)[len(walls) // 2], startup_s=0.05, first_batch_s=0.2, warmup_epoch_s=1.0,
+        wait_share=0.5, cpu_main_s=0.1, cpu_workers_s=2.0,
+        stages_s={"read": 0.1, "decode": 0.5, "augment": 1.0, "collate": 0.05}, handoff_ms=0.3, copied_batches=0, skipped=(),
+    )  # fmt: skip
+    return replace(made, **fields)
+
+
+def results(kind: str, points: list[Point], machine: Machine = MACHINE, **fields: Any) -> ResultSet:
+    made = ResultSet(kind, {"repeats": 3}, machine, tuple(points), ("pdl",), "2026-01-01T00:00:00", complete=True)
+    return replace(made, **fields)
 
 
 def sweep_workers(factor: float = 1.0) -> ResultSet:
@@ -49,6 +56,4 @@ def sweep_workers(factor: float = 1.0) -> ResultSet:
     for pipe, curve in (("light", {1: 1.0, 2: 1.9, 4: 3.2, 8: 2.5}), ("heavy", {1: 1.0, 2: 2.0, 4: 3.8, 8: 3.9})):
         for w, s in curve.items():
             points.append(point("process", w, base, [8.0 / (s * factor)] * 3, pipeline=pipe))
-    return ResultSet(
-        "sweep-workers", {"repeats": 3}, SYSTEM, points, command=["pdl"], created="2026-01-01T00:00:00", complete=True
-    )
+    return results("sweep-workers", points)

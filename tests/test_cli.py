@@ -80,17 +80,25 @@ def test_run_makes_the_default_inputs_when_inputs_is_empty(tmp_path: Path, monke
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
-        (["--workers", "0"], "--workers must be at least 1, got 0"),
-        (["--repeats", "0"], "--repeats must be at least 1, got 0"),
-        (["--prefetch", "0"], "--prefetch must be at least 1, got 0"),
-        (["--limit", "0"], "--limit must be at least 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be a whole number >= 1. Found: 0"),
+        (["--workers", "0"], "--workers must be a whole number >= 1. Found: 0"),
+        (["--repeats", "0"], "--repeats must be a whole number >= 1. Found: 0"),
+        (["--prefetch", "0"], "--prefetch must be a whole number >= 1. Found: 0"),
+        (["--limit", "0"], "--limit must be a whole number >= 1. Found: 0"),
         (["--pipeline", "hevy"], "--pipeline 'hevy' is neither a shipped pipeline nor a YAML file; did you mean heavy?"),
         (["--loaders", "sequential,gpu"], "--loaders: unknown loader 'gpu'"),
-        (["--augment-in", "gpu"], "--augment-in 'gpu': choose 'workers' or 'main'"),
-        (["--on-error", "ignore"], "--on-error 'ignore': choose 'fail' or 'skip'"),
-        (["--timeout", "0"], "--timeout must be more than 0 seconds"),
+        (["--augment-in", "gpu"], "Invalid value for '--augment-in': 'gpu' is not one of 'workers', 'main'."),
+        (["--on-error", "ignore"], "Invalid value for '--on-error': 'ignore' is not one of 'fail', 'skip'."),
+        (["--timeout", "0"], "--timeout must be greater than 0 seconds. Found: 0.0"),
         (["--inputs", "/no/such/folder"], "inputs folder '/no/such/folder' does not exist"),
+        (["--inputs", "x[bold]y"], "inputs folder 'x[bold]y' does not exist"),  # user text printed verbatim
+        (["--pipeline", "x[bold]y"], "--pipeline 'x[bold]y' is neither a shipped pipeline nor a YAML file"),
+        (
+            ["--start-method", "spawn", "--loaders", "thread"],
+            "--start-method applies only to --loaders process,process-pickle,torch",
+        ),
+        (["--ray-address", "h:1"], "--ray-address applies only to --loaders ray"),
+        (["--bogus"], "No such option: --bogus"),
     ],
 )
 def test_bad_options_give_one_line_exit_2_and_write_nothing(images: Path, tmp_path: Path, args, message) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -108,18 +110,18 @@ def test_slots_return_after_epoch_break_and_new_epoch(images, heavy) -> None:
     with ParallelLoader(ds, heavy, batch_size=3, num_workers=2) as par:
         for batch in par:
             pass
-        ring = par._ring
-        assert ring is not None and ring.free_slots == ring.n_slots - 1  # the last batch is still held
+        ring = par.ring
+        assert ring is not None and ring.free == ring.slots - 1  # the last batch is still held
         assert par.stats.copied_batches == 0
         del batch
-        assert ring.free_slots == ring.n_slots
+        assert par.ring == replace(ring, free=ring.slots)
         for i, _batch in enumerate(par):
             if i == 1:
                 break
         del _batch
         assert len(collect(par)) == 7  # the abandoned batches are drained, the next epoch is whole
         gc.collect()
-        assert ring.free_slots == ring.n_slots
+        assert par.ring == replace(ring, free=ring.slots)
 
 
 def test_close_leaves_no_child_and_no_shared_memory(images, heavy) -> None:
@@ -127,7 +129,8 @@ def test_close_leaves_no_child_and_no_shared_memory(images, heavy) -> None:
 
     par = ParallelLoader(ImageFolder(images), heavy, batch_size=4, num_workers=3)
     par.start()
-    pids, name = par.worker_pids, par._ring.name
+    assert par.ring is not None
+    pids, name = par.worker_pids, par.ring.name
     assert len(pids) == 3 and all(psutil.pid_exists(p) for p in pids)
     next(iter(par))
     par.close()
@@ -254,9 +257,8 @@ def test_invalid_arguments_name_the_field_and_value(images, heavy) -> None:
 
 def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypatch) -> None:
     """The ring is checked against /dev/shm first, and the loader falls back to pickling."""
-    from pdl.errors import SharedMemoryError
+    from pdl.errors import PdlWarning, SharedMemoryError
     from pdl.loaders import shm
-    from pdl.loaders.process import PdlWarning
 
     monkeypatch.setattr(shm, "shm_free_bytes", lambda: 1000)
     with pytest.raises(SharedMemoryError, match=r"needs \d+ MiB in /dev/shm but only 0 MiB are free; lower --batch-size"):
@@ -267,7 +269,7 @@ def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypa
         par = ParallelLoader(ds, heavy, batch_size=4, num_workers=2)
         par.start()
     with par:
-        assert par._ring is None
+        assert par.ring is None
         assert_same(ref, collect(par))
 
 
@@ -289,7 +291,8 @@ def test_the_ring_hands_out_the_slot_freed_last_so_spare_slots_stay_untouched() 
 
 def test_the_parent_builds_the_pipeline_before_forking_so_workers_share_it(images) -> None:
     pipeline = load_pipeline("medium")
-    pipeline.__dict__.pop("compose", None)  # as after unpickling: not built yet
+    pipeline = pickle.loads(pickle.dumps(pipeline))  # as a worker or a spawned process gets it: not built yet
+    assert not pipeline.built
     with ParallelLoader(ImageFolder(images), pipeline, batch_size=4, num_workers=1, start_method="fork") as par:
         par.start()
-        assert "compose" in pipeline.__dict__
+        assert pipeline.built

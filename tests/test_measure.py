@@ -10,7 +10,8 @@ import pytest
 from pdl import measure as measure_mod
 from pdl.compare import ideal_speedup, speedup
 from pdl.loaders import LoaderSpec
-from pdl.loaders.base import Batch, Loader, LoaderStats, StageTimes
+from pdl.loaders.base import Loader
+from pdl.loaders.batching import Batch, LoaderStats, StageTimes
 from pdl.measure import Workload, measure
 
 
@@ -75,12 +76,33 @@ def test_measure_warms_up_then_interleaves_with_flipped_order(monkeypatch: pytes
     work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 3)
     seq, par = measure(work, clock=clock)
     assert log == ["sequential", "process", "sequential", "process", "process", "sequential", "sequential", "process"]
-    assert seq["wall_s"] == [10.0, 12.0, 11.0] and par["wall_s"] == [5.0, 5.0, 6.0]
-    assert par["speedup_rounds"] == [2.0, 2.4, 11.0 / 6.0]
-    assert par["speedup"] == 2.0 and par["speedup_min"] == 11.0 / 6.0 and par["speedup_max"] == 2.4
-    assert par["noisy"] is True  # (2.4 - 1.83) / 2.0 > 10%
-    assert seq["speedup"] == 1.0 and seq["noisy"] is False
-    assert par["startup_s"] == 0.25 and par["first_batch_s"] == 4.5 and par["warmup_epoch_s"] == 9.0
-    assert par["images"] == 4 and par["images_per_s"] == 4 / 5.0
-    assert par["wait_share"] == pytest.approx(0.5 / 5.0)
-    assert par["stages_s"] == {"read": 0.1, "decode": 0.2, "augment": 0.3, "collate": 0.0}
+    assert seq.wall_s == (10.0, 12.0, 11.0) and par.wall_s == (5.0, 5.0, 6.0)
+    assert par.speedup_rounds == (2.0, 2.4, 11.0 / 6.0)
+    assert par.speedup == 2.0 and par.speedup_min == 11.0 / 6.0 and par.speedup_max == 2.4
+    assert par.noisy is True  # (2.4 - 1.83) / 2.0 > 10%
+    assert seq.speedup == 1.0 and seq.noisy is False
+    assert par.startup_s == 0.25 and par.first_batch_s == 4.5 and par.warmup_epoch_s == 9.0
+    assert par.images == 4 and par.images_per_s == 4 / 5.0
+    assert par.wait_share == pytest.approx(0.5 / 5.0)
+    assert par.stages_s == {"read": 0.1, "decode": 0.2, "augment": 0.3, "collate": 0.0}
+    assert par.start_method is None and par.cluster is None and par.memory_peak_mb is None and par.batch_mb is None
+
+
+def test_memory_epochs_fill_the_points_memory_fields(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+
+    clock, log = FakeClock(), []
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, [1.0, 1.0], clock, log))
+    sampled = []
+
+    def fake_peak_memory(kind, dataset, pipeline, spec, epochs, tick):
+        sampled.append((kind, epochs))
+        return {"memory_peak_mb": [100, 101.5] if kind == "sequential" else [120, 121], "batch_mb": 0.5}
+
+    monkeypatch.setattr(measure_mod, "peak_memory", fake_peak_memory)
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 1,
+                    memory_epochs=2)  # fmt: skip
+    seq, par = measure(work, clock=clock)
+    assert sampled == [("sequential", 2), ("process", 2)]
+    assert seq.memory_peak_mb == (100.0, 101.5) and par.memory_peak_mb == (120.0, 121.0) and par.batch_mb == 0.5
+    assert par.wall_s == (1.0,)  # the memory epochs are not timed

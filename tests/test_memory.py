@@ -87,7 +87,7 @@ def test_the_probe_reports_a_peak_per_epoch_and_leaves_nothing(images, kind) -> 
     before = {n for n in os.listdir("/dev/shm") if n.startswith("pdl-")}
     spec = LoaderSpec(batch_size=4, num_workers=2)
     ticks = []
-    got = peak_memory(kind, ImageFolder(images), load_pipeline("light"), spec, {}, 2, lambda: ticks.append(1))
+    got = peak_memory(kind, ImageFolder(images), load_pipeline("light"), spec, 2, lambda: ticks.append(1))
     assert len(got["memory_peak_mb"]) == 2 and all(m > 10 for m in got["memory_peak_mb"])
     assert got["batch_mb"] == 4 * 200 * 200 * 3 / MB  # light makes 200×200 RGB uint8
     assert ticks == [1, 1]
@@ -102,20 +102,22 @@ def test_an_error_in_the_probe_reaches_the_caller(tmp_path) -> None:
     pipeline = load_pipeline(str(tmp_path / "crop.yaml"))
     spec = LoaderSpec(batch_size=1, num_workers=1)
     with pytest.raises(WorkerError, match=r"small\.jpg"):
-        peak_memory("process", ImageFolder(tmp_path / "c"), pipeline, spec, {}, 1, lambda: None)
+        peak_memory("process", ImageFolder(tmp_path / "c"), pipeline, spec, 1, lambda: None)
 
 
 def test_a_forkserver_loader_counts_the_forkserver_its_workers_share_pages_with(images) -> None:
     import psutil
 
     from pdl import ParallelLoader
-    from pdl.memory import _forkserver
+    from pdl.memory import counted_pids
 
     ds, light = ImageFolder(images), load_pipeline("light")
+    me = os.getpid()
     with ParallelLoader(ds, light, batch_size=4, num_workers=1, start_method="fork") as par:
         par.start()
-        assert _forkserver(par) == []
+        assert counted_pids(par) == [me, *par.worker_pids]
     with ParallelLoader(ds, light, batch_size=4, num_workers=1, start_method="forkserver") as par:
         par.start()
-        [server] = _forkserver(par)
-        assert psutil.Process(par.worker_pids[0]).ppid() == server  # the workers' parent
+        [worker] = par.worker_pids
+        server = psutil.Process(worker).ppid()  # the workers' parent: the forkserver
+        assert server != me and counted_pids(par) == [me, worker, server]

@@ -128,5 +128,30 @@ def test_pipeline_pickles_without_its_albumentations_objects() -> None:
     pipe = load_pipeline("medium")
     pipe(IMAGE, 0)  # builds the Compose
     clone = pickle.loads(pickle.dumps(pipe))
-    assert "compose" not in clone.__dict__ and np.array_equal(clone(IMAGE, 5), pipe(IMAGE, 5))
+    assert not clone.built and np.array_equal(clone(IMAGE, 5), pipe(IMAGE, 5))
     assert copy.copy(pipe).compose is not pipe.compose
+
+
+@pytest.mark.parametrize("name", LEVELS)
+def test_shipped_levels_need_their_first_resize(name: str) -> None:
+    import pickle
+
+    pipe = load_pipeline(name)
+    assert pipe.min_input_size == (256, 256)
+    assert pickle.loads(pickle.dumps(pipe)).min_input_size == (256, 256)
+
+
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        ("Resize: {height: 96, width: 128}", (96, 128)),
+        ("SmallestMaxSize: {max_size: 100}", (100, 100)),
+        ("LongestMaxSize: {max_size: 100}", None),  # its target depends on the aspect ratio
+        ("Resize: {height: 96, width: 128, p: 0.5}", None),  # not always applied
+        ("RandomCrop: {height: 96, width: 96}", None),
+        ("HorizontalFlip", None),
+    ],
+)
+def test_min_input_size_counts_only_a_deterministic_first_resize(tmp_path: Path, first: str, expected: object) -> None:
+    path = write(tmp_path, f"transforms:\n  - {first}\n  - Resize: {{height: 64, width: 64}}\n")
+    assert load_pipeline(str(path)).min_input_size == expected

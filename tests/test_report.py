@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from pdl.report import grids, sweep_workers_grids, to_markdown, to_rich
-from pdl.results import ResultSet
+from pdl.cli.tables import to_rich
+from pdl.report import grids, sweep_workers_grids, to_markdown
 
-from .factories import SYSTEM, point, sweep_workers
+from .factories import point, results, sweep_workers
 
 
 def test_sweep_workers_markdown() -> None:
@@ -31,7 +31,7 @@ def test_sweep_workers_markdown() -> None:
 
 def test_run_table_in_rich_at_a_pinned_width() -> None:
     pts = [point("sequential", 0, [2.0, 2.2], [2.0, 2.2]), point("process", 2, [2.0, 2.2], [1.0, 1.0])]
-    rs = ResultSet("run", {}, SYSTEM, pts, command=["pdl"], created="x")
+    rs = results("run", pts)
     console = Console(width=100, record=True, file=open("/dev/null", "w"), color_system=None)
     grid = grids(rs)[0]
     console.print(to_rich(grid))
@@ -43,6 +43,26 @@ def test_run_table_in_rich_at_a_pinned_width() -> None:
 
 def test_noisy_points_are_flagged_with_advice() -> None:
     pts = [point("process", 2, [2.0, 2.0, 2.0], [1.0, 1.3, 0.8])]
-    md = to_markdown(grids(ResultSet("run", {}, SYSTEM, pts, command=[], created="x"))[0])
+    md = to_markdown(grids(results("run", pts))[0])
     assert "2.00× (1.54–2.50)~" in md
     assert "~ 1 point(s) noisy: their rounds disagree by more than 10%; re-run with more --repeats" in md
+
+
+def test_user_text_in_a_rich_table_is_shown_verbatim_not_as_markup() -> None:
+    pts = [
+        point("sequential", 0, [2.0], [2.0], pipeline="[bold]my.yaml"),
+        point("process", 2, [2.0], [1.0], pipeline="[bold]my.yaml"),
+    ]
+    console = Console(width=120, record=True, file=open("/dev/null", "w"), color_system=None)
+    console.print(to_rich(grids(results("run", pts))[0]))
+    assert "[bold]my.yaml · batch 8" in console.export_text()
+
+
+def test_memory_table_counts_the_cost_over_sequential_in_batches() -> None:
+    seq = point("sequential", 0, [2.0], [2.0], memory_peak_mb=(100.0, 101.0), batch_mb=2.0)
+    par = point("process", 2, [2.0], [1.0], memory_peak_mb=(110.0, 112.0), batch_mb=2.0)
+    memory = grids(results("run", [seq, par]))[-1]
+    assert memory.rows == [
+        ["sequential", "0", "100 101", "+1", "–", "–", "–"],
+        ["process", "2", "110 112", "+2", "+11", "5.5", "6 within"],
+    ]

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from pdl.cli import app
 from pdl.errors import ResultsError
+from pdl.records import Cluster
 from pdl.results import ResultWriter, load, newest
 
-from .factories import sweep_workers
+from .factories import point, results, sweep_workers
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_save_then_load_round_trips_and_csv_is_tidy(tmp_path: Path) -> None:
@@ -20,7 +27,7 @@ def test_save_then_load_round_trips_and_csv_is_tidy(tmp_path: Path) -> None:
     writer.save(rs)
     assert writer.path.name.endswith("-sweep-workers.json")
     back = load(writer.path)
-    assert back.points == rs.points and back.system == rs.system and back.version == 1
+    assert back == rs and back.version == 2
     rows = list(csv.DictReader(writer.csv_path.open()))
     assert len(rows) == len(rs.points) * 3  # one row per point and round
     assert rows[0]["pipeline"] == "light" and rows[0]["round"] == "1" and rows[0]["usable_cores"] == "4"
@@ -37,10 +44,8 @@ def test_a_new_writer_never_takes_an_existing_name(tmp_path: Path) -> None:
 def test_resaving_replaces_the_claimed_file_atomically(tmp_path: Path) -> None:
     rs = sweep_workers()
     writer = ResultWriter(tmp_path, rs.kind)
-    rs.points = rs.points[:1]
-    writer.save(rs)
+    writer.save(replace(rs, points=rs.points[:1]))
     assert len(load(writer.path).points) == 1
-    rs.points = sweep_workers().points
     writer.save(rs)
     assert len(load(writer.path).points) == 8
 
@@ -50,8 +55,13 @@ def test_resaving_replaces_the_claimed_file_atomically(tmp_path: Path) -> None:
     [
         ("{not json", "is damaged or not JSON"),
         ('{"hello": 1}', "is not a pdl results file"),
-        ('{"schema": "pdl.results", "version": 99}', "has results schema version 99; this pdl reads version 1"),
-        ('{"schema": "pdl.results", "version": 1, "kind": "run"}', "is damaged (missing or wrong field"),
+        (
+            '{"schema": "pdl.results", "version": 99}',
+            "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 2: upgrade pdl",
+        ),
+        ('{"schema": "pdl.results", "version": "2"}', "is damaged (version '2' is not a schema version)"),
+        ('{"schema": "pdl.results", "version": 1, "kind": "run"}', "is damaged (missing or wrong field: options)"),
+        ('{"schema": "pdl.results", "version": 2, "kind": "run"}', "is damaged (missing or wrong field: options)"),
     ],
 )
 def test_damaged_or_foreign_files_are_refused_in_one_line(tmp_path: Path, content: str, message: str) -> None:
@@ -76,3 +86,74 @@ def test_json_holds_config_raw_timings_and_machine(tmp_path: Path) -> None:
     data = json.loads(writer.path.read_text())
     assert data["schema"] == "pdl.results" and data["kind"] == "sweep-workers"
     assert data["system"]["cpu"]["usable"] == 4 and data["points"][0]["wall_s"] == [8.0, 8.0, 8.0]
+    assert data["version"] == 2 and data["points"][0]["memory_peak_mb"] is None  # every field written, null if not measured
+
+
+def test_optional_fields_round_trip(tmp_path: Path) -> None:
+    ray = point("ray", 2, [2.0], [1.0], cluster=Cluster("local", 1, 2.0, 512.0, 0.5), start_method=None)
+    mem = point("process", 2, [2.0], [1.0], memory_peak_mb=(100.0, 101.5), batch_mb=0.9, skipped=(("a.jpg", "empty"),))
+    rs = results("run", [ray, mem])
+    writer = ResultWriter(tmp_path, rs.kind)
+    writer.save(rs)
+    assert load(writer.path) == rs
+
+
+def _damaged_point(tmp_path: Path, drop: str = "", **changes: object) -> str:
+    data = json.loads(json.dumps(results("run", [point("process", 2, [2.0, 2.0], [1.0, 1.0])]).to_dict()))
+    data["points"][0].update(changes)
+    data["points"][0].pop(drop, None)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError) as info:
+        load(path)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_a_damaged_point_is_refused_naming_the_field(tmp_path: Path) -> None:
+    assert "wrong field: points[0].wall_s: expected a list, got 'slow'" in _damaged_point(tmp_path, wall_s="slow")
+    assert "wrong field: points[0].workers: expected int, got 2.5" in _damaged_point(tmp_path, workers=2.5)
+    assert "one value per round" in _damaged_point(tmp_path, wall_s=[1.0])
+    assert "wrong field: points[0].speedup: expected float, got None)" in _damaged_point(tmp_path, speedup=None)
+    assert "wrong field: points[0].images: expected int, got None)" in _damaged_point(tmp_path, images=None)
+    assert "wrong field: points[0].stages_s)" in _damaged_point(tmp_path, drop="stages_s")
+
+
+def test_a_version_1_run_file_loads_migrated(tmp_path: Path) -> None:
+    rs = load(DATA / "v1-run.json")
+    assert rs.version == 2 and rs.kind == "run" and [p.loader for p in rs.points] == ["sequential", "process", "thread"]
+    seq, par, thread = rs.points
+    assert par.start_method == "fork" and seq.start_method is None and thread.cluster is None
+    assert len(par.memory_peak_mb or ()) == 5 and par.batch_mb == pytest.approx(8 * 200 * 200 * 3 / 2**20)
+    assert len(par.wall_s) == 2 and rs.machine.cpu.usable >= 1
+    raw = json.loads((DATA / "v1-run.json").read_text())["points"][1]
+    assert par.speedup == raw["speedup"] and list(par.wall_s) == raw["wall_s"]  # what was measured, as it was
+    assert not hasattr(par, "measured_s")
+
+
+def test_a_version_1_sweep_loads_and_resaves_as_version_2(tmp_path: Path) -> None:
+    rs = load(DATA / "v1-sweep.json")
+    assert rs.kind == "sweep-workers" and len(rs.points) == 4 and rs.machine.cpu.model == "AMD EPYC"
+    writer = ResultWriter(tmp_path, rs.kind)
+    writer.save(rs)
+    again = load(writer.path)
+    assert again == rs and json.loads(writer.path.read_text())["version"] == 2
+
+
+def test_report_shows_a_version_1_run_file() -> None:
+    res = CliRunner().invoke(app, ["report", str(DATA / "v1-run.json"), "--stages"], env={"COLUMNS": "160"})
+    assert res.exit_code == 0, res.output
+    assert "median wall s" in res.stdout and "│ thread" in res.stdout and "where the time goes" in res.stdout
+    assert "peak memory, MB" in res.stdout
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_results_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        writer = ResultWriter(tmp_path, "run")
+        writer.save(sweep_workers())
+    finally:
+        os.umask(old)
+    for path in (writer.path, writer.csv_path):
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from . import _env  # noqa: F401  (must run before numpy, OpenCV and albumentations load)
+from ._version import __version__
 from .dataset import ImageFolder
 from .errors import PdlError
 from .loaders import Batch, LoaderSpec, ParallelLoader, SequentialLoader, ThreadLoader, make_loader
 from .pipeline import Pipeline, load_pipeline
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Batch",

@@ -47,30 +47,102 @@ def _jpeg_truncated(data: np.ndarray) -> bool:
     return sos < 0 or raw.find(b"\xff\xd9", sos) < 0
 
 
-def decode(path: str, data: np.ndarray) -> np.ndarray:
-    if data.size >= 3 and data[0] == 0xFF and data[1] == 0xD8 and data[2] == 0xFF and _jpeg_truncated(data):
+def _is_jpeg(data: np.ndarray) -> bool:
+    return bytes(np.ravel(data[:3])) == b"\xff\xd8\xff"
+
+
+# SOF0–SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but are not frames
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_NO_LENGTH = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM stand alone; every other marker has a length
+
+
+def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame marker, without decoding; None if not a JPEG or not found.
+
+    This is the size as stored: an EXIF orientation that OpenCV applies on decode may swap the two.
+    """
+    if not _is_jpeg(data):
+        return None
+    raw = np.ravel(data).data  # a memoryview, no copy: only the few marker headers before the frame are read
+    i, n = 2, len(raw)
+    while i + 4 <= n:
+        if raw[i] != 0xFF:
+            return None  # lost sync: not a marker where one must be
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker in _NO_LENGTH:
+            i += 2
+            continue
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        if marker in _SOF:
+            if i + 9 > n:
+                return None
+            h, w = raw[i + 5] << 8 | raw[i + 6], raw[i + 7] << 8 | raw[i + 8]
+            return (h, w) if h and w else None  # height 0: defined later by a DNL marker
+        i += 2 + (raw[i + 2] << 8 | raw[i + 3])
+    return None
+
+
+def reduced_scale(size: tuple[int, int], need: tuple[int, int]) -> int:
+    """The largest JPEG decode factor f in (8, 4, 2, 1) that keeps ceil(h/f) >= need_h and ceil(w/f) >= need_w.
+
+    OpenCV's (libjpeg's) reduced decode rounds each side up: 2049 px at 1/8 decodes to 257 px.
+    """
+    (h, w), (need_h, need_w) = size, need
+    for f in (8, 4, 2):
+        if -(-h // f) >= need_h and -(-w // f) >= need_w:
+            return f
+    return 1
+
+
+# The reduce bits (16, 32, 64) combine with either colour flag: IMREAD_REDUCED_COLOR_2 is 16 | IMREAD_COLOR, and
+# 16 | IMREAD_COLOR_RGB decodes RGB at half size in one pass (OpenCV 5 refuses IMREAD_COLOR_RGB | IMREAD_COLOR)
+_REDUCE = {1: 0, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+_COLOR = cv2.IMREAD_COLOR if _COLOR_RGB is None else _COLOR_RGB  # OpenCV < 4.11: BGR, swapped after decoding
+
+
+def _scale_for(data: np.ndarray, need: tuple[int, int] | None) -> int:
+    size = jpeg_size(data) if need is not None else None
+    if need is None or size is None:
+        return 1
+    # EXIF orientation may turn the stored size round on decode: the factor must suit both ways
+    return min(reduced_scale(size, need), reduced_scale((size[1], size[0]), need))
+
+
+def decode(path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> np.ndarray:
+    """3-channel uint8 RGB, at full size unless ``need`` (height, width) is given and ``data`` is a JPEG.
+
+    Then the JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT: a fraction of the work), the
+    smallest that is still at least ``need`` on both sides, whichever way EXIF orientation turns it.
+    """
+    jpeg = _is_jpeg(data)
+    if jpeg and _jpeg_truncated(data):
         raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
-    if _COLOR_RGB is not None:
-        image = cv2.imdecode(data, _COLOR_RGB)
-    else:  # OpenCV < 4.11
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        image = None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    image = cv2.imdecode(data, _REDUCE[_scale_for(data, need) if jpeg else 1] | _COLOR)
+    if image is not None and _COLOR_RGB is None:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image is None:
         raise ImageReadError(path, "cannot decode (not an image, or a format OpenCV cannot read)")
     return image
 
 
-def read_image(path: str) -> np.ndarray:
-    """3-channel uint8 RGB whatever the file holds (grayscale, alpha and 16-bit are converted by OpenCV)."""
-    return decode(path, read_bytes(path))
+def read_image(path: str, need: tuple[int, int] | None = None) -> np.ndarray:
+    """3-channel uint8 RGB whatever the file holds (grayscale, alpha and 16-bit are converted by OpenCV).
+
+    ``need``: see :func:`decode`.
+    """
+    return decode(path, read_bytes(path), need)
 
 
-def read_image_timed(path: str) -> tuple[np.ndarray, float, float]:
+def read_image_timed(path: str, need: tuple[int, int] | None = None) -> tuple[np.ndarray, float, float]:
     """The image plus (read seconds, decode seconds), for the stage breakdown."""
     t0 = time.perf_counter()
     data = read_bytes(path)
     t1 = time.perf_counter()
-    image = decode(path, data)
+    image = decode(path, data, need)
     return image, t1 - t0, time.perf_counter() - t1
 
 
@@ -81,8 +153,9 @@ class ImageFolder:
     page by page as reference counts change.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, limit: int | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, limit: int | None = None, reduce_decode: bool = False) -> None:
         self.root = Path(root)
+        self.reduce_decode = reduce_decode  # opt-in: decode JPEGs at 1/2, 1/4 or 1/8 scale when the pipeline allows
         if not self.root.exists():
             raise DatasetError(
                 f"inputs folder '{self.root}' does not exist; pass --inputs with a folder of images "
@@ -113,11 +186,20 @@ class ImageFolder:
     def __getitem__(self, i: int) -> np.ndarray:
         return read_image(self.path(i))
 
+    def read(self, i: int, need: tuple[int, int] | None = None) -> tuple[np.ndarray, float, float]:
+        """Image ``i`` plus (read seconds, decode seconds), for loaders.
+
+        ``need`` is the (height, width) the pipeline's first transform needs (``Pipeline.min_input_size``); it
+        allows a reduced JPEG decode only when ``reduce_decode`` is on, and is ignored otherwise.
+        """
+        return read_image_timed(self.path(i), need if self.reduce_decode else None)
+
     def path(self, i: int) -> str:
         return os.fsdecode(self.paths[i])
 
     def __repr__(self) -> str:
-        return f"ImageFolder('{self.root}', {len(self)} images, {len(self.classes)} classes)"
+        reduced = ", reduce_decode=True" if self.reduce_decode else ""
+        return f"ImageFolder('{self.root}', {len(self)} images, {len(self.classes)} classes{reduced})"
 
 
 def _class_of(rel: str) -> str:

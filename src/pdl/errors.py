@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 
 class PdlError(Exception):
     """Base of every error pdl raises on purpose. ``exit_code`` is what the CLI exits with."""
@@ -70,3 +72,20 @@ class RegressionFound(PdlError):
     """The regression gate found a real slowdown. Not a usage error: exit code 1."""
 
     exit_code = 1
+
+
+class PdlWarning(UserWarning):
+    """Something the user should know about a run that still works (shown once)."""
+
+
+def worker_error(exc: BaseException, path: str | None, doing: str) -> WorkerError:
+    """``exc`` as a WorkerError that survives pickling: its type, message, the image's path and the traceback."""
+    if isinstance(exc, WorkerError):
+        return exc
+    where = f" while {doing} {path}" if path else ""
+    return WorkerError(
+        f"{type(exc).__name__}: {exc}{where}",
+        exc_type=type(exc).__name__,
+        path=path,
+        tb="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    )

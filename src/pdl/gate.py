@@ -9,23 +9,26 @@ likewise wants both a factor and significance. Anything beyond the threshold wit
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigError, ResultsError
-from .results import ResultSet
+from .records import Point, ResultSet
 
 MIN_ROUNDS = 3
 KEY_FIELDS = ("pipeline", "loader", "workers", "batch_size", "augment_in")
 EXIT_OK, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
+Status = Literal["ok", "improved", "regressed", "inconclusive", "missing", "new"]
+Key = tuple[str, str, int, int, str]  # KEY_FIELDS of a point: the configuration points are matched on
 
 
 @dataclass(frozen=True)
 class Verdict:
-    key: tuple[Any, ...]
-    status: str  # ok | improved | regressed | inconclusive | missing | new
-    baseline: float | None
-    current: float | None
+    key: Key
+    status: Status
+    baseline: float | None  # the baseline's speedup; None for a new point
+    current: float | None  # the current speedup; None for a missing point
     reason: str = ""
 
     @property
@@ -34,12 +37,23 @@ class Verdict:
             return None
         return self.current / self.baseline - 1
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON export's row: the configuration's fields, then the verdict."""
+        return {
+            **dict(zip(KEY_FIELDS, self.key, strict=True)),
+            "status": self.status,
+            "baseline": self.baseline,
+            "current": self.current,
+            "change": self.change,
+            "reason": self.reason,
+        }
 
-def _key(point: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(point.get(f) for f in KEY_FIELDS)
+
+def _key(p: Point) -> Key:
+    return (p.pipeline, p.loader, p.workers, p.batch_size, p.augment_in)
 
 
-def judge(base_rounds: list[float], cur_rounds: list[float], threshold: float) -> tuple[str, str]:
+def judge(base_rounds: Sequence[float], cur_rounds: Sequence[float], threshold: float) -> tuple[Status, str]:
     b, c = statistics.median(base_rounds), statistics.median(cur_rounds)
     change = c / b - 1
     if abs(change) <= threshold:
@@ -54,27 +68,27 @@ def judge(base_rounds: list[float], cur_rounds: list[float], threshold: float) -
 
 def compare(current: ResultSet, baseline: ResultSet, threshold: float, allow_other_machine: bool = False) -> list[Verdict]:
     check_same_machine(current, baseline, allow_other_machine)
-    cur = {_key(p): p for p in current.points if p["loader"] != "sequential"}
-    base = {_key(p): p for p in baseline.points if p["loader"] != "sequential"}
+    cur = {_key(p): p for p in current.points if p.loader != "sequential"}
+    base = {_key(p): p for p in baseline.points if p.loader != "sequential"}
     verdicts = []
     for key, b in base.items():
         c = cur.get(key)
         if c is None:
-            verdicts.append(Verdict(key, "missing", b["speedup"], None, "not measured in the current results"))
+            verdicts.append(Verdict(key, "missing", b.speedup, None, "not measured in the current results"))
             continue
-        status, reason = judge(b["speedup_rounds"], c["speedup_rounds"], threshold)
-        verdicts.append(Verdict(key, status, b["speedup"], c["speedup"], reason))
-    verdicts += [Verdict(k, "new", None, p["speedup"], "not in the baseline") for k, p in cur.items() if k not in base]
+        status, reason = judge(b.speedup_rounds, c.speedup_rounds, threshold)
+        verdicts.append(Verdict(key, status, b.speedup, c.speedup, reason))
+    verdicts += [Verdict(k, "new", None, p.speedup, "not in the baseline") for k, p in cur.items() if k not in base]
     return verdicts
 
 
 def check_same_machine(current: ResultSet, baseline: ResultSet, allow: bool) -> None:
-    a, b = current.system.get("cpu", {}), baseline.system.get("cpu", {})
-    if allow or (a.get("usable"), a.get("model")) == (b.get("usable"), b.get("model")):
+    a, b = current.machine.cpu, baseline.machine.cpu
+    if allow or (a.usable, a.model) == (b.usable, b.model):
         return
     raise ResultsError(
-        f"the baseline was measured on another machine ({b.get('model')}, {b.get('usable')} usable cores; now "
-        f"{a.get('model')}, {a.get('usable')}): speedups depend on the cores; pass --allow-other-machine to compare anyway"
+        f"the baseline was measured on another machine ({b.model}, {b.usable} usable cores; now "
+        f"{a.model}, {a.usable}): speedups depend on the cores; pass --allow-other-machine to compare anyway"
     )
 
 

@@ -43,7 +43,8 @@ def synth_image(rng: np.random.Generator, hue: float) -> np.ndarray:
             cv2.ellipse(img, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
     img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.8, 2.5)))
     noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(2, 6))
-    return np.clip(img + noise, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img + noise, 0, 255).astype(np.uint8)
+    return out
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:

@@ -11,26 +11,21 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
 
 import psutil
 
 from .compare import NOISE_THRESHOLD, speedup
 from .dataset import ImageFolder
 from .loaders import Loader, LoaderSpec, make_loader
-from .loaders.base import STAGES
+from .loaders.batching import STAGES
+from .loaders.chunks import chunk_size
 from .memory import peak_memory
 from .pipeline import Pipeline
+from .records import Point, cluster_from_info
 
 Clock = Callable[[], float]
-EXTRA_ARGS = {
-    "process": ("start_method",),
-    "process-pickle": ("start_method",),
-    "torch": ("start_method",),
-    "ray": ("ray_address",),
-}  # loader-specific arguments
 Progress = Callable[[str], None]  # called after each timed or warm-up epoch, with what was just run
 
 
@@ -43,6 +38,8 @@ class EpochTiming:
     cpu_workers_s: float
     stages: dict[str, float]
     handoff_s: list[float] = field(default_factory=list)
+    worker_busy_s: dict[int, float] = field(default_factory=dict)
+    tail_idle_s: float = 0.0
     copied_batches: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
@@ -78,6 +75,8 @@ def time_epoch(loader: Loader, clock: Clock = time.perf_counter) -> EpochTiming:
         cpu_workers_s=_cpu(workers) - cpu0_workers,
         stages={s: sum(getattr(t, s) for t in stats.stages) for s in STAGES},
         handoff_s=list(stats.handoff_s),
+        worker_busy_s=dict(stats.worker_busy_s),
+        tail_idle_s=stats.tail_idle_s(),
         copied_batches=stats.copied_batches,
         skipped=list(stats.skipped),
     )
@@ -92,11 +91,10 @@ class Workload:
     spec: LoaderSpec
     loaders: tuple[str, ...]  # the first is the baseline
     repeats: int = 3
-    extra: dict[str, Any] = field(default_factory=dict)  # start_method, ray_address, ...
     memory_epochs: int = 0  # epochs per loader, after the timed rounds, with memory sampled
 
 
-def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress | None = None) -> list[dict[str, Any]]:
+def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress | None = None) -> list[Point]:
     """Warm up every loader (start-up and first batch timed apart), then ``repeats`` interleaved rounds.
 
     Within a round every loader runs one epoch; the order flips each round so drift hits all sides alike.
@@ -106,23 +104,22 @@ def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress
     """
     tick = progress or (lambda _msg: None)
     points = _timed(work, clock, tick)
-    for kind, point in zip(work.loaders, points, strict=True):
-        if work.memory_epochs:
-            run = (kind, work.dataset, work.pipeline, work.spec, _extra(work, kind), work.memory_epochs)
-            point.update(peak_memory(*run, partial(tick, f"memory {kind}")))
+    if work.memory_epochs:
+        points = [_with_memory(work, kind, point, tick) for kind, point in zip(work.loaders, points, strict=True)]
     return points
 
 
-def _extra(work: Workload, kind: str) -> dict[str, Any]:
-    """The loader-specific arguments ``kind`` takes, out of the workload's."""
-    return {k: v for k, v in work.extra.items() if k in EXTRA_ARGS.get(kind, ())}
+def _with_memory(work: Workload, kind: str, point: Point, tick: Progress) -> Point:
+    run = (kind, work.dataset, work.pipeline, work.spec, work.memory_epochs)
+    memory = peak_memory(*run, partial(tick, f"memory {kind}"))
+    return replace(point, memory_peak_mb=tuple(float(m) for m in memory["memory_peak_mb"]), batch_mb=float(memory["batch_mb"]))
 
 
-def _timed(work: Workload, clock: Clock, tick: Progress) -> list[dict[str, Any]]:
+def _timed(work: Workload, clock: Clock, tick: Progress) -> list[Point]:
     with ExitStack() as stack:
         loaders, warm = [], []
         for kind in work.loaders:
-            loader = make_loader(kind, work.dataset, work.pipeline, work.spec, **_extra(work, kind))
+            loader = make_loader(kind, work.dataset, work.pipeline, work.spec)
             stack.callback(loader.close)
             loaders.append(loader)
             warm.append(_warm_up(loader, clock))
@@ -136,7 +133,14 @@ def _timed(work: Workload, clock: Clock, tick: Progress) -> list[dict[str, Any]]
         return [_point(work, loaders[i], warm[i], runs[i], runs[0]) for i in range(len(loaders))]
 
 
-def _warm_up(loader: Loader, clock: Clock) -> dict[str, float]:
+@dataclass(frozen=True)
+class WarmUp:
+    startup_s: float
+    first_batch_s: float
+    warmup_epoch_s: float
+
+
+def _warm_up(loader: Loader, clock: Clock) -> WarmUp:
     t0 = clock()
     loader.start()
     t1 = clock()
@@ -144,41 +148,44 @@ def _warm_up(loader: Loader, clock: Clock) -> dict[str, float]:
     for _batch in loader:
         if first is None:
             first = clock() - t1
-    return {"startup_s": t1 - t0, "first_batch_s": first or 0.0, "warmup_epoch_s": clock() - t1}
+    return WarmUp(startup_s=t1 - t0, first_batch_s=first or 0.0, warmup_epoch_s=clock() - t1)
 
 
-def _point(
-    work: Workload, loader: Loader, warm: dict[str, float], runs: Sequence[EpochTiming], base: Sequence[EpochTiming]
-) -> dict[str, Any]:
+def _point(work: Workload, loader: Loader, warm: WarmUp, runs: Sequence[EpochTiming], base: Sequence[EpochTiming]) -> Point:
     spec = work.spec
     walls = [r.wall_s for r in runs]
     sp = speedup([b.wall_s for b in base], walls)
     med = statistics.median
     handoff = [h for r in runs for h in r.handoff_s]
-    return {
-        "pipeline": work.pipeline.name,
-        "loader": loader.name,
-        "workers": loader.num_workers,
-        "batch_size": spec.batch_size,
-        "prefetch": spec.prefetch,
-        "augment_in": spec.augment_in,
-        "images": runs[0].images,
-        "wall_s": walls,
-        "baseline_wall_s": [b.wall_s for b in base],
-        "speedup": sp.median,
-        "speedup_min": sp.low,
-        "speedup_max": sp.high,
-        "speedup_rounds": list(sp.rounds),
-        "noisy": sp.noisy(NOISE_THRESHOLD),
-        "images_per_s": runs[0].images / med(walls) if med(walls) > 0 else 0.0,
-        **warm,
-        "wait_share": med([r.wait_s / r.wall_s if r.wall_s > 0 else 0.0 for r in runs]),
-        "cpu_main_s": med([r.cpu_main_s for r in runs]),
-        "cpu_workers_s": med([r.cpu_workers_s for r in runs]),
-        "stages_s": {s: med([r.stages[s] for r in runs]) for s in STAGES},
-        "handoff_ms": med(handoff) * 1e3 if handoff else None,
-        "copied_batches": sum(r.copied_batches for r in runs),
-        "skipped": sorted({p for r in runs for p in r.skipped}),
-        **({"start_method": loader.start_method} if hasattr(loader, "start_method") else {}),
-        **({"cluster": loader.cluster_info()} if hasattr(loader, "cluster_info") else {}),  # Ray: nodes and CPUs
-    }
+    return Point(
+        pipeline=work.pipeline.name,
+        loader=loader.name,
+        workers=loader.num_workers,
+        batch_size=spec.batch_size,
+        prefetch=spec.prefetch,
+        augment_in=spec.augment_in,
+        images=runs[0].images,
+        wall_s=tuple(walls),
+        baseline_wall_s=tuple(b.wall_s for b in base),
+        speedup=sp.median,
+        speedup_min=sp.low,
+        speedup_max=sp.high,
+        speedup_rounds=sp.rounds,
+        noisy=sp.noisy(NOISE_THRESHOLD),
+        images_per_s=runs[0].images / med(walls) if med(walls) > 0 else 0.0,
+        startup_s=warm.startup_s,
+        first_batch_s=warm.first_batch_s,
+        warmup_epoch_s=warm.warmup_epoch_s,
+        wait_share=med([r.wait_s / r.wall_s if r.wall_s > 0 else 0.0 for r in runs]),
+        cpu_main_s=med([r.cpu_main_s for r in runs]),
+        cpu_workers_s=med([r.cpu_workers_s for r in runs]),
+        stages_s={s: med([r.stages[s] for r in runs]) for s in STAGES},
+        handoff_ms=med(handoff) * 1e3 if handoff else None,
+        copied_batches=sum(r.copied_batches for r in runs),
+        worker_busy_s=tuple(med([r.worker_busy_s.get(w, 0.0) for r in runs]) for w in sorted(runs[0].worker_busy_s)),
+        tail_idle_s=med([r.tail_idle_s for r in runs]) if runs[0].worker_busy_s else None,
+        chunk_size=chunk_size(spec.batch_size, spec.num_workers, spec.chunk_size) if loader.splits_batches else None,
+        skipped=tuple(sorted({(str(path), str(reason)) for r in runs for path, reason in r.skipped})),
+        start_method=loader.start_method,
+        cluster=cluster_from_info(loader.cluster_info()),  # Ray: nodes and CPUs
+    )

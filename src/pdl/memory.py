@@ -14,6 +14,7 @@ training script would be, and no other loader's workers share (and so split) its
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -26,7 +27,11 @@ from typing import Any
 
 import psutil
 
-from .errors import PdlError, WorkerDiedError
+from .dataset import ImageFolder
+from .errors import PdlError, WorkerDiedError, worker_error
+from .loaders import Loader, LoaderSpec, make_loader
+from .loaders.forking import forking
+from .pipeline import Pipeline
 
 Reader = Callable[[int], int | None]
 
@@ -90,27 +95,23 @@ class PeakSampler:
             self.sample()
 
 
-def _loader_pids(loader: Any) -> list[int]:
-    """This process, the loader's workers and the forkserver they came from, if any."""
-    return [os.getpid(), *loader.worker_pids, *_forkserver(loader)]
+def counted_pids(loader: Loader) -> list[int]:
+    """This process, the loader's workers, and whatever process they were forked from if not this one (a
+    forkserver): they share its pages, so its memory is the loader's too."""
+    me, workers = os.getpid(), loader.worker_pids
+    parents = set()
+    for pid in workers:
+        with contextlib.suppress(psutil.Error):
+            parents.add(psutil.Process(pid).ppid())
+    return [me, *workers, *sorted(parents - {me, *workers})]
 
 
-def _forkserver(loader: Any) -> list[int]:
-    """The forkserver its workers were forked from: they share its pages, so its memory is the loader's too."""
-    if getattr(loader, "start_method", None) != "forkserver":
-        return []
-    from multiprocessing import forkserver
-
-    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
-    return [pid] if pid else []
-
-
-def epoch_peaks(loader: Any, epochs: int, after_epoch: Callable[[], None] = lambda: None) -> dict[str, Any]:
+def epoch_peaks(loader: Loader, epochs: int, after_epoch: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Peak PSS of this process and the loader's workers in each of ``epochs`` epochs, and the largest batch in
     MB, so that the cost of parallelism reads in batches."""
     peaks, batch_bytes = [], 0
     for _ in range(epochs):
-        with PeakSampler(lambda: _loader_pids(loader)) as sampler:
+        with PeakSampler(lambda: counted_pids(loader)) as sampler:
             for batch in loader:
                 batch_bytes = max(batch_bytes, batch.images.nbytes)
                 del batch  # hand the slot back before the next batch, as a training loop does
@@ -120,18 +121,16 @@ def epoch_peaks(loader: Any, epochs: int, after_epoch: Callable[[], None] = lamb
 
 
 def peak_memory(
-    kind: str, dataset: Any, pipeline: Any, spec: Any, extra: dict[str, Any], epochs: int, tick: Callable[[], None]
+    kind: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, epochs: int, tick: Callable[[], None]
 ) -> dict[str, Any]:
     """``epoch_peaks`` of a ``kind`` loader, run in a fresh spawned process after one unsampled warm-up epoch.
 
     ``tick`` is called after each sampled epoch. Ctrl-C or an error here stops the probe, which closes its
     loader (workers, shared memory) on the way out.
     """
-    from .loaders.process import forking
-
     ctx = mp.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    args = (send, kind, dataset, pipeline, spec, extra, epochs)
+    args = (send, kind, dataset, pipeline, spec, epochs)
     proc = ctx.Process(target=_probe, args=args, name=f"pdl-memory-{kind}")  # not a daemon: it has workers
     with forking("spawn"):
         proc.start()
@@ -158,7 +157,8 @@ def peak_memory(
                 raise payload
             else:
                 proc.join(30)  # its loader is closed: let it exit on its own
-                return payload
+                peaks: dict[str, Any] = payload
+                return peaks
     finally:
         receive.close()
         if proc.is_alive():
@@ -169,19 +169,17 @@ def peak_memory(
             proc.join()
 
 
-def _probe(conn: Any, kind: str, dataset: Any, pipeline: Any, spec: Any, extra: dict[str, Any], epochs: int) -> None:
+def _probe(conn: Any, kind: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, epochs: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the loader closes
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked while spawning
     from ._env import keep_freed_memory, limit_threads, quiet_opencv
-    from .loaders import make_loader
-    from .loaders.base import worker_error
 
     limit_threads()  # the settings the measured run had
     keep_freed_memory()
     quiet_opencv()
     try:
-        with make_loader(kind, dataset, pipeline, spec, **extra) as loader:
+        with make_loader(kind, dataset, pipeline, spec) as loader:
             for batch in loader:  # warm-up: workers started, pipeline built, nothing sampled
                 del batch
             result: dict[str, Any] | PdlError = epoch_peaks(loader, epochs, lambda: conn.send(("epoch", None)))

@@ -41,6 +41,35 @@ class Pipeline:
 
         return A.from_dict(self.spec)
 
+    @property
+    def built(self) -> bool:
+        """Whether the albumentations objects exist yet (they are built on first use, once per process)."""
+        return "compose" in self.__dict__
+
+    @property
+    def min_input_size(self) -> tuple[int, int] | None:
+        """The (height, width) the first transform reduces every image to, so a decoder may hand over less.
+
+        Counts only a first transform that always runs (``p`` = 1, in a Compose with ``p`` = 1) and only shrinks
+        to a size known before seeing the image: ``Resize(height, width)`` → (height, width), and
+        ``SmallestMaxSize(max_size=s)`` → (s, s) (the shorter side stays ≥ s; a list of sizes → the largest).
+        None for anything else first, ``LongestMaxSize`` included: its target depends on the aspect ratio.
+        Derived from ``spec`` on each call, so it pickles with the pipeline.
+        """
+        top = self.spec.get("transform", {})
+        transforms = top.get("transforms") or [None]
+        first = transforms[0]
+        if not isinstance(first, dict) or top.get("p", 1.0) < 1 or first.get("p", 1.0) < 1:
+            return None
+        kind = str(first.get("__class_fullname__", "")).rsplit(".", 1)[-1]
+        if kind == "Resize":
+            return int(first["height"]), int(first["width"])
+        if kind == "SmallestMaxSize" and first.get("max_size_hw") is None and first.get("max_size") is not None:
+            sizes = first["max_size"]
+            side = max(sizes) if isinstance(sizes, (list, tuple)) else sizes
+            return int(side), int(side)
+        return None
+
     def __call__(self, image: np.ndarray, seed: int) -> np.ndarray:
         """Augment one image with randomness drawn only from ``seed``: same seed, same output, any process."""
         compose = self.compose
@@ -127,6 +156,7 @@ def _transform_class(path: Path, where: str, name: str) -> type:
 
 
 def _build(path: Path, where: str, entry: Any) -> Any:
+    args: dict[str, Any]
     if isinstance(entry, str):
         name, args = entry, {}
     elif isinstance(entry, dict) and len(entry) == 1:

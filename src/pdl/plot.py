@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .compare import ideal_speedup
 from .errors import MissingDependencyError, ResultsError
-from .results import ResultSet
-from .system import machine_line
+from .records import Point, ResultSet
 
 
 def plot(results: ResultSet, path: Path) -> None:
@@ -20,16 +19,16 @@ def plot(results: ResultSet, path: Path) -> None:
     except ImportError:
         raise MissingDependencyError("--plot needs matplotlib: pip install 'pdl[plot]'") from None
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    pts = [p for p in results.points if p["loader"] != "sequential"]
+    pts = [p for p in results.points if p.loader != "sequential"]
     if results.kind == "sweep-batch":
         _by(ax, pts, "batch_size")
         ax.set_xscale("log")
         ax.set_xlabel("batch size (images)")
-        title = f"speedup by batch size · {pts[0]['pipeline']} · {pts[0]['workers']} workers" if pts else ""
+        title = f"speedup by batch size · {pts[0].pipeline} · {pts[0].workers} workers" if pts else ""
     elif results.kind == "sweep-workers":
         _by(ax, pts, "workers")
-        usable = results.usable_cores
-        counts = sorted({p["workers"] for p in pts})
+        usable = results.machine.cpu.usable
+        counts = sorted({p.workers for p in pts})
         ax.plot(counts, [ideal_speedup(w, usable) for w in counts], "k--", label=f"ideal: min(workers, {usable} cores)")
         ax.axvline(usable, color="grey", linestyle=":", label=f"usable cores = {usable}")
         ax.set_xlabel("workers")
@@ -39,7 +38,7 @@ def plot(results: ResultSet, path: Path) -> None:
         raise ResultsError(f"--plot draws sweeps; '{results.kind}' results have a single point per loader")
     ax.axhline(1.0, color="lightgrey", linewidth=1)
     ax.set_ylabel("speedup over sequential (×, median of rounds; bars: min–max)")
-    ax.set_title(f"{title}\n{machine_line(results.system)}", fontsize=10)
+    ax.set_title(f"{title}\n{results.machine.summary()}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -47,16 +46,17 @@ def plot(results: ResultSet, path: Path) -> None:
     plt.close(fig)
 
 
-def _by(ax: Any, pts: list[dict[str, Any]], x: str) -> None:
-    lines: dict[str, list[dict[str, Any]]] = {}
+def _by(ax: Any, pts: list[Point], x: Literal["workers", "batch_size"]) -> None:
+    lines: dict[str, list[Point]] = {}
+    many_loaders = len({q.loader for q in pts}) > 1
     for p in pts:
-        label = p["pipeline"] if x == "workers" else p["loader"]
-        if len({q["loader"] for q in pts}) > 1 and x == "workers":
-            label = f"{p['pipeline']} · {p['loader']}"
+        label = p.pipeline if x == "workers" else p.loader
+        if many_loaders and x == "workers":
+            label = f"{p.pipeline} · {p.loader}"
         lines.setdefault(label, []).append(p)
     for label, group in lines.items():
-        group.sort(key=lambda p: p[x])
-        xs = [p[x] for p in group]
-        ys = [p["speedup"] for p in group]
-        err = [[p["speedup"] - p["speedup_min"] for p in group], [p["speedup_max"] - p["speedup"] for p in group]]
+        group.sort(key=lambda p: p.workers if x == "workers" else p.batch_size)
+        xs = [p.workers if x == "workers" else p.batch_size for p in group]
+        ys = [p.speedup for p in group]
+        err = [[p.speedup - p.speedup_min for p in group], [p.speedup_max - p.speedup for p in group]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .compare import ideal_speedup, median
-from .results import ResultSet
-from .system import machine_line
+from .gate import Verdict
+from .records import Point, ResultSet
 
 BEST = "★"
 NOISY = "~"
@@ -29,16 +28,16 @@ def _x(value: float) -> str:
     return f"{value:.2f}×"
 
 
-def speedup_cell(p: dict[str, Any]) -> str:
+def speedup_cell(p: Point) -> str:
     """'1.85× (1.80–1.90)': median of per-round ratios with their min–max; '~' marks a noisy point."""
-    flag = NOISY if p.get("noisy") else ""
-    if len(p["speedup_rounds"]) < 2:
-        return f"{_x(p['speedup'])}{flag}"
-    return f"{_x(p['speedup'])} ({p['speedup_min']:.2f}–{p['speedup_max']:.2f}){flag}"
+    flag = NOISY if p.noisy else ""
+    if len(p.speedup_rounds) < 2:
+        return f"{_x(p.speedup)}{flag}"
+    return f"{_x(p.speedup)} ({p.speedup_min:.2f}–{p.speedup_max:.2f}){flag}"
 
 
-def _noise_note(points: Sequence[dict[str, Any]]) -> list[str]:
-    noisy = [p for p in points if p.get("noisy")]
+def _noise_note(points: Sequence[Point]) -> list[str]:
+    noisy = [p for p in points if p.noisy]
     if not noisy:
         return []
     return [
@@ -49,45 +48,43 @@ def _noise_note(points: Sequence[dict[str, Any]]) -> list[str]:
 
 def run_grid(rs: ResultSet) -> Grid:
     pts = rs.points
-    torch = next((p for p in pts if p["loader"] == "torch"), None)
+    torch = next((p for p in pts if p.loader == "torch"), None)
     columns = ["loader", "workers", "images", "median wall s", "images/s", "speedup ×"]
     if torch:
         columns.append("vs torch")
-    grid = Grid(
-        f"{pts[0]['pipeline'] if pts else ''} · batch {pts[0]['batch_size'] if pts else ''} · {machine_line(rs.system)}", columns
-    )
+    grid = Grid(f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''} · {rs.machine.summary()}", columns)
     for p in pts:
         row = [
-            p["loader"],
-            str(p["workers"]),
-            str(p["images"]),
-            f"{median(p['wall_s']):.3f}",
-            f"{p['images_per_s']:.0f}",
+            p.loader,
+            str(p.workers),
+            str(p.images),
+            f"{median(p.wall_s):.3f}",
+            f"{p.images_per_s:.0f}",
             speedup_cell(p),
         ]
         if torch:
-            row.append(_x(median(torch["wall_s"]) / median(p["wall_s"])))
+            row.append(_x(median(torch.wall_s) / median(p.wall_s)))
         grid.rows.append(row)
     grid.notes = startup_notes(pts) + _noise_note(pts) + skipped_notes(pts)
     return grid
 
 
-def startup_notes(points: Sequence[dict[str, Any]]) -> list[str]:
+def startup_notes(points: Sequence[Point]) -> list[str]:
     notes = []
     for p in points:
-        if p["loader"] != "sequential":
+        if p.loader != "sequential":
             notes.append(
-                f"{p['loader']} ({p['workers']} workers): start-up {p['startup_s'] * 1e3:.0f} ms, "
-                f"first batch {p['first_batch_s'] * 1e3:.0f} ms (not in the wall times)"
+                f"{p.loader} ({p.workers} workers): start-up {p.startup_s * 1e3:.0f} ms, "
+                f"first batch {p.first_batch_s * 1e3:.0f} ms (not in the wall times)"
             )
-        if "cluster" in p:
-            c = p["cluster"]
-            notes.append(f"ray cluster ({c['address']}): {c['nodes']} node(s), {c['cpus']:g} CPUs")
+        if p.cluster is not None:
+            c = p.cluster
+            notes.append(f"ray cluster ({c.address}): {c.nodes} node(s), {c.cpus:g} CPUs")
     return notes
 
 
-def skipped_notes(points: Sequence[dict[str, Any]]) -> list[str]:
-    skipped = sorted({tuple(s) for p in points for s in p.get("skipped", [])})
+def skipped_notes(points: Sequence[Point]) -> list[str]:
+    skipped = sorted({s for p in points for s in p.skipped})
     if not skipped:
         return []
     lines = [f"skipped {len(skipped)} unreadable image(s) (--on-error skip), the same for every loader:"]
@@ -101,77 +98,92 @@ def stages_grid(rs: ResultSet) -> Grid:
     """Where the time goes, per epoch: seconds summed over batches in the process that did the work."""
     grid = Grid(
         "where the time goes (seconds per epoch, summed over the processes doing each stage)",
-        ["loader", "read", "decode", "augment", "collate", "hand-off ms", "wait share", "CPU main s", "CPU workers s", "copied"],
+        [
+            "loader",
+            "read",
+            "decode",
+            "augment",
+            "collate",
+            "hand-off ms",
+            "wait share",
+            "CPU main s",
+            "CPU workers s",
+            "busy s per worker",
+            "tail idle s",
+            "copied",
+        ],
     )
     for p in rs.points:
-        st = p["stages_s"]
-        handoff = "–" if p.get("handoff_ms") is None else f"{p['handoff_ms']:.2f}"
+        st = p.stages_s
+        handoff = "–" if p.handoff_ms is None else f"{p.handoff_ms:.2f}"
         grid.rows.append([
-            p["loader"], *(f"{st[s]:.2f}" for s in ("read", "decode", "augment", "collate")), handoff,
-            f"{p['wait_share']:.0%}", f"{p['cpu_main_s']:.2f}", f"{p['cpu_workers_s']:.2f}", str(p.get("copied_batches", 0)),
+            p.loader, *(f"{st[s]:.2f}" for s in ("read", "decode", "augment", "collate")), handoff,
+            f"{p.wait_share:.0%}", f"{p.cpu_main_s:.2f}", f"{p.cpu_workers_s:.2f}",
+            " ".join(f"{b:.2f}" for b in p.worker_busy_s) or "–", "–" if p.tail_idle_s is None else f"{p.tail_idle_s:.3f}",
+            str(p.copied_batches),
         ])  # fmt: skip
     grid.notes = [
         "hand-off: from a worker finishing a batch to the consumer holding it (batches it waited for); "
-        "wait share: time the consumer spent waiting for batches / wall time; copied: batches pickled, not shared"
+        "wait share: time the consumer spent waiting for batches / wall time; busy: seconds each worker spent on its "
+        "tasks; tail idle: worker-seconds idle at the epoch's end, each worker from its last task to the last one; "
+        "copied: batches pickled, not shared"
     ]
     return grid
 
 
 def memory_grid(rs: ResultSet) -> Grid | None:
     """Peak memory per untimed epoch, and what the parallel loaders cost over the sequential one, in batches."""
-    points = [p for p in rs.points if p.get("memory_peak_mb")]
-    if not points:
+    measured = [(p, p.memory_peak_mb) for p in rs.points if p.memory_peak_mb]  # (point, peaks): peaks known not None
+    if not measured:
         return None
-    base = next((p for p in points if p["loader"] == "sequential"), None)
+    first = measured[0][0]
+    base = next((mb for p, mb in measured if p.loader == "sequential"), None)
     grid = Grid(
         f"peak memory, MB: PSS of heap and shared memory, main process + workers, sampled every 20 ms in "
-        f"{len(points[0]['memory_peak_mb'])} untimed epochs, each loader in a fresh process",
+        f"{len(measured[0][1])} untimed epochs, each loader in a fresh process",
         ["loader", "workers", "peak per epoch", "last − first", "over sequential", "in batches", "budget"],
     )
-    for p in points:
-        peaks = p["memory_peak_mb"]
-        row = [p["loader"], str(p["workers"]), " ".join(f"{m:.0f}" for m in peaks), f"{peaks[-1] - peaks[0]:+.0f}"]
-        if base is None or p is base:
+    for p, mb in measured:
+        row = [p.loader, str(p.workers), " ".join(f"{m:.0f}" for m in mb), f"{mb[-1] - mb[0]:+.0f}"]
+        if base is None or p.loader == "sequential":
             row += ["–", "–", "–"]
         else:
-            over = max(peaks) - max(base["memory_peak_mb"])
-            batches = over / p["batch_mb"] if p["batch_mb"] else float("inf")
-            budget = p["workers"] * p["prefetch"] + 2
+            over = max(mb) - max(base)
+            batches = over / p.batch_mb if p.batch_mb else float("inf")
+            budget = p.workers * p.prefetch + 2
             row += [f"{over:+.0f}", f"{batches:.1f}", f"{budget} {'within' if batches <= budget else 'OVER'}"]
         grid.rows.append(row)
     grid.notes = [
-        f"a batch is {points[0]['batch_mb']:.1f} MB; budget: workers × prefetch + 2 batches over the sequential run "
+        f"a batch is {first.batch_mb or 0:.1f} MB; budget: workers × prefetch + 2 batches over the sequential run "
         "(the batches in flight, the one being consumed, one spare)"
     ]
     return grid
 
 
-def _groups(points: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
-    rows: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+def _groups(points: Sequence[Point]) -> dict[tuple[str, str], dict[int, Point]]:
+    rows: dict[tuple[str, str], dict[int, Point]] = {}
     for p in points:
-        if p["loader"] != "sequential":
-            rows.setdefault((p["pipeline"], p["loader"]), {})[p["workers"]] = p
+        if p.loader != "sequential":
+            rows.setdefault((p.pipeline, p.loader), {})[p.workers] = p
     return rows
 
 
 def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
-    usable = rs.usable_cores
+    usable = rs.machine.cpu.usable
     groups = _groups(rs.points)
     counts = sorted({w for g in groups.values() for w in g})
     many_loaders = len({loader for _, loader in groups}) > 1
     header = [f"{w} w" + (" ⚠" if w + 1 > usable else "") for w in counts]
-    speed = Grid(f"speedup over sequential by workers (Table 1) · {machine_line(rs.system)}", ["pipeline", *header])
+    speed = Grid(f"speedup over sequential by workers (Table 1) · {rs.machine.summary()}", ["pipeline", *header])
     rate = Grid("images/s by workers", ["pipeline", "sequential", *header])
     verdicts = []
     for (pipe, loader), by_w in groups.items():
         label = f"{pipe} · {loader}" if many_loaders else pipe
-        best = max(by_w.values(), key=lambda p: p["speedup"])
+        best = max(by_w.values(), key=lambda p: p.speedup)
         speed.rows.append([label, *(_cell(by_w.get(w), best) for w in counts)])
-        base = median([t for p in by_w.values() for t in p["baseline_wall_s"]])
-        images = next(iter(by_w.values()))["images"]
-        rate.rows.append(
-            [label, f"{images / base:.0f}", *(f"{by_w[w]['images_per_s']:.0f}" if w in by_w else "–" for w in counts)]
-        )
+        base = median([t for p in by_w.values() for t in p.baseline_wall_s])
+        images = next(iter(by_w.values())).images
+        rate.rows.append([label, f"{images / base:.0f}", *(f"{by_w[w].images_per_s:.0f}" if w in by_w else "–" for w in counts)])
         verdicts.append(f"{label}: {best_line(by_w, best, usable)}")
     speed.rows.append(["ideal", *(_x(ideal_speedup(w, usable)) for w in counts)])
     speed.notes = [
@@ -183,15 +195,15 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
     return [speed, rate]
 
 
-def _cell(p: dict[str, Any] | None, best: dict[str, Any]) -> str:
+def _cell(p: Point | None, best: Point) -> str:
     if p is None:
         return "–"
     return speedup_cell(p) + (f" {BEST}" if p is best else "")
 
 
-def best_line(by_w: dict[int, dict[str, Any]], best: dict[str, Any], usable: int) -> str:
-    w = best["workers"]
-    line = f"best: {w} workers ({_x(best['speedup'])})"
+def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:
+    w = best.workers
+    line = f"best: {w} workers ({_x(best.speedup)})"
     beyond = [p for k, p in sorted(by_w.items()) if k > w]
     if beyond:
         return line + f"; adding workers past {w} slows it down"
@@ -201,17 +213,17 @@ def best_line(by_w: dict[int, dict[str, Any]], best: dict[str, Any], usable: int
 
 
 def sweep_batch_grid(rs: ResultSet) -> Grid:
-    pts = [p for p in rs.points if p["loader"] != "sequential"]
-    pipe = pts[0]["pipeline"] if pts else ""
-    workers = pts[0]["workers"] if pts else ""
+    pts = [p for p in rs.points if p.loader != "sequential"]
+    pipe = pts[0].pipeline if pts else ""
+    workers = pts[0].workers if pts else ""
     grid = Grid(
-        f"speedup by batch size (Table 2) · {pipe} · {workers} workers · {machine_line(rs.system)}",
+        f"speedup by batch size (Table 2) · {pipe} · {workers} workers · {rs.machine.summary()}",
         ["batch size", "loader", "speedup ×", "images/s", "sequential images/s", "wait share"],
     )
-    for p in sorted(pts, key=lambda p: (p["batch_size"], p["loader"])):
-        seq_rate = p["images"] / median(p["baseline_wall_s"])
+    for p in sorted(pts, key=lambda p: (p.batch_size, p.loader)):
+        seq_rate = p.images / median(p.baseline_wall_s)
         grid.rows.append([
-            str(p["batch_size"]), p["loader"], speedup_cell(p), f"{p['images_per_s']:.0f}", f"{seq_rate:.0f}", f"{p['wait_share']:.0%}",
+            str(p.batch_size), p.loader, speedup_cell(p), f"{p.images_per_s:.0f}", f"{seq_rate:.0f}", f"{p.wait_share:.0%}",
         ])  # fmt: skip
     grid.notes = _noise_note(pts)
     return grid
@@ -227,18 +239,6 @@ def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
     return [run_grid(rs), *([stages_grid(rs)] if stages else []), *([memory] if memory else [])]
 
 
-def to_rich(grid: Grid) -> Any:
-    """A Rich table; its notes are for the caller to print below it, unwrapped (paths and commands stay whole)."""
-    from rich.table import Table
-
-    table = Table(title=grid.title, title_justify="left")
-    for i, col in enumerate(grid.columns):
-        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0 or "speedup" in col)
-    for row in grid.rows:
-        table.add_row(*(f"[bold green]{c}[/]" if c.endswith(BEST) else c for c in row))
-    return table
-
-
 def to_markdown(grid: Grid) -> str:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
@@ -250,10 +250,10 @@ def to_markdown(grid: Grid) -> str:
     return "\n".join(out) + "\n"
 
 
-def verdict_grid(verdicts: Sequence[Any], current: ResultSet, threshold: float) -> Grid:
+def verdict_grid(verdicts: Sequence[Verdict], current: ResultSet, threshold: float) -> Grid:
     """The gate's table: per point ok / improved / regressed / inconclusive, with baseline, current, change."""
     grid = Grid(
-        f"regression gate (max slowdown {threshold:.0%}) · {machine_line(current.system)}",
+        f"regression gate (max slowdown {threshold:.0%}) · {current.machine.summary()}",
         ["pipeline", "loader", "workers", "batch", "baseline ×", "current ×", "change", "verdict", "why"],
     )
     order = {"regressed": 0, "inconclusive": 1, "missing": 2, "improved": 3, "ok": 4, "new": 5}

@@ -9,63 +9,50 @@ import csv
 import io
 import json
 import os
-import sys
-import tempfile
+import secrets
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ResultsError
+from .records import SCHEMA, VERSION, ResultSet, upgrade
 
-SCHEMA = "pdl.results"
-VERSION = 1
-KINDS = ("run", "sweep-workers", "sweep-batch")
 CSV_FIELDS = (
     "kind", "pipeline", "loader", "workers", "batch_size", "prefetch", "augment_in", "round", "images",
     "wall_s", "baseline_wall_s", "speedup_round", "speedup", "images_per_s", "wait_share", "cpu_main_s",
     "cpu_workers_s", "startup_s", "first_batch_s", "handoff_ms", "usable_cores", "memory_peak_mb", "batch_mb",
-)  # fmt: skip
+)  # fmt: skip  # a Point field of the same name fills its column; the others are set per round below
 
 
-@dataclass
-class ResultSet:
-    kind: str
-    options: dict[str, Any]
-    system: dict[str, Any]
-    points: list[dict[str, Any]] = field(default_factory=list)
-    command: list[str] = field(default_factory=lambda: list(sys.argv))
-    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    complete: bool = False
-    schema: str = SCHEMA
-    version: int = VERSION
+def to_json(results: ResultSet) -> str:
+    return json.dumps(results.to_dict(), indent=1, default=_jsonable)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, default=_jsonable)
 
-    @property
-    def usable_cores(self) -> int:
-        return int(self.system.get("cpu", {}).get("usable", 0))
+def csv_rows(results: ResultSet) -> list[dict[str, Any]]:
+    """Tidy: one row per point and round."""
+    rows = []
+    for p in results.points:
+        for r, wall in enumerate(p.wall_s):
+            row = {k: getattr(p, k, None) for k in CSV_FIELDS}
+            row.update(
+                kind=results.kind,
+                round=r + 1,
+                wall_s=wall,
+                baseline_wall_s=p.baseline_wall_s[r],
+                speedup_round=p.speedup_rounds[r],
+                usable_cores=results.machine.cpu.usable,
+                memory_peak_mb=max(p.memory_peak_mb) if p.memory_peak_mb else None,  # with --memory
+            )
+            rows.append(row)
+    return rows
 
-    def csv_rows(self) -> list[dict[str, Any]]:
-        """Tidy: one row per point and round."""
-        rows = []
-        for p in self.points:
-            for r, wall in enumerate(p["wall_s"]):
-                row = {k: p.get(k) for k in CSV_FIELDS}
-                row.update(kind=self.kind, round=r + 1, wall_s=wall, usable_cores=self.usable_cores)
-                row["baseline_wall_s"] = p["baseline_wall_s"][r]
-                row["speedup_round"] = p["speedup_rounds"][r]
-                row["memory_peak_mb"] = max(p["memory_peak_mb"]) if p.get("memory_peak_mb") else None  # with --memory
-                rows.append(row)
-        return rows
 
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.csv_rows())
-        return out.getvalue()
+def to_csv(results: ResultSet) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(results))
+    return out.getvalue()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -94,7 +81,7 @@ class ResultWriter:
         for n in range(1, 1000):
             path = directory / f"{stamp}-{kind}{'' if n == 1 else f'-{n}'}.json"
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask decides, as for any file
             except FileExistsError:
                 continue
             except OSError as exc:
@@ -113,8 +100,8 @@ class ResultWriter:
         return self.path.with_suffix(".csv")
 
     def save(self, results: ResultSet) -> None:
-        _atomic_write(self.path, results.to_json())
-        _atomic_write(self.csv_path, results.to_csv())
+        _atomic_write(self.path, to_json(results))
+        _atomic_write(self.csv_path, to_csv(results))
         self.saved = True
 
     def discard_if_unused(self) -> None:
@@ -124,7 +111,18 @@ class ResultWriter:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write a temporary file beside ``path``, then rename it over: a reader sees the old file or the new one.
+
+    The temporary file is made with mode 0666 and the user's umask, as ``open`` would (``tempfile.mkstemp``
+    would make it 0600, and the rename would keep that).
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -132,11 +130,12 @@ def _atomic_write(path: Path, text: str) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def load(path: Path) -> ResultSet:
+    """A results file of this pdl's version or an older one (migrated on load, see ``records.upgrade``)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -145,20 +144,23 @@ def load(path: Path) -> ResultSet:
         raise ResultsError(f"results file '{path}' is damaged or not JSON ({exc}); re-run the measurement") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ResultsError(f'\'{path}\' is not a pdl results file (no "schema": "{SCHEMA}"); pass a file written by pdl')
-    if data.get("version") != VERSION:
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ResultsError(
-            f"'{path}' has results schema version {data.get('version')!r}; this pdl reads version {VERSION}: "
-            "re-run the measurement with this pdl"
+            f"results file '{path}' is damaged (version {version!r} is not a schema version); re-run the measurement"
+        )
+    if version > VERSION:
+        raise ResultsError(
+            f"'{path}' has results schema version {version}, from a newer pdl; this pdl reads versions 1 to {VERSION}: "
+            "upgrade pdl to read it"
         )
     try:
-        results = ResultSet(**data)
-        if results.kind not in KINDS or not isinstance(results.points, list):
-            raise TypeError(f"kind {results.kind!r}")
-        for p in results.points:
-            p["wall_s"], p["speedup"], p["pipeline"], p["workers"]
-    except (TypeError, KeyError) as exc:
-        raise ResultsError(f"results file '{path}' is damaged (missing or wrong field: {exc}); re-run the measurement") from None
-    return results
+        return ResultSet.from_dict(upgrade(data))
+    except (TypeError, KeyError, ValueError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) else exc  # a KeyError's str() is quoted
+        raise ResultsError(
+            f"results file '{path}' is damaged (missing or wrong field: {reason}); re-run the measurement"
+        ) from None
 
 
 def newest(directory: Path) -> Path:

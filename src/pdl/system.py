@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -10,6 +11,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ._version import __version__
 from .errors import ConfigError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -149,14 +151,22 @@ def shm_free_bytes(path: str = "/dev/shm") -> int | None:
         return None
 
 
+def default_start_method() -> str:
+    """fork on Linux: workers start in milliseconds, inherit the dataset without pickling, and scripts need no
+    ``if __name__ == "__main__"`` guard. Its one known hazard here, OpenCV's thread pool (a child forked after
+    the parent used the pool hangs in ``cv2.setNumThreads``), is defused by ``forking``. Elsewhere
+    spawn, as Python itself defaults to. forkserver and spawn are one argument away.
+    """
+    methods = mp.get_all_start_methods()
+    return "fork" if sys.platform.startswith("linux") and "fork" in methods else "spawn"
+
+
 def system_info(start_method: str | None = None) -> dict[str, object]:
     """Everything a result needs to be compared honestly later: machine, software, settings."""
     import albumentations
     import cv2
     import numpy
     import psutil
-
-    from .loaders.process import default_start_method
 
     shm = shm_free_bytes()
     try:
@@ -175,7 +185,7 @@ def system_info(start_method: str | None = None) -> dict[str, object]:
             "opencv": cv2.__version__,
             "albumentations": albumentations.__version__,
             "numpy": numpy.__version__,
-            "pdl": __import__("pdl").__version__,
+            "pdl": __version__,
         },
         "opencv_threads": cv2.getNumThreads(),
         "start_method": start_method or default_start_method(),

@@ -10,12 +10,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from ..errors import ConfigError, PdlError
+from ..errors import PdlError
 
 # Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 120 columns
 # rather than Rich's 80, unless COLUMNS says otherwise.
@@ -62,7 +63,7 @@ def guarded(fn: F) -> F:
             tb = getattr(exc, "worker_traceback", "")
             if verbose and tb:
                 err.print(tb, markup=False, highlight=False)
-            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            say("error:", "red", str(exc))
             if tb and not verbose:
                 err.print("  (the worker's full traceback: add --verbose)", style="dim")
             raise typer.Exit(exc.exit_code) from None
@@ -79,8 +80,14 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def say(label: str, style: str, text: str) -> None:
+    """One line on stderr: a coloured label, then ``text`` verbatim (never read as Rich markup: a value such as
+    ``x[bold]y`` or an install hint such as ``pip install 'pdl[plot]'`` prints as it is)."""
+    err.print(Text.assemble((label, style), " ", text), highlight=False, soft_wrap=True)
+
+
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    say("warning:", "yellow", str(message))
 
 
 def resolve_inputs(inputs: Path | None, quiet: bool) -> Path:
@@ -92,23 +99,9 @@ def resolve_inputs(inputs: Path | None, quiet: bool) -> Path:
     if not has_images(DEFAULT_INPUTS):
         n = DEFAULT_CLASSES * DEFAULT_PER_CLASS
         if not quiet:
-            err.print(f"{DEFAULT_INPUTS}/ holds no images: generating the default set ({n} photo-like JPEGs) first")
+            err.print(f"{DEFAULT_INPUTS}/ holds no images: generating the default set ({n} photo-like JPEGs) first", markup=False)
         generate(DEFAULT_INPUTS, DEFAULT_CLASSES, DEFAULT_PER_CLASS)
     return DEFAULT_INPUTS
-
-
-def int_list(option: str, text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise ConfigError(f"{option} '{text}': expected whole numbers separated by commas, e.g. 1,2,4") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"{option} '{text}': every value must be at least 1")
-    return values
-
-
-def name_list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 @contextmanager
@@ -133,37 +126,18 @@ def progress_bar(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield tick
 
 
-# Option types shared by run and the sweeps.
-InputsOpt = Annotated[
-    Path | None, typer.Option("--inputs", help="Folder of images (class subfolders). Default: inputs/, generated if empty.")
-]
-PrefetchOpt = Annotated[int, typer.Option("--prefetch", help="Batches in flight per worker.")]
-RepeatsOpt = Annotated[int, typer.Option("--repeats", help="Measured rounds per point (after one warm-up).")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", help="Use only the first N images.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for shuffling and augmentation.")]
-AugmentInOpt = Annotated[
-    str, typer.Option("--augment-in", help="'workers' (default) or 'main': workers only read, the main process augments.")
-]
-ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder for the results files.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")]
-LoadersOpt = Annotated[str, typer.Option("--loaders", help="Comma list: sequential,process,process-pickle,thread,torch,ray.")]
-OnErrorOpt = Annotated[str, typer.Option("--on-error", help="'fail' on the first unreadable image, or 'skip' it.")]
-TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Seconds to wait for a batch before giving up.")]
-StartMethodOpt = Annotated[str | None, typer.Option("--start-method", help="fork (default on Linux), forkserver or spawn.")]
-RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to use (default: a local one).")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error.")]
-
-
-def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ConfigError(f"{option} '{value}': choose one of {', '.join(choices)}")
-    return value
-
-
 def show(grid: Any) -> None:
     """A result table, then its notes as whole lines."""
-    from ..report import to_rich
+    from .tables import to_rich
 
     out.print(to_rich(grid))
     for note in grid.notes:
         out.print(note, soft_wrap=True, markup=False)
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    from ..errors import ConfigError
+
+    if value not in choices:
+        raise ConfigError(f"{option} '{value}': choose one of {', '.join(choices)}")
+    return value

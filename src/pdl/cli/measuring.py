@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import PdlError
-from ..experiments import Experiment, execute, prepare
+from ..config import Experiment
+from ..experiments import execute, prepare
+from ..records import ResultSet
 from ..report import grids
-from ..results import ResultSet, ResultWriter
+from ..results import ResultWriter
 from ..system import cpu_info
-from .common import Terminated, err, progress_bar, show
+from .common import err, progress_bar, show
 
 
 def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False) -> ResultSet:
@@ -25,14 +26,14 @@ def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: 
     try:
         with progress_bar(exp.points * exp.epochs_per_point(), quiet) as tick:
             results = execute(plan, writer.save, tick)
-    except (KeyboardInterrupt, Terminated, PdlError):
+    except BaseException:  # Ctrl-C, SIGTERM, a pdl error or a bug: keep what was saved, leave no empty file
         if writer.saved:
-            err.print(f"the points measured before it stopped are saved in {writer.path}")
+            err.print(f"the points measured before it stopped are saved in {writer.path}", markup=False)
         else:
             writer.discard_if_unused()
         raise
     for grid in grids(results, stages=stages):
         show(grid)
     if not quiet:
-        err.print(f"saved {writer.path} (and .csv)", highlight=False)
+        err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)
     return results

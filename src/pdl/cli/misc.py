@@ -8,23 +8,59 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..errors import ConfigError
 from ..inputs import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate
+from ..photos import DEFAULT_COUNT, DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE, build_photos, check_options, summary
 from .common import err, guarded, out
 
 
 @guarded
 def inputs(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("inputs"),
-    classes: Annotated[int, typer.Option("--classes", help="Class folders.")] = DEFAULT_CLASSES,
-    per_class: Annotated[int, typer.Option("--per-class", help="Images per class.")] = DEFAULT_PER_CLASS,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder to write into. Default: inputs/, or photos/ with --photos.")
+    ] = None,
+    classes: Annotated[int | None, typer.Option("--classes", help=f"Class folders (default {DEFAULT_CLASSES}).")] = None,
+    per_class: Annotated[int | None, typer.Option("--per-class", help=f"Images per class (default {DEFAULT_PER_CLASS}).")] = None,
+    photos: Annotated[
+        bool, typer.Option("--photos", help="Real photographs in mixed sizes and formats instead (needs the photos extra).")
+    ] = False,
+    count: Annotated[int | None, typer.Option("--count", help=f"--photos: images to write (default {DEFAULT_COUNT}).")] = None,
+    min_side: Annotated[
+        int | None, typer.Option("--min-side", help=f"--photos: shortest longer side, px (default {DEFAULT_MIN_SIDE}).")
+    ] = None,
+    max_side: Annotated[
+        int | None, typer.Option("--max-side", help=f"--photos: longest longer side, px (default {DEFAULT_MAX_SIDE}).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same images.")] = 0,
 ) -> None:
-    """Write a deterministic set of photo-like JPEGs (`--classes 111 --per-class 1000` is the report's scale)."""
+    """Write a deterministic image set: photo-like JPEGs (`--classes 111 --per-class 1000` is the report's scale),
+    or with `--photos` real photographs cropped, resized and saved as JPEG, PNG and WebP."""
     from .common import progress_bar
 
-    with progress_bar(classes * per_class, quiet=False) as tick:
-        n = generate(out_dir, classes, per_class, seed, progress=lambda done, total: tick(f"writing {out_dir}"))
-    err.print(f"wrote {n} images in {classes} class folders under {out_dir}/")
+    other = (
+        {"--classes": classes, "--per-class": per_class}
+        if photos
+        else {"--count": count, "--min-side": min_side, "--max-side": max_side}
+    )
+    if given := [(name, value) for name, value in other.items() if value is not None]:
+        name, value = given[0]
+        fix = "drop it and use --count/--min-side/--max-side" if photos else "add --photos, or use --classes/--per-class"
+        raise ConfigError(f"{name} {value} does not apply {'with' if photos else 'without'} --photos: {fix}")
+    if photos:
+        target = out_dir or Path("photos")
+        n = DEFAULT_COUNT if count is None else count
+        sides = (DEFAULT_MIN_SIDE if min_side is None else min_side, DEFAULT_MAX_SIDE if max_side is None else max_side)
+        check_options(n, *sides, seed)
+        with progress_bar(n, quiet=False) as tick:
+            made = build_photos(target, n, *sides, seed, progress=lambda done, total: tick(f"writing {target}"))
+        err.print(summary(made), soft_wrap=True)
+        return
+    target = out_dir or Path("inputs")
+    classes = DEFAULT_CLASSES if classes is None else classes
+    per_class = DEFAULT_PER_CLASS if per_class is None else per_class
+    with progress_bar(max(classes * per_class, 0), quiet=False) as tick:
+        n = generate(target, classes, per_class, seed, progress=lambda done, total: tick(f"writing {target}"))
+    err.print(f"wrote {n} images in {classes} class folders under {target}/")
 
 
 @guarded

@@ -6,20 +6,20 @@ Exit codes: 0 no regression, 1 a regression, 3 inconclusive only (too few rounds
 
 from __future__ import annotations
 
-import json
+import io
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from ..errors import ConfigError
+from ..export import EXPORTERS, FORMATS, Shown
 from ..gate import compare, exit_code, parse_threshold
-from ..report import Grid, grids, to_markdown, to_rich, verdict_grid
-from ..results import ResultSet, load, newest
-from ..system import machine_line
+from ..report import grids, verdict_grid
+from ..results import load, newest
 from .common import check_choice, err, guarded, out, show
-
-FORMATS = ("table", "markdown", "csv", "json")
+from .tables import to_rich
 
 
 @guarded
@@ -41,59 +41,47 @@ def report(
     """Show saved results; with --baseline, gate them: exit 0 no regression, 1 regression, 3 inconclusive, 2 bad input."""
     check_choice("--format", fmt, FORMATS)
     threshold = parse_threshold(max_slowdown)
-    sets = [load(p) for p in (files or [newest(Path("results"))])]
+    sets = tuple(load(p) for p in (files or [newest(Path("results"))]))
     if plot is not None:
         if len(sets) != 1:
             raise ConfigError("--plot draws one results file; name just one")
         from ..plot import plot as draw
 
         draw(sets[0], plot)
-        err.print(f"wrote {plot}")
+        err.print(f"wrote {plot}", markup=False)
     if baseline is None:
-        _emit(fmt, output, sets, [g for rs in sets for g in grids(rs, stages=stages)])
+        _emit(fmt, output, Shown(sets, tuple(g for rs in sets for g in grids(rs, stages=stages))))
         return
     if len(sets) != 1:
         raise ConfigError("--baseline gates one results file; name just the current one")
-    verdicts = compare(sets[0], load(baseline), threshold, allow_other_machine)
-    _emit(fmt, output, sets, [verdict_grid(verdicts, sets[0], threshold)], verdicts=verdicts)
-    raise typer.Exit(exit_code(verdicts))
+    verdicts = tuple(compare(sets[0], load(baseline), threshold, allow_other_machine))
+    _emit(fmt, output, Shown(sets, (verdict_grid(verdicts, sets[0], threshold),), verdicts))
+    raise typer.Exit(exit_code(list(verdicts)))
 
 
-def _emit(fmt: str, output: Path | None, sets: list[ResultSet], tables: list[Grid], verdicts: list | None = None) -> None:  # type: ignore[type-arg]
-    if fmt == "table" and output is None:
-        if len(sets) > 1:  # several files: side by side where the terminal is wide enough
+def _emit(fmt: str, output: Path | None, shown: Shown) -> None:
+    if fmt == "table" and output is None:  # the terminal: Rich, in colour
+        if len(shown.sets) > 1:  # several files: side by side where the terminal is wide enough
             from rich.columns import Columns
 
-            out.print(Columns([to_rich(g) for g in tables]))
+            out.print(Columns([to_rich(g) for g in shown.grids]))
         else:
-            for grid in tables:
+            for grid in shown.grids:
                 show(grid)
         return
-    if fmt == "markdown":
-        text = "\n".join(to_markdown(g) for g in tables)
-    elif fmt == "csv":
-        text = "".join(rs.to_csv() for rs in sets)
-    elif fmt == "json":
-        if verdicts is not None:
-            rows = [{**dict(zip(("pipeline", "loader", "workers", "batch_size", "augment_in"), v.key, strict=True)),
-                     "status": v.status, "baseline": v.baseline, "current": v.current, "change": v.change, "reason": v.reason}
-                    for v in verdicts]  # fmt: skip
-            text = json.dumps({"machine": machine_line(sets[0].system), "verdicts": rows}, indent=1)
-        else:
-            text = "\n".join(rs.to_json() for rs in sets)
-    else:  # a table into a file: plain text, no colour
-        import io
-
-        from rich.console import Console
-
-        console = Console(record=True, width=160, file=io.StringIO(), color_system=None)
-        for grid in tables:
-            console.print(to_rich(grid))
-            for note in grid.notes:
-                console.print(note, soft_wrap=True, markup=False)
-        text = console.export_text()
+    text = _table_text(shown) if fmt == "table" else EXPORTERS[fmt](shown)
     if output is None:
         out.print(text, markup=False, highlight=False, soft_wrap=True, end="")
     else:
         output.write_text(text if text.endswith("\n") else text + "\n")
-        err.print(f"wrote {output}")
+        err.print(f"wrote {output}", markup=False)
+
+
+def _table_text(shown: Shown, width: int = 160) -> str:
+    """The tables as the terminal shows them, without colour: for a file."""
+    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    for grid in shown.grids:
+        console.print(to_rich(grid))
+        for note in grid.notes:
+            console.print(note, soft_wrap=True, markup=False)
+    return console.export_text()

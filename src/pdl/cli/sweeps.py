@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..errors import ConfigError
-from ..experiments import Experiment
 from ..pipeline import shipped_names
-from .common import (
-    AugmentInOpt,
-    InputsOpt,
-    LimitOpt,
-    LoadersOpt,
-    OnErrorOpt,
-    PrefetchOpt,
-    QuietOpt,
-    RayAddressOpt,
-    RepeatsOpt,
-    ResultsOpt,
-    SeedOpt,
-    StartMethodOpt,
-    TimeoutOpt,
-    VerboseOpt,
-    guarded,
-    int_list,
-    name_list,
-    resolve_inputs,
-)  # fmt: skip
+from .common import guarded, resolve_inputs
 from .measuring import measure_and_report
+from .options import Shared, int_list, measuring_options, name_list
 
 REPORT_WORKERS = (1, 2, 4, 6, 8)
 
@@ -46,75 +26,40 @@ def worker_counts(minimum: int, maximum: int, explicit: str | None) -> tuple[int
 
 
 @guarded
+@measuring_options
 def sweep_workers(
+    shared: Shared,
     maximum: Annotated[int, typer.Option("--max", help="Most workers.")] = 8,
     minimum: Annotated[int, typer.Option("--min", help="Fewest workers.")] = 1,
     workers: Annotated[str | None, typer.Option("--workers", "-w", help="Explicit counts, e.g. 1,2,4,6,8.")] = None,
     pipelines: Annotated[str | None, typer.Option("--pipelines", help="Comma list. Default: all shipped levels.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch (the report: 300).")] = 300,
-    inputs: InputsOpt = None,
-    prefetch: PrefetchOpt = 2,
-    repeats: RepeatsOpt = 3,
-    limit: LimitOpt = None,
-    seed: SeedOpt = 0,
-    augment_in: AugmentInOpt = "workers",
-    loaders: LoadersOpt = "sequential,process",
-    on_error: OnErrorOpt = "fail",
-    timeout: TimeoutOpt = None,
-    start_method: StartMethodOpt = None,
-    ray_address: RayAddressOpt = None,
-    results: ResultsOpt = Path("results"),
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Speedup for each pipeline × worker count (the report's Table 1)."""
-    exp = Experiment(
+    exp = shared.experiment(
+        resolve_inputs(shared.inputs, shared.quiet),
         kind="sweep-workers",
-        inputs=resolve_inputs(inputs, quiet),
         pipelines=name_list(pipelines) if pipelines else tuple(shipped_names()),
         workers=worker_counts(minimum, maximum, workers),
         batch_sizes=(batch_size,),
-        loaders=_with_baseline(loaders),
-        prefetch=prefetch, repeats=repeats, limit=limit, seed=seed, augment_in=augment_in, on_error=on_error,
-        timeout=timeout, start_method=start_method, extra={"ray_address": ray_address} if ray_address else {},
-    )  # fmt: skip
-    measure_and_report(exp, results, quiet)
+    )
+    measure_and_report(exp, shared.results, shared.quiet)
 
 
 @guarded
+@measuring_options
 def sweep_batch(
+    shared: Shared,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma list of batch sizes.")] = "10,50,100,300,500,1000",
     workers: Annotated[int, typer.Option("--workers", "-w", help="Worker count.")] = 2,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Shipped level or YAML path.")] = "medium",
-    inputs: InputsOpt = None,
-    prefetch: PrefetchOpt = 2,
-    repeats: RepeatsOpt = 3,
-    limit: LimitOpt = None,
-    seed: SeedOpt = 0,
-    augment_in: AugmentInOpt = "workers",
-    loaders: LoadersOpt = "sequential,process",
-    on_error: OnErrorOpt = "fail",
-    timeout: TimeoutOpt = None,
-    start_method: StartMethodOpt = None,
-    ray_address: RayAddressOpt = None,
-    results: ResultsOpt = Path("results"),
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Speedup for each batch size at a fixed worker count (the report's Table 2)."""
-    exp = Experiment(
+    exp = shared.experiment(
+        resolve_inputs(shared.inputs, shared.quiet),
         kind="sweep-batch",
-        inputs=resolve_inputs(inputs, quiet),
         pipelines=(pipeline,),
         workers=(workers,),
         batch_sizes=int_list("--batch-sizes", batch_sizes),
-        loaders=_with_baseline(loaders),
-        prefetch=prefetch, repeats=repeats, limit=limit, seed=seed, augment_in=augment_in, on_error=on_error,
-        timeout=timeout, start_method=start_method, extra={"ray_address": ray_address} if ray_address else {},
-    )  # fmt: skip
-    measure_and_report(exp, results, quiet)
-
-
-def _with_baseline(loaders: str) -> tuple[str, ...]:
-    names = name_list(loaders)
-    return names if "sequential" in names else ("sequential", *names)
+    )
+    measure_and_report(exp, shared.results, shared.quiet)

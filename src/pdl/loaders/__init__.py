@@ -1,55 +1,88 @@
-"""Loaders: sequential (baseline), process (the parallel loader), thread; torch and ray as references."""
+"""The loaders, by name: one registry line each. A new loader is one file plus one line here.
+
+``make_loader(name, dataset, pipeline, spec)`` builds any of them from one ``LoaderSpec``, so every loader in a
+comparison gets the same arguments. Optional loaders are imported only when asked for; a missing extra is
+one line naming the pip command that installs it.
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from ..dataset import ImageFolder
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingDependencyError
 from ..pipeline import Pipeline
-from .base import Batch, Loader, LoaderSpec
-from .process import ParallelLoader, default_start_method
+from .base import Loader
+from .batching import Batch
+from .process import ParallelLoader
 from .sequential import SequentialLoader
+from .spec import LoaderSpec
 from .thread import ThreadLoader
 
-LOADERS = ("sequential", "process", "process-pickle", "thread", "torch", "ray")
+
+@dataclass(frozen=True)
+class Entry:
+    """Where a loader's class lives, which ``LoaderSpec`` options beyond the common ones it uses, and the
+    optional extra (``pip install 'pdl[extra]'``) it needs."""
+
+    target: str  # "module:Class", imported on first use
+    options: tuple[str, ...] = ()
+    extra: str | None = None
+    summary: str = ""
 
 
-def make_loader(kind: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, **extra: Any) -> Loader:
-    """A loader by name, built from one spec, so every loader in a comparison gets the same arguments."""
-    common = dict(batch_size=spec.batch_size, shuffle=spec.shuffle, seed=spec.seed, drop_last=spec.drop_last)
-    options = dict(
-        num_workers=spec.num_workers,
-        prefetch=spec.prefetch,
-        augment_in=spec.augment_in,
-        on_error=spec.on_error,
-        timeout=spec.timeout,
-    )
-    if kind == "sequential":
-        return SequentialLoader(dataset, pipeline, **common, on_error=spec.on_error)
-    if kind in ("process", "process-pickle"):  # process-pickle: batches pickled through the pipes, no ring
-        return ParallelLoader(dataset, pipeline, **common, **options, shared_memory=kind == "process", **extra)
-    if kind == "thread":
-        return ThreadLoader(dataset, pipeline, **common, **options)
-    if kind == "torch":
-        from .torch_ref import TorchLoader
+REGISTRY: dict[str, Entry] = {
+    "sequential": Entry("pdl.loaders.sequential:SequentialLoader", summary="the baseline: one batch at a time"),
+    "process": Entry("pdl.loaders.process:ParallelLoader", ("start_method",), summary="pdl: worker processes + ring"),
+    "process-pickle": Entry("pdl.loaders.process:PickledParallelLoader", ("start_method",), summary="pdl, batches pickled"),
+    "thread": Entry("pdl.loaders.thread:ThreadLoader", summary="pdl: a thread pool"),
+    "torch": Entry("pdl.loaders.torch_ref:TorchLoader", ("start_method",), "torch", "PyTorch's DataLoader"),
+    "ray": Entry("pdl.loaders.ray_ref:RayLoader", ("ray_address",), "ray", "Ray Data"),
+}
+LOADERS = tuple(REGISTRY)
+SPEC_OPTIONS = frozenset(option for entry in REGISTRY.values() for option in entry.options)  # loader-specific
 
-        return TorchLoader(dataset, pipeline, **common, **options, **extra)
-    if kind == "ray":
-        from .ray_ref import RayLoader
 
-        return RayLoader(dataset, pipeline, **common, **options, **extra)
-    raise ConfigError(f"--loaders: unknown loader '{kind}'; choose from {', '.join(LOADERS)}")
+def loader_class(name: str) -> type[Loader]:
+    """The class registered as ``name``; an unknown name or a missing extra is a one-line error."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise ConfigError(f"--loaders: unknown loader '{name}'; choose from {', '.join(LOADERS)}")
+    module, _, cls = entry.target.partition(":")
+    try:
+        found: type[Loader] = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        if entry.extra is None:
+            raise
+        raise MissingDependencyError(
+            f"the {name} loader needs the '{entry.extra}' extra ({exc.name or exc}): pip install 'pdl[{entry.extra}]'"
+        ) from None
+    return found
+
+
+def make_loader(name: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> Loader:
+    """A loader by name, built from one spec (``options``, fields of ``LoaderSpec``, override the spec's)."""
+    return loader_class(name)(dataset, pipeline, spec, **options)
+
+
+def uses(name: str, option: str) -> bool:
+    """Whether loader ``name`` uses the loader-specific ``option`` (``start_method``, ``ray_address``)."""
+    entry = REGISTRY.get(name)
+    return entry is not None and option in entry.options
 
 
 __all__ = [
     "LOADERS",
+    "REGISTRY",
     "Batch",
     "Loader",
     "LoaderSpec",
     "ParallelLoader",
     "SequentialLoader",
     "ThreadLoader",
-    "default_start_method",
+    "loader_class",
     "make_loader",
+    "uses",
 ]

@@ -10,111 +10,109 @@ import itertools
 import math
 import multiprocessing as mp
 import signal
-import sys
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing import connection
 from typing import Any
 
 import numpy as np
 
 from ..dataset import ImageFolder, read_image
-from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, SharedMemoryError, WorkerDiedError
+from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, PdlWarning, SharedMemoryError, WorkerDiedError
 from ..pipeline import Pipeline
-from .base import AugmentIn, Batch, Loader, LoaderSpec, OnError, augment_into, epoch_plan
-from .shm import SlotRing, view
-from .worker import DONE, FAILED, READY, worker_loop
+from ..system import default_start_method
+from .base import Loader
+from .batching import Batch, augment_into, epoch_plan
+from .chunks import Part, chunk_offsets, chunk_size, compact, merged
+from .forking import forking
+from .shm import RingState, SlotRing, view
+from .spec import LoaderSpec
+from .worker import FAILED, READY, worker_loop
 
 START_TIMEOUT_S = 60.0
+RAW_SAMPLES = 32  # images decoded up front to size the slots for --augment-in main
 
 
-class PdlWarning(UserWarning):
-    """Something the user should know about a run that still works (shown once)."""
+@dataclass
+class _InFlight:
+    """A batch dispatched as chunks: its slot, its parts as they land, how many chunks are still out."""
+
+    slot: int | None
+    batch_len: int
+    parts: list[Part | None]
+    outstanding: int
+    abandoned: bool = False
+    t_done: float = 0.0  # when its last chunk was finished (perf_counter: one clock for all processes)
+    t_held: float = 0.0  # when the consumer held its data
 
 
-def default_start_method() -> str:
-    """fork on Linux: workers start in milliseconds, inherit the dataset without pickling, and scripts need no
-    ``if __name__ == "__main__"`` guard. Its one known hazard here, OpenCV's thread pool (a child forked after
-    the parent used the pool hangs in ``cv2.setNumThreads``), is defused by ``forking``. Elsewhere
-    spawn, as Python itself defaults to. forkserver and spawn are one argument away.
-    """
-    methods = mp.get_all_start_methods()
-    return "fork" if sys.platform.startswith("linux") and "fork" in methods else "spawn"
+def _rows(raw: np.ndarray | None, made: _InFlight, part: Part, pipeline: Pipeline) -> np.ndarray:
+    """A part's images: pickled, or its rows of the slot (copied: the batch is being stacked anyway)."""
+    if part.images is not None or raw is None:
+        pickled: np.ndarray = np.asarray(part.images, dtype=pipeline.output_dtype)
+        return pickled
+    shape = pipeline.output_shape
+    assert shape is not None
+    rows = view(raw, (made.batch_len, *shape), pipeline.output_dtype)[part.offset : part.offset + part.count]
+    return np.array(rows)
 
 
-SIGNALS = {signal.SIGINT, signal.SIGTERM}
+def _stack(arrays: list[np.ndarray], pipeline: Pipeline) -> np.ndarray:
+    arrays = [a for a in arrays if len(a)]
+    if arrays:
+        return np.concatenate(arrays)
+    return np.empty((0, *(pipeline.output_shape or (0, 0, 3))), dtype=pipeline.output_dtype)
 
 
-@contextmanager
-def forking(start_method: str, pipeline: Pipeline | None = None) -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while workers start, and keep the parent at one OpenCV thread if it forks.
-
-    A signal that lands inside a fork is raised in an at-fork hook, where Python drops it; blocked, it waits and
-    is raised right after. Workers unblock signals first thing. Forking while the parent's OpenCV pool is alive
-    leaves children that hang in ``cv2.setNumThreads``. The workers' ``pipeline`` is built here first, once:
-    forked workers then share the import (albumentations pulls in scipy, and torch when installed) instead of
-    each making a private copy (172 MB each, measured).
-    """
-    if start_method == "fork" and pipeline is not None:
-        pipeline.compose  # noqa: B018
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    before = None
-    if start_method == "fork":
-        import cv2
-
-        before = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        if before is not None:
-            import cv2
-
-            cv2.setNumThreads(before)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+def _raw_images(raw: np.ndarray | None, part: Part) -> list[np.ndarray]:
+    if part.images is not None or raw is None:
+        return list(part.images or [])
+    return [view(raw, shape, np.uint8, off) for off, shape in part.raw_offsets]
 
 
 class ParallelLoader(Loader):
     name = "process"
 
+    min_workers = 1
+    splits_batches = True
+    use_shared_memory = True  # batches written into the shared-memory ring; False: pickled through the pipes
+
     def __init__(
         self,
         dataset: ImageFolder,
         pipeline: Pipeline,
-        batch_size: int = 64,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        num_workers: int = 2,
-        prefetch: int = 2,
-        augment_in: AugmentIn = "workers",
-        start_method: str | None = None,
-        on_error: OnError = "fail",
-        timeout: float | None = None,
-        shared_memory: bool = True,
+        spec: LoaderSpec | None = None,
+        *,
+        shared_memory: bool | None = None,
+        **options: Any,
     ) -> None:
-        spec = LoaderSpec(batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
-        if num_workers < 1:
-            raise ConfigError(f"`num_workers` must be at least 1 for ParallelLoader. Found: {num_workers}")
-        self.start_method = start_method or default_start_method()
+        super().__init__(dataset, pipeline, spec, **options)
+        self.start_method: str = self.spec.start_method or default_start_method()
         if self.start_method not in mp.get_all_start_methods():
-            raise ConfigError(f"`start_method` must be one of {mp.get_all_start_methods()}. Found: {start_method!r}")
-        super().__init__(dataset, pipeline, spec)
-        self.num_workers = num_workers
-        self.use_shared_memory = shared_memory
-        if not shared_memory:
+            raise ConfigError(f"`start_method` must be one of {mp.get_all_start_methods()}. Found: {self.start_method!r}")
+        if shared_memory is not None:
+            self.use_shared_memory = shared_memory
+        if not self.use_shared_memory:
             self.name = "process-pickle"  # measured side by side with "process": what the ring gains
         self._procs: list[Any] = []
         self._tasks: list[connection.Connection] = []
         self._results: list[connection.Connection] = []
         self._ring: SlotRing | None = None
         self._task_ids = itertools.count()
-        self._pending: dict[int, tuple[int, int, int | None]] = {}  # task → (epoch, batch number, slot)
-        self._done: dict[int, tuple[Any, float]] = {}  # batch number → (message payload, time received)
-        self._load = [0] * num_workers
+        self._pending: dict[int, tuple[_InFlight, int, int]] = {}  # task → (its batch, chunk number, images)
+        self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
+        self._stale: list[_InFlight] = []  # abandoned batches whose chunks are still in flight
+        self._load = [0] * self.num_workers
         self._started = self._closed = False
+
+    @property
+    def ring(self) -> RingState | None:
+        """The shared-memory ring now: its /dev/shm name, its slots and how many are free (None: batches are
+        pickled instead)."""
+        ring = self._ring
+        return None if ring is None else RingState(ring.name, ring.n_slots, ring.free_slots)
 
     @property
     def worker_pids(self) -> list[int]:
@@ -179,9 +177,10 @@ class ParallelLoader(Loader):
             return None
 
     def _raw_image_bytes(self) -> int:
-        """Room per raw image when workers only read: 1.5× the largest of a few sample images."""
+        """Room per raw image when workers only read: 1.5× the largest of some sample images (each chunk gets
+        its share of the slot, so a chunk of one image has only its own room)."""
         sizes = []
-        for i in np.linspace(0, len(self.dataset) - 1, num=min(8, len(self.dataset)), dtype=int):
+        for i in np.linspace(0, len(self.dataset) - 1, num=min(RAW_SAMPLES, len(self.dataset)), dtype=int):
             try:
                 sizes.append(read_image(self.dataset.path(int(i))).nbytes)
             except ImageReadError:
@@ -203,15 +202,15 @@ class ParallelLoader(Loader):
                     sent += 1
                 t0 = time.perf_counter()
                 deadline = None if self.spec.timeout is None else time.monotonic() + self.spec.timeout
-                while number not in self._done:
+                made = self._batches[number]
+                while made.outstanding:
                     self._collect(self._receive(deadline, f"batch {number} of epoch {epoch}"))
-                payload, _ = self._done.pop(number)
-                batch = self._unpack(payload, epoch)
-                now = time.perf_counter()
-                self.stats.wait_s.append(now - t0)
-                if payload["t_done"] >= t0:  # finished while we waited: the time to get it is the hand-off
+                del self._batches[number]
+                batch = self._unpack(made, epoch)
+                self.stats.wait_s.append(time.perf_counter() - t0)
+                if made.t_done >= t0:  # finished while we waited: the time to get it is the hand-off
                     # (until its data was in hand, before any augmenting here; the clock is system-wide)
-                    self.stats.handoff_s.append(payload["t_held"] - payload["t_done"])
+                    self.stats.handoff_s.append(made.t_held - made.t_done)
                 yield batch
                 del batch  # the caller may drop it before asking for the next: let its slot go then
         except GeneratorExit:  # the caller stopped early (break): the loader stays usable
@@ -220,59 +219,79 @@ class ParallelLoader(Loader):
             self.close()  # an error, a worker's death, Ctrl-C: stop everything, leave nothing behind
             raise
         finally:
-            for task, (ep, _, slot) in list(self._pending.items()):
-                if ep == epoch:
-                    self._pending[task] = (-1, -1, slot)  # abandoned (early break): dropped when it arrives
-            for payload, _ in self._done.values():  # arrived but never handed out: their slots go back now
-                if payload["slot"] is not None and self._ring:
-                    self._ring.release(payload["slot"])
-            self._done.clear()
+            for made in self._batches.values():  # never handed out: abandoned (an early break)
+                made.abandoned = True
+                if not made.outstanding:
+                    self._release(made)
+            self._batches = {n: m for n, m in self._batches.items() if m.outstanding}
+            self._stale.extend(self._batches.values())  # chunks still in flight write into their slot: wait
+            self._batches = {}
 
     def _dispatch(self, epoch: int, number: int, indices: np.ndarray) -> None:
-        wid = min(range(self.num_workers), key=self._load.__getitem__)  # least busy worker
+        """Cut the batch into chunks, each sent to the worker with the fewest images outstanding."""
         slot = self._ring.acquire() if self._ring else None  # None: every slot is held by batches the caller kept
-        task = next(self._task_ids)
-        self._pending[task] = (epoch, number, slot)
-        self._load[wid] += 1
-        try:
-            self._tasks[wid].send((task, epoch, indices, slot))
-        except OSError:  # the worker is gone: say how
-            self._died(wid)
+        size = chunk_size(len(indices), self.num_workers, self.spec.chunk_size)
+        offsets = chunk_offsets(len(indices), size)
+        made = self._batches[number] = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
+        for part, (offset, count) in enumerate(offsets):
+            wid = min(range(self.num_workers), key=self._load.__getitem__)
+            task = next(self._task_ids)
+            self._pending[task] = (made, part, count)
+            self._load[wid] += count
+            try:
+                self._tasks[wid].send((task, epoch, indices[offset : offset + count], slot, offset, len(indices)))
+            except OSError:  # the worker is gone: say how
+                self._died(wid)
 
     def _collect(self, messages: list[tuple[Any, ...]]) -> None:
         for kind, wid, task, payload in messages:
-            epoch, number, slot = self._pending.pop(task)
-            self._load[wid] -= 1
-            used_slot = kind == DONE and payload["slot"] is not None
-            if slot is not None and self._ring and (epoch < 0 or not used_slot):
-                self._ring.release(slot)  # abandoned, failed, or pickled instead (raw images larger than a slot)
-            if epoch < 0:
+            made, part, count = self._pending.pop(task)
+            self._load[wid] -= count
+            made.outstanding -= 1
+            if made.abandoned:
+                if not made.outstanding:
+                    self._release(made)  # no chunk writes into its slot any more
                 continue
             if kind == FAILED:
                 raise payload
-            self._done[number] = (payload, time.perf_counter())
+            made.parts[part], t_start, t_done = payload
+            made.t_done = max(made.t_done, t_done)
+            self.stats.worker_busy_s[wid] += t_done - t_start
+            self.stats.worker_last_s[wid] = max(self.stats.worker_last_s[wid], t_done)
+
+    def _release(self, made: _InFlight) -> None:
+        if made.slot is not None and self._ring is not None:
+            self._ring.release(made.slot)
+            made.slot = None
 
     def _drain_stale(self) -> None:
-        while any(ep < 0 for ep, _, _ in self._pending.values()):
+        while any(made.outstanding for made in self._stale):
             self._collect(self._receive(time.monotonic() + START_TIMEOUT_S, "an abandoned batch"))
+        self._stale.clear()
 
-    def _unpack(self, payload: dict[str, Any], epoch: int) -> Batch:
-        self.stats.stages.append(payload["times"])
-        indices, skipped, slot = payload["indices"], payload["skipped"], payload["slot"]
-        if slot is None:
-            images = payload["images"]
-            self.stats.copied_batches += 1  # pickled: no ring, no free slot, or raw images too big for one
-        else:
-            assert self._ring is not None
-            raw = self._ring.lease(slot)
-            if self.spec.augment_in == "workers":
-                images = view(raw, payload["shape"], payload["dtype"])
+    def _unpack(self, made: _InFlight, epoch: int) -> Batch:
+        parts = [p for p in made.parts if p is not None]
+        indices, skipped, times = merged(parts)
+        self.stats.stages.append(times)
+        pickled = any(p.images is not None for p in parts)
+        raw = self._ring.lease(made.slot) if made.slot is not None and self._ring is not None else None
+        made.slot = None  # the lease gives it back once the batch is dropped
+        images: Any
+        if self.spec.augment_in == "workers":
+            if raw is None or pickled:  # no ring, no free slot, or the pipeline's output size unknown
+                images = _stack([_rows(raw, made, p, self.pipeline) for p in parts], self.pipeline)
+                self.stats.copied_batches += 1
             else:
-                images = [view(raw, shape, np.uint8, off) for off, shape in payload["offsets"]]
-        payload["t_held"] = time.perf_counter()
+                shape, dtype = self.pipeline.output_shape, self.pipeline.output_dtype
+                images = compact(view(raw, (made.batch_len, *shape), dtype), parts)  # type: ignore[misc]
+        else:
+            if pickled:
+                self.stats.copied_batches += 1  # raw images too large for their share of the slot, or no slot
+            images = [im for p in parts for im in _raw_images(raw, p)]
+        made.t_held = time.perf_counter()
         if self.spec.augment_in == "main":
             paths = [self.dataset.path(i) for i in indices]
-            images = augment_into(self.pipeline, images, indices, self.spec.seed, epoch, paths, payload["times"])
+            images = augment_into(self.pipeline, images, indices, self.spec.seed, epoch, paths, times)
         return self._to_batch(images, indices, skipped)
 
     # -- receiving -------------------------------------------------------------------------------------------
@@ -352,7 +371,12 @@ class ParallelLoader(Loader):
         if self._ring is not None:
             self._ring.close()
         self._pending.clear()
-        self._done.clear()
+        self._batches.clear()
+        self._stale.clear()
 
 
-__all__ = ["ParallelLoader", "PdlWarning", "default_start_method"]
+class PickledParallelLoader(ParallelLoader):
+    """ParallelLoader with batches pickled through its pipes instead of the ring: measured beside it, what the
+    ring gains."""
+
+    use_shared_memory = False

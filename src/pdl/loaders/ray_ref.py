@@ -26,22 +26,12 @@ import psutil
 
 from .._env import limit_threads
 from ..dataset import ImageFolder
-from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerError
+from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerError, worker_error
 from ..pipeline import Pipeline
 from ..system import cpu_info
-from .base import (
-    STAGES,
-    AugmentIn,
-    Batch,
-    Loader,
-    LoaderSpec,
-    OnError,
-    StageTimes,
-    augment_into,
-    epoch_plan,
-    make_batch,
-    worker_error,
-)
+from .base import Loader
+from .batching import STAGES, Batch, StageTimes, augment_into, epoch_plan, make_batch
+from .spec import LoaderSpec
 
 OBJECT_STORE_MB = 200  # a local instance's object store: a few batches in flight need far less than default
 
@@ -85,30 +75,13 @@ class RayLoader(Loader):
     _pool: ThreadPoolExecutor | None = None
     _node: tuple[psutil.Process, ...] = ()
 
-    def __init__(
-        self,
-        dataset: ImageFolder,
-        pipeline: Pipeline,
-        batch_size: int = 64,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        num_workers: int = 2,  # 0: every usable core
-        prefetch: int = 2,
-        augment_in: AugmentIn = "workers",
-        start_method: str | None = None,  # accepted for a drop-in swap with ParallelLoader; unused
-        on_error: OnError = "fail",
-        timeout: float | None = None,
-        ray_address: str | None = None,  # an existing cluster (else RAY_ADDRESS); None: a local instance
-        object_store_mb: int = OBJECT_STORE_MB,
-    ) -> None:
-        args = (batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
-        spec = LoaderSpec(*args)
+    object_store_mb = OBJECT_STORE_MB
+
+    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         self._ray = _import_ray()
-        super().__init__(dataset, pipeline, spec)
-        self.num_workers = num_workers or cpu_info().usable
-        self.address = ray_address or os.environ.get("RAY_ADDRESS") or None
-        self.object_store_mb = object_store_mb
+        super().__init__(dataset, pipeline, spec, **options)
+        self.num_workers = self.spec.num_workers or cpu_info().usable  # 0: every usable core
+        self.address = self.spec.ray_address or os.environ.get("RAY_ADDRESS") or None  # None: a local instance
         self.startup_s = 0.0  # how long ray.init took (0 when Ray was already running)
 
     def start(self) -> None:

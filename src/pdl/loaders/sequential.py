@@ -8,28 +8,18 @@ from typing import Any
 
 from ..dataset import ImageFolder
 from ..pipeline import Pipeline
-from .base import Batch, Loader, LoaderSpec, make_batch
+from .base import Loader
+from .batching import Batch, epoch_plan, make_batch
+from .spec import LoaderSpec
 
 
 class SequentialLoader(Loader):
     name = "sequential"
 
-    def __init__(
-        self,
-        dataset: ImageFolder,
-        pipeline: Pipeline,
-        batch_size: int = 64,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        **options: Any,
-    ) -> None:
-        spec = LoaderSpec(batch_size, shuffle, seed, drop_last, num_workers=0, **options)
-        super().__init__(dataset, pipeline, spec)
+    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
+        super().__init__(dataset, pipeline, LoaderSpec.of(spec, **options, num_workers=0))
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
-        from .base import epoch_plan
-
         for indices in epoch_plan(len(self.dataset), self.spec, epoch):
             t0 = time.perf_counter()
             made = make_batch(self.dataset, self.pipeline, indices, epoch, self.spec)

@@ -13,6 +13,7 @@ import sys
 import threading
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -22,6 +23,13 @@ from ..errors import SharedMemoryError
 from ..system import shm_free_bytes
 
 SHM_PREFIX = "pdl-"
+
+
+@dataclass(frozen=True)
+class RingState:
+    name: str  # the segment in /dev/shm
+    slots: int
+    free: int
 
 
 class SlotRing:
@@ -90,7 +98,7 @@ class SlotRing:
 
         One finalizer per lease: every array cut from it (``view``) keeps it alive through ``.base``.
         """
-        arr = np.ndarray((self.slot_bytes,), dtype=np.uint8, buffer=self.shm.buf, offset=slot * self.slot_bytes)
+        arr: np.ndarray = np.ndarray((self.slot_bytes,), dtype=np.uint8, buffer=self.shm.buf, offset=slot * self.slot_bytes)
         weakref.finalize(arr, self.release, slot)
         return arr
 
@@ -99,7 +107,8 @@ def view(raw: np.ndarray, shape: tuple[int, ...], dtype: Any, offset: int = 0) -
     """An array of ``shape`` and ``dtype`` at ``offset`` bytes into ``raw``, sharing its memory."""
     dt = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-    return raw[offset : offset + nbytes].view(dt).reshape(shape)
+    out: np.ndarray = raw[offset : offset + nbytes].view(dt).reshape(shape)
+    return out
 
 
 _ATTACHED: list[Any] = []  # keeps 3.13+ SharedMemory objects alive (their __del__ closes the mapping)
@@ -115,7 +124,7 @@ def attach(name: str) -> Any:
         shm = shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]
         _ATTACHED.append(shm)
         return shm.buf
-    import _posixshmem  # type: ignore[import-not-found]
+    import _posixshmem
 
     fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
     try:
@@ -125,4 +134,5 @@ def attach(name: str) -> Any:
 
 
 def slot_array(buf: Any, slot: int, slot_bytes: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    return np.ndarray(shape, dtype=dtype, buffer=buf, offset=slot * slot_bytes)
+    out: np.ndarray = np.ndarray(shape, dtype=dtype, buffer=buf, offset=slot * slot_bytes)
+    return out

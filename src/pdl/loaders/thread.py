@@ -1,5 +1,8 @@
 """ThreadLoader: BatchUp's thread pool. Same constructor and batches as ParallelLoader, threads not processes.
 
+Batches are cut into chunks as in ParallelLoader; the pool's one queue hands the next chunk to whichever thread
+is free.
+
 OpenCV releases the GIL for decoding and most transforms, so threads overlap; albumentations' Python code
 does not, which is what this backend measures. No copies between processes, no start-up cost.
 """
@@ -13,6 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 import numpy as np
 
@@ -20,33 +24,20 @@ from .._env import limit_threads
 from ..dataset import ImageFolder
 from ..errors import ConfigError, LoaderTimeoutError
 from ..pipeline import Pipeline
-from .base import AugmentIn, Batch, Loader, LoaderSpec, OnError, Produced, augment_into, epoch_plan, make_batch
+from .base import Loader
+from .batching import Batch, augment_into, epoch_plan, make_batch
+from .chunks import Part, chunk_offsets, chunk_size, compact, merged
+from .spec import LoaderSpec
 
 
 class ThreadLoader(Loader):
     name = "thread"
 
-    def __init__(
-        self,
-        dataset: ImageFolder,
-        pipeline: Pipeline,
-        batch_size: int = 64,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        num_workers: int = 2,
-        prefetch: int = 2,
-        augment_in: AugmentIn = "workers",
-        start_method: str | None = None,  # accepted for a drop-in swap with ParallelLoader; threads need none
-        on_error: OnError = "fail",
-        timeout: float | None = None,
-        shared_memory: bool = True,  # accepted for a drop-in swap too: threads share the process's memory
-    ) -> None:
-        spec = LoaderSpec(batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
-        if num_workers < 1:
-            raise ConfigError(f"`num_workers` must be at least 1 for ThreadLoader. Found: {num_workers}")
-        super().__init__(dataset, pipeline, spec)
-        self.num_workers = num_workers
+    min_workers = 1
+    splits_batches = True
+
+    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
+        super().__init__(dataset, pipeline, spec, **options)
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._closed = False
@@ -61,40 +52,66 @@ class ThreadLoader(Loader):
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         assert self._pool is not None
         plan = epoch_plan(len(self.dataset), self.spec, epoch)
-        augment = self.spec.augment_in == "workers"
-        window: deque[Future[Produced]] = deque()
+        window: deque[tuple[np.ndarray | None, list[Future[Part]]]] = deque()
         sent = 0
         try:
             for _ in range(len(plan)):
                 while sent < len(plan) and len(window) < self.num_workers * self.spec.prefetch:
-                    args = (plan[sent], epoch, augment)
-                    window.append(self._pool.submit(self._make, *args))
+                    window.append(self._submit(plan[sent], epoch))
                     sent += 1
                 t0 = time.perf_counter()
-                try:
-                    made = window.popleft().result(timeout=self.spec.timeout)
-                except FutureTimeout:
-                    raise LoaderTimeoutError(
-                        f"no batch within {self.spec.timeout}s; a thread may be stuck: raise --timeout or check the pipeline"
-                    ) from None
-                images = made.images
-                if not augment:
-                    paths = [self.dataset.path(i) for i in made.indices]
-                    images = augment_into(self.pipeline, images, made.indices, self.spec.seed, epoch, paths, made.times)
+                out, futures = window.popleft()
+                parts = [self._result(f) for f in futures]
+                indices, skipped, times = merged(parts)
+                images: Any
+                if self.spec.augment_in == "main":
+                    paths = [self.dataset.path(i) for i in indices]
+                    raw = [im for p in parts for im in p.images]
+                    images = augment_into(self.pipeline, raw, indices, self.spec.seed, epoch, paths, times)
+                elif out is not None:
+                    images = compact(out, parts)
+                else:  # the pipeline's output size is unknown until run: each chunk made its own array
+                    images = np.concatenate([p.images for p in parts])
                 self.stats.wait_s.append(time.perf_counter() - t0)
-                self.stats.stages.append(made.times)
-                yield self._to_batch(images, made.indices, made.skipped)
+                self.stats.stages.append(times)
+                yield self._to_batch(images, indices, skipped)
         finally:
-            for future in window:
-                future.cancel()
+            for _, futures in window:
+                for future in futures:
+                    future.cancel()
 
-    def _make(self, indices: np.ndarray, epoch: int, augment: bool) -> Produced:
+    def _submit(self, indices: np.ndarray, epoch: int) -> tuple[np.ndarray | None, list[Future[Part]]]:
+        """The batch's chunks, queued to the pool: any free thread takes the next, so threads share the work
+        of one batch (and of the epoch's last) to the end."""
+        assert self._pool is not None
+        shape = self.pipeline.output_shape
+        out = None
+        if self.spec.augment_in == "workers" and shape is not None:
+            out = np.empty((len(indices), *shape), dtype=self.pipeline.output_dtype)
+        size = chunk_size(len(indices), self.num_workers, self.spec.chunk_size)
+        futures = [
+            self._pool.submit(self._make, indices[lo : lo + n], epoch, lo, None if out is None else out[lo : lo + n])
+            for lo, n in chunk_offsets(len(indices), size)
+        ]
+        return out, futures
+
+    def _result(self, future: Future[Part]) -> Part:
+        try:
+            return future.result(timeout=self.spec.timeout)
+        except FutureTimeout:
+            raise LoaderTimeoutError(
+                f"no batch within {self.spec.timeout}s; a thread may be stuck: raise --timeout or check the pipeline"
+            ) from None
+
+    def _make(self, indices: np.ndarray, epoch: int, offset: int, out: np.ndarray | None) -> Part:
         """Runs in a pool thread, with that thread's own copy of the pipeline: a Compose holds its random
         state, so one shared between threads would mix up the images' seeds."""
         pipeline = getattr(self._local, "pipeline", None)
         if pipeline is None:
             pipeline = self._local.pipeline = copy.copy(self.pipeline)
-        return make_batch(self.dataset, pipeline, indices, epoch, self.spec, None, augment)
+        augment = self.spec.augment_in == "workers"
+        made = make_batch(self.dataset, pipeline, indices, epoch, self.spec, out, augment)
+        return Part(offset, made.indices, made.skipped, made.times, images=None if out is not None else made.images)
 
     def close(self) -> None:
         if self._closed:

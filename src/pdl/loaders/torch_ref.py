@@ -18,10 +18,13 @@ import numpy as np
 
 from .._env import limit_threads
 from ..dataset import ImageFolder
-from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError
+from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError, worker_error
 from ..pipeline import Pipeline
-from .base import AugmentIn, Batch, Loader, LoaderSpec, OnError, augment_into, epoch_plan, make_batch, worker_error
-from .process import default_start_method, forking
+from ..system import default_start_method
+from .base import Loader
+from .batching import Batch, augment_into, epoch_plan, make_batch
+from .forking import forking
+from .spec import LoaderSpec
 
 try:
     import torch
@@ -83,30 +86,14 @@ def _translate(exc: RuntimeError) -> Exception:
 class TorchLoader(Loader):
     name = "torch"
 
-    def __init__(
-        self,
-        dataset: ImageFolder,
-        pipeline: Pipeline,
-        batch_size: int = 64,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        num_workers: int = 2,
-        prefetch: int = 2,
-        augment_in: AugmentIn = "workers",
-        start_method: str | None = None,
-        on_error: OnError = "fail",
-        timeout: float | None = None,
-    ) -> None:
+    min_workers = 1
+
+    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         if torch is None:
             raise MissingDependencyError("--loaders torch needs PyTorch: pip install 'pdl[torch]'")
-        spec = LoaderSpec(batch_size, shuffle, seed, drop_last, num_workers, prefetch, augment_in, on_error, timeout)
-        if num_workers < 1:
-            raise ConfigError(f"`num_workers` must be at least 1 for TorchLoader. Found: {num_workers}")
-        super().__init__(dataset, pipeline, spec)
-        self.num_workers = num_workers
-        self.start_method = start_method or default_start_method()
-        self._plan = _Plan(len(dataset), spec)
+        super().__init__(dataset, pipeline, spec, **options)
+        self.start_method: str = self.spec.start_method or default_start_method()
+        self._plan = _Plan(len(dataset), self.spec)
         self._loader: Any = None
         self._closed = False
 

@@ -11,11 +11,16 @@ import time
 from multiprocessing import connection, parent_process
 from typing import Any
 
+import numpy as np
+
 from .._env import keep_freed_memory, limit_threads
 from ..dataset import ImageFolder
+from ..errors import worker_error
 from ..pipeline import Pipeline
-from .base import LoaderSpec, make_batch, worker_error
+from .batching import make_batch
+from .chunks import Part
 from .shm import attach, slot_array
+from .spec import LoaderSpec
 
 # message kinds, worker → parent
 READY, DONE, FAILED = "ready", "done", "failed"
@@ -42,7 +47,7 @@ def worker_loop(
         pipeline.compose  # build the albumentations objects once, before the first task  # noqa: B018
     results.send((READY, worker_id, os.getpid()))
     parent = parent_process()
-    watch = [tasks] if parent is None else [tasks, parent.sentinel]
+    watch: list[Any] = [tasks] if parent is None else [tasks, parent.sentinel]
     while True:
         ready = connection.wait(watch)  # blocks: no polling; wakes when a task comes or the parent dies
         if tasks not in ready:
@@ -53,10 +58,11 @@ def worker_loop(
             return
         if task is None:
             return
-        task_id, epoch, indices, slot = task
+        task_id, epoch, indices, slot, offset, batch_len = task
+        t_start = time.perf_counter()
         try:
-            payload = _run(dataset, pipeline, spec, epoch, indices, slot, buf, slot_bytes or 0, augment)
-            results.send((DONE, task_id, payload))
+            part = _run(dataset, pipeline, spec, epoch, indices, slot, offset, batch_len, buf, slot_bytes or 0, augment)
+            results.send((DONE, task_id, (part, t_start, time.perf_counter())))
         except Exception as exc:
             results.send((FAILED, task_id, worker_error(exc, getattr(exc, "path", None), "reading")))
 
@@ -66,37 +72,39 @@ def _run(
     pipeline: Pipeline,
     spec: LoaderSpec,
     epoch: int,
-    indices: Any,
+    indices: np.ndarray,
     slot: int | None,
+    offset: int,
+    batch_len: int,
     buf: Any,
     slot_bytes: int,
     augment: bool,
-) -> dict[str, Any]:
+) -> Part:
+    """Make one chunk: rows ``offset`` on of a batch of ``batch_len`` images, written into ``slot`` when there is one."""
     if augment:
-        shape = pipeline.output_shape
-        out = None
+        shape, out = pipeline.output_shape, None
         if slot is not None and shape is not None:
-            out = slot_array(buf, slot, slot_bytes, (len(indices), *shape), pipeline.output_dtype)
+            rows = slot_array(buf, slot, slot_bytes, (batch_len, *shape), pipeline.output_dtype)
+            out = rows[offset : offset + len(indices)]
         made = make_batch(dataset, pipeline, indices, epoch, spec, out=out)
-        payload: dict[str, Any] = {"indices": made.indices, "skipped": made.skipped, "times": made.times}
-        if out is not None:
-            payload.update(slot=slot, shape=made.images.shape, dtype=made.images.dtype.str)
-        else:
-            payload.update(slot=None, images=made.images)
-    else:  # the report's split: workers only read; raw images of any size, packed one after another
-        made = make_batch(dataset, pipeline, indices, epoch, spec, augment=False)
-        payload = {"indices": made.indices, "skipped": made.skipped, "times": made.times}
-        t0 = time.perf_counter()
-        total = sum(im.nbytes for im in made.images)
-        if slot is not None and total <= slot_bytes:
-            offsets, at = [], 0
-            for im in made.images:
-                slot_array(buf, slot, slot_bytes, (slot_bytes,), "u1")[at : at + im.nbytes] = im.reshape(-1)
-                offsets.append((at, im.shape))
-                at += im.nbytes
-            payload.update(slot=slot, offsets=offsets)
-        else:
-            payload.update(slot=None, images=made.images)
-        made.times.collate += time.perf_counter() - t0
-    payload["t_done"] = time.perf_counter()
-    return payload
+        part = Part(offset, made.indices, made.skipped, made.times)
+        if out is None:
+            part.images = made.images
+        return part
+    # the report's split: workers only read; raw images of any size, packed one after another into this
+    # chunk's share of the slot's bytes
+    made = make_batch(dataset, pipeline, indices, epoch, spec, augment=False)
+    part = Part(offset, made.indices, made.skipped, made.times)
+    t0 = time.perf_counter()
+    lo, hi = slot_bytes * offset // batch_len, slot_bytes * (offset + len(indices)) // batch_len
+    if slot is not None and sum(im.nbytes for im in made.images) <= hi - lo:
+        flat = slot_array(buf, slot, slot_bytes, (slot_bytes,), "u1")
+        at = lo
+        for im in made.images:
+            flat[at : at + im.nbytes] = im.reshape(-1)
+            part.raw_offsets.append((at, im.shape))
+            at += im.nbytes
+    else:
+        part.images = made.images
+    made.times.collate += time.perf_counter() - t0
+    return part

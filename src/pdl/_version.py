@@ -1,0 +1,3 @@
+"""The version, in one place: the package metadata (pyproject) reads it from here."""
+
+__version__ = "0.2.0.dev0"

@@ -1,0 +1,148 @@
+"""The options that run, sweep-workers and sweep-batch share, declared once, with defaults from `Experiment`.
+
+``@measuring_options`` adds them to a command's signature (Typer reads the signature), and hands the command
+one ``Shared`` object instead of fourteen parameters. Choices are enums, so ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, get_args, get_type_hints
+
+import typer
+
+from ..config import BASELINE, Experiment
+from ..errors import ConfigError
+from ..loaders import LOADERS
+from ..loaders.spec import AugmentIn, OnError, StartMethod
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Experiment)}
+
+
+def choices(name: str, literal: Any) -> type[Enum]:
+    """A str Enum of a Literal's values: Typer validates it and ``--help`` lists them."""
+    return Enum(name, {value: value for value in get_args(literal)}, type=str)  # type: ignore[return-value]
+
+
+AugmentInChoice = choices("AugmentInChoice", AugmentIn)
+OnErrorChoice = choices("OnErrorChoice", OnError)
+StartMethodChoice = choices("StartMethodChoice", StartMethod)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """The shared options as the command received them."""
+
+    inputs: Path | None
+    prefetch: int
+    chunk_size: int
+    repeats: int
+    limit: int | None
+    seed: int
+    augment_in: Enum
+    loaders: str
+    on_error: Enum
+    timeout: float | None
+    start_method: Enum | None
+    ray_address: str | None
+    results: Path
+    quiet: bool
+    verbose: bool
+
+    def experiment(self, inputs: Path, **fields: Any) -> Experiment:
+        """The command's Experiment: its own fields plus these; the baseline is always measured, first."""
+        names = tuple(n.strip() for n in self.loaders.split(",") if n.strip())
+        return Experiment(
+            inputs=inputs,
+            loaders=(BASELINE, *[n for n in names if n != BASELINE]),
+            prefetch=self.prefetch,
+            chunk_size=self.chunk_size,
+            repeats=self.repeats,
+            limit=self.limit,
+            seed=self.seed,
+            augment_in=self.augment_in.value,
+            on_error=self.on_error.value,
+            timeout=self.timeout,
+            start_method=None if self.start_method is None else self.start_method.value,
+            ray_address=self.ray_address,
+            **fields,
+        )
+
+
+_SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
+    "inputs": (
+        Annotated[Path | None, typer.Option(help="Folder of images (class subfolders). Default: inputs/, generated if empty.")],
+        None,
+    ),
+    "prefetch": (Annotated[int, typer.Option(help="Batches in flight per worker.")], _DEFAULTS["prefetch"]),
+    "chunk_size": (
+        Annotated[int, typer.Option(help="Images per task for the loaders that split batches (process, thread); 0: auto.")],
+        _DEFAULTS["chunk_size"],
+    ),
+    "repeats": (Annotated[int, typer.Option(help="Measured rounds per point (after one warm-up).")], _DEFAULTS["repeats"]),
+    "limit": (Annotated[int | None, typer.Option(help="Use only the first N images.")], _DEFAULTS["limit"]),
+    "seed": (Annotated[int, typer.Option(help="Seed for shuffling and augmentation.")], _DEFAULTS["seed"]),
+    "augment_in": (
+        Annotated[
+            AugmentInChoice, typer.Option(help="Where to augment: in the workers, or in the main process (workers only read).")
+        ],
+        AugmentInChoice(_DEFAULTS["augment_in"]),
+    ),
+    "loaders": (
+        Annotated[str, typer.Option(help=f"Comma list of: {', '.join(LOADERS)}. The sequential baseline is always measured.")],
+        ",".join(_DEFAULTS["loaders"]),
+    ),
+    "on_error": (
+        Annotated[OnErrorChoice, typer.Option(help="On an unreadable image: fail, or skip it (counted and listed).")],
+        OnErrorChoice(_DEFAULTS["on_error"]),
+    ),
+    "timeout": (
+        Annotated[float | None, typer.Option(help="Seconds to wait for a batch before giving up.")],
+        _DEFAULTS["timeout"],
+    ),
+    "start_method": (
+        Annotated[StartMethodChoice | None, typer.Option(help="How worker processes start. Default: fork on Linux.")],
+        None,
+    ),
+    "ray_address": (Annotated[str | None, typer.Option(help="Ray cluster to use (default: a local one).")], None),
+    "results": (Annotated[Path, typer.Option(help="Folder for the results files.")], Path("results")),
+    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")], False),
+    "verbose": (Annotated[bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error.")], False),
+}
+
+
+def measuring_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``fn(shared: Shared, **own)`` the shared options: its signature gains them, after its own."""
+    own = inspect.signature(fn)
+    hints = get_type_hints(fn, include_extras=True)
+    kind = inspect.Parameter.KEYWORD_ONLY
+    params = [p.replace(annotation=hints[p.name], kind=kind) for p in own.parameters.values() if p.name != "shared"]
+    params += [inspect.Parameter(name, kind, annotation=ann, default=default) for name, (ann, default) in _SHARED.items()]
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> Any:
+        shared = Shared(**{name: kwargs.pop(name) for name in _SHARED})
+        return fn(shared, **kwargs)
+
+    command.__signature__ = own.replace(parameters=params, return_annotation=None)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+def int_list(option: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ConfigError(f"{option} '{text}': expected whole numbers separated by commas, e.g. 1,2,4") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{option} '{text}': every value must be a whole number >= 1, e.g. 1,2,4")
+    return values
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())

@@ -1,0 +1,102 @@
+"""Experiment: everything one command measures, typed and validated once, before any work starts.
+
+Values shared with ``LoaderSpec`` are judged by the same rules (``loaders.spec.RULES``); messages name the
+CLI's options (``--prefetch``), since that is where the values come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .loaders import LOADERS, REGISTRY, uses
+from .loaders.spec import AugmentIn, LoaderSpec, OnError, StartMethod, check
+
+Kind = Literal["run", "sweep-workers", "sweep-batch"]
+BASELINE = "sequential"
+
+
+def option(field: str) -> str:
+    """The CLI option a field comes from: ``batch_sizes`` → ``--batch-size``."""
+    return "--" + {"batch_sizes": "batch_size", "memory_epochs": "memory"}.get(field, field).replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    kind: Kind
+    inputs: Path
+    pipelines: tuple[str, ...]
+    workers: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    loaders: tuple[str, ...] = (BASELINE, "process")  # the baseline first
+    prefetch: int = 2
+    chunk_size: int = 0  # images per task for loaders that split batches; 0: chosen per batch size and workers
+    repeats: int = 3
+    limit: int | None = None
+    seed: int = 0
+    shuffle: bool = True
+    augment_in: AugmentIn = "workers"
+    on_error: OnError = "fail"
+    timeout: float | None = None
+    start_method: StartMethod | None = None
+    ray_address: str | None = None
+    memory_epochs: int = 0  # per loader, after the timed rounds: peak memory sampled
+
+    def __post_init__(self) -> None:
+        for name, values in (("workers", self.workers), ("batch_sizes", self.batch_sizes)):
+            if not values:
+                raise ConfigError(f"{option(name)}: give at least one value, e.g. 2")
+        shared = {"prefetch": self.prefetch, "chunk_size": self.chunk_size, "augment_in": self.augment_in, "on_error": self.on_error}
+        check({**shared, "timeout": self.timeout, "start_method": self.start_method}, option)
+        for b in self.batch_sizes:
+            check({"batch_size": b}, option)
+        for w in self.workers:
+            if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+                raise ConfigError(f"--workers must be a whole number >= 1. Found: {w!r}")
+        for name, low in (("repeats", 1), ("memory_epochs", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{option(name)} must be a whole number >= {low}. Found: {value!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be a whole number >= 1. Found: {self.limit!r}")
+        unknown = [name for name in self.loaders if name not in REGISTRY]
+        if unknown:
+            raise ConfigError(f"--loaders: unknown loader '{unknown[0]}'; choose from {', '.join(LOADERS)}")
+        if self.loaders[:1] != (BASELINE,) or len(self.loaders) < 2:
+            raise ConfigError(
+                f"--loaders {','.join(self.loaders)}: name the sequential baseline first and at least one other "
+                "loader, e.g. sequential,process"
+            )
+        for name in ("start_method", "ray_address"):
+            if getattr(self, name) is not None and not any(uses(loader, name) for loader in self.loaders):
+                users = [loader for loader in LOADERS if uses(loader, name)]
+                raise ConfigError(f"{option(name)} applies only to --loaders {','.join(users)}; add one or drop the option")
+
+    @property
+    def points(self) -> int:
+        return len(self.pipelines) * len(self.workers) * len(self.batch_sizes)
+
+    def epochs_per_point(self) -> int:
+        return len(self.loaders) * (self.repeats + 1 + self.memory_epochs)
+
+    def spec(self, batch_size: int, workers: int) -> LoaderSpec:
+        """The loaders' arguments at one point of the experiment."""
+        return LoaderSpec(
+            batch_size=batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            num_workers=workers,
+            prefetch=self.prefetch,
+            chunk_size=self.chunk_size,
+            augment_in=self.augment_in,
+            on_error=self.on_error,
+            timeout=self.timeout,
+            start_method=self.start_method,
+            ray_address=self.ray_address,
+        )
+
+    def options(self) -> dict[str, Any]:
+        """The options as a results file records them."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}

@@ -1,0 +1,70 @@
+"""Work below the batch: a batch is cut into chunks of a few images that any free worker makes, each written
+at its own rows of the batch's slot; the batch is whole when its last chunk lands.
+
+Why: with one task per batch, the last batch of an epoch runs on one core while the others idle, uneven images
+make uneven batches, a batch as large as the epoch runs on a single core, and the first batch costs a whole
+batch-time. One message per chunk, not per image (the seed report's choice): a chunk of a few images is worth
+its message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .batching import StageTimes
+
+MAX_AUTO_CHUNK = 8  # images: ~10-50 ms of work per message with the shipped pipelines; the tail is one chunk
+
+
+def chunk_size(batch_size: int, num_workers: int, requested: int = 0) -> int:
+    """``requested``, or (0) at most MAX_AUTO_CHUNK images and at least two chunks of each batch per worker,
+    so that even a batch as large as the epoch keeps every worker busy to its end."""
+    if requested > 0:
+        return requested
+    return max(1, min(MAX_AUTO_CHUNK, math.ceil(batch_size / (2 * max(1, num_workers)))))
+
+
+def chunk_offsets(batch_len: int, size: int) -> list[tuple[int, int]]:
+    """(first row, image count) of each chunk of a batch of ``batch_len`` images."""
+    return [(lo, min(size, batch_len - lo)) for lo in range(0, batch_len, size)]
+
+
+@dataclass
+class Part:
+    """What a chunk made: ``count`` images kept (written at ``offset`` in the slot, or pickled in ``images``)."""
+
+    offset: int
+    kept: np.ndarray
+    skipped: list[tuple[str, str]]
+    times: StageTimes
+    images: Any = None  # pickled instead of written into the slot: an array (or a list of raw images)
+    raw_offsets: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # augment_in="main", in the slot
+
+    @property
+    def count(self) -> int:
+        return len(self.kept)
+
+
+def compact(rows: np.ndarray, parts: list[Part]) -> np.ndarray:
+    """The kept images of ``rows`` (the slot's batch), in order: each part's rows moved down over the rows its
+    skipped images left empty. Nothing moves when nothing was skipped."""
+    at = 0
+    for part in parts:
+        if part.offset != at:
+            rows[at : at + part.count] = rows[part.offset : part.offset + part.count]
+        at += part.count
+    return rows[:at]
+
+
+def merged(parts: list[Part]) -> tuple[np.ndarray, list[tuple[str, str]], StageTimes]:
+    """The batch's kept indices, skipped images and stage times, over its parts in order."""
+    times = StageTimes()
+    for part in parts:
+        for stage, seconds in part.times.as_dict().items():
+            setattr(times, stage, getattr(times, stage) + seconds)
+    kept = np.concatenate([p.kept for p in parts]) if parts else np.empty(0, np.int64)
+    return kept.astype(np.int64, copy=False), [s for p in parts for s in p.skipped], times

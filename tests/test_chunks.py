@@ -1,0 +1,108 @@
+"""Work below the batch: chunks land out of order on any worker, yet the batches are the sequential loop's,
+bit for bit; slots come back after every way an epoch can end; a failing image in a chunk is named."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdl import ImageFolder, ParallelLoader, SequentialLoader, ThreadLoader, load_pipeline
+from pdl.errors import WorkerError
+from pdl.loaders.chunks import chunk_offsets, chunk_size
+from pdl.pipeline import Pipeline
+
+from .conftest import write_image
+from .test_loaders import assert_same, collect
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Jittery(Pipeline):
+    """The light pipeline, after a random sleep of 0–6 ms per image: chunks finish in a scrambled order."""
+
+    def __call__(self, image: np.ndarray, seed: int) -> np.ndarray:
+        time.sleep(random.random() * 0.006)
+        return super().__call__(image, seed)
+
+
+@pytest.fixture(scope="module")
+def jittery() -> Pipeline:
+    light = load_pipeline("light")
+    return Jittery(light.name, light.description, light.source, light.spec, light.output_shape, light.output_dtype)
+
+
+def test_chunk_sizes_cover_the_batch_once() -> None:
+    assert chunk_offsets(10, 4) == [(0, 4), (4, 4), (8, 2)]
+    assert chunk_size(64, 2) == 8 and chunk_size(10, 2) == 3 and chunk_size(1, 4) == 1 and chunk_size(64, 2, 5) == 5
+    assert chunk_size(1000, 2) == 8  # a batch as large as the epoch is still cut small: every core to the end
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 4])
+@pytest.mark.parametrize(("batch_size", "chunk"), [(1, 0), (5, 0), (5, 2), (7, 3), (64, 0), (64, 4)])
+def test_process_batches_equal_the_sequential_loop_whatever_the_split(images, jittery, workers, batch_size, chunk) -> None:
+    ds = ImageFolder(images)  # 21 images: 64 is larger than the dataset
+    args = dict(batch_size=batch_size, shuffle=True, seed=3)
+    seq = SequentialLoader(ds, jittery, **args)
+    ref = [collect(seq) for _ in range(2)]  # epochs 0 and 1: reshuffled
+    with ParallelLoader(ds, jittery, num_workers=workers, chunk_size=chunk, **args) as par:
+        for epoch in range(2):
+            assert_same(ref[epoch], collect(par))
+        assert par.stats.copied_batches == 0
+
+
+@pytest.mark.parametrize("augment_in", ["workers", "main"])
+@pytest.mark.parametrize(("workers", "chunk"), [(2, 1), (3, 0)])
+def test_thread_and_the_main_split_give_the_same_batches(images, jittery, augment_in, workers, chunk) -> None:
+    ds = ImageFolder(images)
+    args = dict(batch_size=6, shuffle=True, seed=5, augment_in=augment_in)
+    ref = collect(SequentialLoader(ds, jittery, **args))
+    with ThreadLoader(ds, jittery, num_workers=workers, chunk_size=chunk, **args) as th:
+        assert_same(ref, collect(th))
+    with ParallelLoader(ds, jittery, num_workers=workers, chunk_size=chunk, **args) as par:
+        assert_same(ref, collect(par))
+
+
+def test_slots_all_return_after_a_full_epoch_a_break_an_error_and_close(tmp_path: Path, images, jittery) -> None:
+    ds = ImageFolder(images)
+    with ParallelLoader(ds, jittery, batch_size=4, num_workers=2, chunk_size=1) as par:
+        collect(par)
+        ring = par.ring
+        assert ring is not None and ring.free == ring.slots
+        for i, batch in enumerate(par):
+            if i == 2:
+                break
+        del batch
+        assert len(collect(par)) == 6  # the abandoned chunks drained, then a whole epoch
+        assert par.ring is not None and par.ring.free == ring.slots
+    assert not Path(f"/dev/shm/{ring.name}").exists()  # closed: the segment is gone (errors: see below)
+
+
+def test_a_failing_image_inside_a_chunk_is_named_and_under_skip_only_it_is_dropped(tmp_path: Path, jittery) -> None:
+    for i in range(9):
+        write_image(tmp_path / "c" / f"{i}.jpg", np.full((300, 300, 3), i * 20, np.uint8))
+    bad = tmp_path / "c" / "4.jpg"
+    bad.write_bytes(b"not a jpeg")
+    ds = ImageFolder(tmp_path)
+    with ParallelLoader(ds, jittery, batch_size=9, num_workers=2, chunk_size=3) as par:
+        with pytest.raises(WorkerError, match=r"4\.jpg: cannot decode"):
+            collect(par)
+    ref = collect(SequentialLoader(ds, jittery, batch_size=9, on_error="skip"))
+    for cls in (ParallelLoader, ThreadLoader):
+        with cls(ds, jittery, batch_size=9, num_workers=2, chunk_size=3, on_error="skip") as loader:
+            got = collect(loader)
+            assert loader.stats.skipped == [(str(bad), "cannot decode (not an image, or a format OpenCV cannot read)")]
+        assert_same(ref, got)
+        assert got[0][2].tolist() == [0, 1, 2, 3, 5, 6, 7, 8]  # the rows after the hole moved up, in order
+
+
+def test_every_worker_works_and_the_tail_is_measured(images) -> None:
+    ds, light = ImageFolder(images), load_pipeline("light")
+    with ParallelLoader(ds, light, batch_size=21, num_workers=2, chunk_size=2) as par:  # one batch: the whole epoch
+        collect(par)
+        busy = par.stats.worker_busy_s
+        assert sorted(busy) == [0, 1] and all(s > 0 for s in busy.values())
+        assert 0 <= par.stats.tail_idle_s() < sum(busy.values())

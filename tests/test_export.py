@@ -1,0 +1,58 @@
+"""Exporters against literal text: each format from the same Shown, no terminal involved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pdl.cli import app
+from pdl.export import EXPORTERS, FORMATS, Shown
+from pdl.gate import Verdict
+from pdl.report import grids
+from pdl.results import ResultWriter
+
+from .factories import point, results, sweep_workers
+
+
+def test_formats_are_the_terminal_table_then_the_exporters() -> None:
+    assert FORMATS == ("table", "markdown", "csv", "json")
+
+
+def test_gate_json_is_the_verdicts_own_fields() -> None:
+    v = Verdict(("light", "process", 2, 8, "workers"), "regressed", 2.0, 1.5, "-25%, rounds do not overlap")
+    text = EXPORTERS["json"](Shown((sweep_workers(),), (), (v,)))
+    assert json.loads(text) == {
+        "machine": "Test CPU 3000 · 4 usable of 4 logical cores · testbox",
+        "verdicts": [
+            {"pipeline": "light", "loader": "process", "workers": 2, "batch_size": 8, "augment_in": "workers",
+             "status": "regressed", "baseline": 2.0, "current": 1.5, "change": -0.25, "reason": "-25%, rounds do not overlap"}
+        ],
+    }  # fmt: skip
+
+
+def test_csv_is_one_row_per_point_and_round() -> None:
+    rs = results("run", [point("process", 2, [2.0, 4.0], [1.0, 1.0], memory_peak_mb=(100.0, 103.0), batch_mb=0.5)])
+    lines = EXPORTERS["csv"](Shown((rs,), ())).splitlines()
+    assert lines[0].startswith("kind,pipeline,loader,workers,batch_size,prefetch,augment_in,round,images,wall_s,")
+    assert lines[1:] == [
+        "run,light,process,2,8,2,workers,1,80,1.0,2.0,2.0,3.0,80.0,0.5,0.1,2.0,0.05,0.2,0.3,4,103.0,0.5",
+        "run,light,process,2,8,2,workers,2,80,1.0,4.0,4.0,3.0,80.0,0.5,0.1,2.0,0.05,0.2,0.3,4,103.0,0.5",
+    ]
+
+
+def test_markdown_joins_the_tables() -> None:
+    rs = results("run", [point("sequential", 0, [2.0], [2.0]), point("process", 2, [2.0], [1.0])])
+    text = EXPORTERS["markdown"](Shown((rs,), tuple(grids(rs))))
+    assert text.startswith("**light · batch 8 · Test CPU 3000 · 4 usable of 4 logical cores · testbox**\n\n| loader |")
+    assert "| process | 2 | 80 | 1.000 | 80 | 2.00× |" in text
+
+
+def test_a_table_into_a_file_is_plain_text(tmp_path: Path) -> None:
+    writer = ResultWriter(tmp_path, "sweep-workers")
+    writer.save(sweep_workers())
+    res = CliRunner().invoke(app, ["report", str(writer.path), "-o", str(tmp_path / "t.txt")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "t.txt").read_text()
+    assert "\x1b[" not in text and "│ light    │ 1.00× (1.00–1.00) │" in text and "- light: best" not in text
