@@ -106,3 +106,24 @@ def test_every_worker_works_and_the_tail_is_measured(images) -> None:
         busy = par.stats.worker_busy_s
         assert sorted(busy) == [0, 1] and all(s > 0 for s in busy.values())
         assert 0 <= par.stats.tail_idle_s() < sum(busy.values())
+
+
+def test_reduced_decode_gives_the_same_batches_in_every_loader_and_never_decodes_below_the_resize(tmp_path: Path) -> None:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(1100, 900), (700, 1300), (520, 530), (300, 400)]):
+        smooth = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 5)
+        write_image(tmp_path / "c" / f"{i}.jpg", smooth)
+    light = load_pipeline("light")  # Resize 256×256 first
+    full, reduced = ImageFolder(tmp_path), ImageFolder(tmp_path, reduce_decode=True)
+    for i in range(len(full)):
+        image, _, _ = reduced.read(i, light.min_input_size)
+        assert min(image.shape[:2]) >= 256 and image.shape[0] <= full[i].shape[0]
+    assert reduced.read(0, light.min_input_size)[0].shape[:2] == (550, 450)  # 1/2 scale: 1/4 would be below 256
+    ref = collect(SequentialLoader(reduced, light, batch_size=3))
+    with ParallelLoader(reduced, light, batch_size=3, num_workers=2) as par:
+        assert_same(ref, collect(par))
+    with ThreadLoader(reduced, light, batch_size=3, num_workers=2) as th:
+        assert_same(ref, collect(th))
+    assert not np.array_equal(ref[0][0], collect(SequentialLoader(full, light, batch_size=3))[0][0])  # it is in use

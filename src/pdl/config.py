@@ -42,13 +42,19 @@ class Experiment:
     timeout: float | None = None
     start_method: StartMethod | None = None
     ray_address: str | None = None
+    reduce_decode: bool = False  # JPEGs decoded at 1/2, 1/4 or 1/8 scale where the first resize keeps no more
     memory_epochs: int = 0  # per loader, after the timed rounds: peak memory sampled
 
     def __post_init__(self) -> None:
         for name, values in (("workers", self.workers), ("batch_sizes", self.batch_sizes)):
             if not values:
                 raise ConfigError(f"{option(name)}: give at least one value, e.g. 2")
-        shared = {"prefetch": self.prefetch, "chunk_size": self.chunk_size, "augment_in": self.augment_in, "on_error": self.on_error}
+        shared = {
+            "prefetch": self.prefetch,
+            "chunk_size": self.chunk_size,
+            "augment_in": self.augment_in,
+            "on_error": self.on_error,
+        }
         check({**shared, "timeout": self.timeout, "start_method": self.start_method}, option)
         for b in self.batch_sizes:
             check({"batch_size": b}, option)

@@ -27,7 +27,7 @@ class Plan:
 
 def prepare(exp: Experiment) -> Plan:
     pipelines = tuple(load_pipeline(name) for name in exp.pipelines)
-    return Plan(exp, ImageFolder(exp.inputs, limit=exp.limit), pipelines)
+    return Plan(exp, ImageFolder(exp.inputs, limit=exp.limit, reduce_decode=exp.reduce_decode), pipelines)
 
 
 def execute(

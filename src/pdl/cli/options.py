@@ -50,6 +50,7 @@ class Shared:
     timeout: float | None
     start_method: Enum | None
     ray_address: str | None
+    reduce_decode: bool
     results: Path
     quiet: bool
     verbose: bool
@@ -70,6 +71,7 @@ class Shared:
             timeout=self.timeout,
             start_method=None if self.start_method is None else self.start_method.value,
             ray_address=self.ray_address,
+            reduce_decode=self.reduce_decode,
             **fields,
         )
 
@@ -110,6 +112,15 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         None,
     ),
     "ray_address": (Annotated[str | None, typer.Option(help="Ray cluster to use (default: a local one).")], None),
+    "reduce_decode": (
+        Annotated[
+            bool,
+            typer.Option(
+                help="Decode JPEGs at 1/2, 1/4 or 1/8 scale when the pipeline's first resize keeps no more (never smaller)."
+            ),
+        ],
+        False,
+    ),
     "results": (Annotated[Path, typer.Option(help="Folder for the results files.")], Path("results")),
     "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")], False),
     "verbose": (Annotated[bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error.")], False),

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import ImageFolder, read_image_timed
+from ..dataset import ImageFolder
 from ..errors import ImageReadError, WorkerError, worker_error
 from ..pipeline import Pipeline
 from .spec import LoaderSpec, OnError
@@ -100,12 +100,16 @@ def read_each(
     times: StageTimes,
     kept: list[int],
     skipped: list[tuple[str, str]],
+    need: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, str, np.ndarray]]:
-    """Decode the batch's images one at a time, noting which were kept and which skipped (``on_error="skip"``)."""
+    """Decode the batch's images one at a time, noting which were kept and which skipped (``on_error="skip"``).
+
+    ``need``: the size the pipeline's first resize asks for; a dataset with ``reduce_decode`` decodes JPEGs at the
+    smallest scale still at least that large (the same in every loader, so batches still match)."""
     for idx in indices:
         path = dataset.path(idx)
         try:
-            image, t_read, t_decode = read_image_timed(path)
+            image, t_read, t_decode = dataset.read(int(idx), need)
         except ImageReadError as exc:
             if on_error == "skip":
                 skipped.append((path, exc.reason))
@@ -186,7 +190,7 @@ def make_batch(
     times = StageTimes()
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
-    items = read_each(dataset, indices, spec.on_error, times, kept, skipped)
+    items = read_each(dataset, indices, spec.on_error, times, kept, skipped, pipeline.min_input_size)
     if augment:
         images: Any = augment_each(pipeline, items, len(indices), spec.seed, epoch, times, out)
     else:
