@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import ConfigError
 from ..inputs import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate
@@ -81,7 +82,7 @@ def info() -> None:
         ("affinity (cores this process may run on)", cpu["affinity"]),
         ("cgroup CPU quota", "none" if quota is None else f"{quota:g} CPUs"),
         ("PDL_MAX_CPUS", cpu["override"] if cpu["override"] is not None else "unset"),
-        ("usable cores", f"[bold]{cpu['usable']}[/]"),
+        ("usable cores", cpu["usable"]),
         ("memory", _gib(data["memory_total_bytes"])),
         ("/dev/shm", f"{_gib(data['shm_free_bytes'])} free of {_gib(data['shm_total_bytes'])}"),
         ("OS", data["os"]),
@@ -93,8 +94,8 @@ def info() -> None:
     table = Table(title="pdl info", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    for key, value in rows:
-        table.add_row(key, str(value))
+    for key, value in rows:  # Text: a CPU model or path with brackets is shown as it is, not read as markup
+        table.add_row(Text(key), Text(str(value), style="bold" if key == "usable cores" else ""))
     out.print(table)
 
 
