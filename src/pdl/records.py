@@ -17,23 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from .system import CpuInfo as Cpu  # the cores a run could use, and why: one record, measured and stored
+
 SCHEMA = "pdl.results"
 VERSION = 2
 KINDS = ("run", "sweep-workers", "sweep-batch")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class Cpu:
-    """The cores a run could use, and why (see ``system.cpu_info``)."""
-
-    model: str
-    logical: int
-    physical: int | None
-    affinity: int  # cores the process may run on
-    cgroup_quota: float | None  # CPUs allowed by the cgroup, None when unlimited or unknown
-    override: int | None  # PDL_MAX_CPUS
-    usable: int  # what the ideal speedup and the oversubscription warning are bounded by
 
 
 @dataclass(frozen=True)
