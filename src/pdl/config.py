@@ -12,9 +12,12 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .loaders import LOADERS, REGISTRY, uses
-from .loaders.spec import AugmentIn, LoaderSpec, OnError, StartMethod, check
+from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, whole
 
 Kind = Literal["run", "sweep-workers", "sweep-batch"]
+# LoaderSpec's rules, and those of what only an experiment has (a sequential loader may have 0 workers; a
+# measured point has at least 1)
+EXPERIMENT_RULES = {**RULES, "workers": whole(1), "repeats": whole(1), "memory_epochs": whole(0), "limit": whole(1)}
 BASELINE = "sequential"
 
 
@@ -49,24 +52,14 @@ class Experiment:
         for name, values in (("workers", self.workers), ("batch_sizes", self.batch_sizes)):
             if not values:
                 raise ConfigError(f"{option(name)}: give at least one value, e.g. 2")
-        shared = {
-            "prefetch": self.prefetch,
-            "chunk_size": self.chunk_size,
-            "augment_in": self.augment_in,
-            "on_error": self.on_error,
-        }
-        check({**shared, "timeout": self.timeout, "start_method": self.start_method}, option)
+        scalars = ("prefetch", "chunk_size", "augment_in", "on_error", "timeout", "start_method", "repeats", "memory_epochs")
+        check({name: getattr(self, name) for name in scalars}, option, EXPERIMENT_RULES)
+        if self.limit is not None:
+            check({"limit": self.limit}, option, EXPERIMENT_RULES)
         for b in self.batch_sizes:
             check({"batch_size": b}, option)
         for w in self.workers:
-            if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-                raise ConfigError(f"--workers must be a whole number >= 1. Found: {w!r}")
-        for name, low in (("repeats", 1), ("memory_epochs", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{option(name)} must be a whole number >= {low}. Found: {value!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"--limit must be a whole number >= 1. Found: {self.limit!r}")
+            check({"workers": w}, option, EXPERIMENT_RULES)
         unknown = [name for name in self.loaders if name not in REGISTRY]
         if unknown:
             raise ConfigError(f"--loaders: unknown loader '{unknown[0]}'; choose from {', '.join(LOADERS)}")

@@ -221,10 +221,10 @@ class ParallelLoader(Loader):
         finally:
             for made in self._batches.values():  # never handed out: abandoned (an early break)
                 made.abandoned = True
-                if not made.outstanding:
+                if made.outstanding:
+                    self._stale.append(made)  # chunks still in flight write into its slot: released when they land
+                else:
                     self._release(made)
-            self._batches = {n: m for n, m in self._batches.items() if m.outstanding}
-            self._stale.extend(self._batches.values())  # chunks still in flight write into their slot: wait
             self._batches = {}
 
     def _dispatch(self, epoch: int, number: int, indices: np.ndarray) -> None:

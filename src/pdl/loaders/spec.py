@@ -17,7 +17,7 @@ StartMethod = Literal["fork", "forkserver", "spawn"]
 Rule = tuple[Callable[[Any], bool], str]
 
 
-def _whole(low: int) -> Rule:
+def whole(low: int) -> Rule:
     return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low, f"a whole number >= {low}")
 
 
@@ -27,10 +27,10 @@ def _one_of(kind: Any) -> Rule:
 
 
 RULES: dict[str, Rule] = {
-    "batch_size": _whole(1),
-    "num_workers": _whole(0),
-    "prefetch": _whole(1),
-    "chunk_size": _whole(0),
+    "batch_size": whole(1),
+    "num_workers": whole(0),
+    "prefetch": whole(1),
+    "chunk_size": whole(0),
     "augment_in": _one_of(AugmentIn),
     "on_error": _one_of(OnError),
     "timeout": (lambda v: v is None or (isinstance(v, int | float) and v > 0), "greater than 0 seconds"),
@@ -38,10 +38,10 @@ RULES: dict[str, Rule] = {
 }
 
 
-def check(values: Mapping[str, Any], name: Callable[[str], str]) -> None:
+def check(values: Mapping[str, Any], name: Callable[[str], str], rules: Mapping[str, Rule] = RULES) -> None:
     """Raise a ConfigError for the first value that breaks its rule, naming it as ``name(field)`` does."""
     for key, value in values.items():
-        rule = RULES.get(key)
+        rule = rules.get(key)
         if rule is not None and not rule[0](value):
             raise ConfigError(f"{name(key)} must be {rule[1]}. Found: {value!r}")
 
