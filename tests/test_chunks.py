@@ -12,7 +12,7 @@ import pytest
 
 from pdl import ImageFolder, ParallelLoader, SequentialLoader, ThreadLoader, load_pipeline
 from pdl.errors import WorkerError
-from pdl.loaders.chunks import chunk_offsets, chunk_size
+from pdl.loaders.chunks import chunk_offsets, chunk_size, split, stack
 from pdl.pipeline import Pipeline
 
 from .conftest import write_image
@@ -39,6 +39,15 @@ def test_chunk_sizes_cover_the_batch_once() -> None:
     assert chunk_offsets(10, 4) == [(0, 4), (4, 4), (8, 2)]
     assert chunk_size(64, 2) == 8 and chunk_size(10, 2) == 3 and chunk_size(1, 4) == 1 and chunk_size(64, 2, 5) == 5
     assert chunk_size(1000, 2) == 8  # a batch as large as the epoch is still cut small: every core to the end
+    assert split(10, 2, 4) == chunk_offsets(10, 4) and split(64, 2) == chunk_offsets(64, 8)
+
+
+def test_stacking_chunks_skips_one_whose_images_were_all_skipped() -> None:
+    light = load_pipeline("light")
+    made = np.ones((2, 7, 5, 3), np.uint8)
+    empty = np.empty((0, 0, 0, 3), np.uint8)  # what a chunk of only unreadable images makes without a known size
+    assert np.array_equal(stack([empty, made, empty], light), made)
+    assert stack([empty], light).shape == (0, 200, 200, 3)
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 4])

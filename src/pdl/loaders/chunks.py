@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..pipeline import Pipeline
 from .batching import StageTimes
 
 MAX_AUTO_CHUNK = 8  # images: ~10-50 ms of work per message with the shipped pipelines; the tail is one chunk
@@ -31,6 +32,11 @@ def chunk_size(batch_size: int, num_workers: int, requested: int = 0) -> int:
 def chunk_offsets(batch_len: int, size: int) -> list[tuple[int, int]]:
     """(first row, image count) of each chunk of a batch of ``batch_len`` images."""
     return [(lo, min(size, batch_len - lo)) for lo in range(0, batch_len, size)]
+
+
+def split(batch_len: int, num_workers: int, requested: int = 0) -> list[tuple[int, int]]:
+    """The chunks of one batch, as ``chunk_offsets`` gives them, at the size ``chunk_size`` picks."""
+    return chunk_offsets(batch_len, chunk_size(batch_len, num_workers, requested))
 
 
 @dataclass
@@ -58,6 +64,14 @@ def compact(rows: np.ndarray, parts: list[Part]) -> np.ndarray:
             rows[at : at + part.count] = rows[part.offset : part.offset + part.count]
         at += part.count
     return rows[:at]
+
+
+def stack(arrays: list[np.ndarray], pipeline: Pipeline) -> np.ndarray:
+    """Chunks' own arrays as one batch (no slot to write into); a chunk whose images were all skipped adds none."""
+    arrays = [a for a in arrays if len(a)]
+    if arrays:
+        return np.concatenate(arrays)
+    return np.empty((0, *(pipeline.output_shape or (0, 0, 3))), dtype=pipeline.output_dtype)
 
 
 def merged(parts: list[Part]) -> tuple[np.ndarray, list[tuple[str, str]], StageTimes]:

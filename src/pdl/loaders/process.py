@@ -25,7 +25,7 @@ from ..pipeline import Pipeline
 from ..system import default_start_method
 from .base import Loader
 from .batching import Batch, augment_into, epoch_plan
-from .chunks import Part, chunk_offsets, chunk_size, compact, merged
+from .chunks import Part, compact, merged, split, stack
 from .forking import forking
 from .shm import RingState, SlotRing, view
 from .spec import LoaderSpec
@@ -57,13 +57,6 @@ def _rows(raw: np.ndarray | None, made: _InFlight, part: Part, pipeline: Pipelin
     assert shape is not None
     rows = view(raw, (made.batch_len, *shape), pipeline.output_dtype)[part.offset : part.offset + part.count]
     return np.array(rows)
-
-
-def _stack(arrays: list[np.ndarray], pipeline: Pipeline) -> np.ndarray:
-    arrays = [a for a in arrays if len(a)]
-    if arrays:
-        return np.concatenate(arrays)
-    return np.empty((0, *(pipeline.output_shape or (0, 0, 3))), dtype=pipeline.output_dtype)
 
 
 def _raw_images(raw: np.ndarray | None, part: Part) -> list[np.ndarray]:
@@ -230,8 +223,7 @@ class ParallelLoader(Loader):
     def _dispatch(self, epoch: int, number: int, indices: np.ndarray) -> None:
         """Cut the batch into chunks, each sent to the worker with the fewest images outstanding."""
         slot = self._ring.acquire() if self._ring else None  # None: every slot is held by batches the caller kept
-        size = chunk_size(len(indices), self.num_workers, self.spec.chunk_size)
-        offsets = chunk_offsets(len(indices), size)
+        offsets = split(len(indices), self.num_workers, self.spec.chunk_size)
         made = self._batches[number] = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
         for part, (offset, count) in enumerate(offsets):
             wid = min(range(self.num_workers), key=self._load.__getitem__)
@@ -279,7 +271,7 @@ class ParallelLoader(Loader):
         images: Any
         if self.spec.augment_in == "workers":
             if raw is None or pickled:  # no ring, no free slot, or the pipeline's output size unknown
-                images = _stack([_rows(raw, made, p, self.pipeline) for p in parts], self.pipeline)
+                images = stack([_rows(raw, made, p, self.pipeline) for p in parts], self.pipeline)
                 self.stats.copied_batches += 1
             else:
                 shape, dtype = self.pipeline.output_shape, self.pipeline.output_dtype

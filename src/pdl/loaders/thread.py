@@ -26,7 +26,7 @@ from ..errors import ConfigError, LoaderTimeoutError
 from ..pipeline import Pipeline
 from .base import Loader
 from .batching import Batch, augment_into, epoch_plan, make_batch
-from .chunks import Part, chunk_offsets, chunk_size, compact, merged
+from .chunks import Part, compact, merged, split, stack
 from .spec import LoaderSpec
 
 
@@ -71,7 +71,7 @@ class ThreadLoader(Loader):
                 elif out is not None:
                     images = compact(out, parts)
                 else:  # the pipeline's output size is unknown until run: each chunk made its own array
-                    images = np.concatenate([p.images for p in parts])
+                    images = stack([p.images for p in parts], self.pipeline)
                 self.stats.wait_s.append(time.perf_counter() - t0)
                 self.stats.stages.append(times)
                 yield self._to_batch(images, indices, skipped)
@@ -88,10 +88,9 @@ class ThreadLoader(Loader):
         out = None
         if self.spec.augment_in == "workers" and shape is not None:
             out = np.empty((len(indices), *shape), dtype=self.pipeline.output_dtype)
-        size = chunk_size(len(indices), self.num_workers, self.spec.chunk_size)
         futures = [
             self._pool.submit(self._make, indices[lo : lo + n], epoch, lo, None if out is None else out[lo : lo + n])
-            for lo, n in chunk_offsets(len(indices), size)
+            for lo, n in split(len(indices), self.num_workers, self.spec.chunk_size)
         ]
         return out, futures
 
