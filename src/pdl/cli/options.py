@@ -6,6 +6,7 @@ one ``Shared`` object instead of fourteen parameters. Choices are enums, so ``--
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -56,26 +57,15 @@ class Shared:
     verbose: bool
 
     def experiment(self, inputs: Path, **fields: Any) -> Experiment:
-        """The command's Experiment: its own fields plus these; the baseline is always measured, first."""
-        names = tuple(n.strip() for n in self.loaders.split(",") if n.strip())
-        return Experiment(
-            inputs=inputs,
-            loaders=(BASELINE, *[n for n in names if n != BASELINE]),
-            prefetch=self.prefetch,
-            chunk_size=self.chunk_size,
-            repeats=self.repeats,
-            limit=self.limit,
-            seed=self.seed,
-            augment_in=self.augment_in.value,
-            on_error=self.on_error.value,
-            timeout=self.timeout,
-            start_method=None if self.start_method is None else self.start_method.value,
-            ray_address=self.ray_address,
-            reduce_decode=self.reduce_decode,
-            **fields,
-        )
+        """The command's Experiment: its own fields plus these (choices as their values); the baseline is always
+        measured, first."""
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _NOT_EXPERIMENT}
+        given = {name: value.value if isinstance(value, Enum) else value for name, value in given.items()}
+        names = name_list(self.loaders)
+        return Experiment(inputs=inputs, loaders=(BASELINE, *[n for n in names if n != BASELINE]), **given, **fields)
 
 
+_NOT_EXPERIMENT = ("inputs", "loaders", "results", "quiet", "verbose")  # resolved by the command, or the CLI's own
 _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
     "inputs": (
         Annotated[Path | None, typer.Option(help="Folder of images (class subfolders). Default: inputs/, generated if empty.")],
