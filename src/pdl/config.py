@@ -15,7 +15,7 @@ from .loaders import LOADERS, REGISTRY, uses
 from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, whole
 from .step import Step, StepKind, parse_step
 
-Kind = Literal["run", "sweep-workers", "sweep-batch"]
+Kind = Literal["run", "sweep-workers", "sweep-batch", "tune"]
 # LoaderSpec's rules, and those of what only an experiment has (a sequential loader may have 0 workers; a
 # measured point has at least 1)
 EXPERIMENT_RULES = {**RULES, "workers": whole(1), "repeats": whole(1), "memory_epochs": whole(0), "limit": whole(1)}

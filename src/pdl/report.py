@@ -298,8 +298,46 @@ def sweep_batch_grid(rs: ResultSet) -> Grid:
     return grid
 
 
+def tune_grid(rs: ResultSet) -> Grid:
+    """`pdl tune`'s trials in the order measured, then the call to use, its stall, memory and the search time."""
+    pts = rs.points
+    first = pts[0] if pts else None
+    where = f"{first.pipeline} · {first.loader} · batch {first.batch_size}" if first else ""
+    grid = Grid(
+        f"pdl tune · {where}{step_title(rs)} · {rs.machine.summary()}",
+        ["trial", "workers", "prefetch", "stall", "stall per round", *STALL_COLUMNS[1:]],
+    )
+    told = rs.options.get("tune") or {}
+    for i, p in enumerate(pts, 1):
+        chosen = told and (p.workers, p.prefetch) == (told.get("workers"), told.get("prefetch")) and p.memory_peak_mb
+        rounds = " ".join(f"{r:.1%}" for r in p.stall_rounds)
+        grid.rows.append([
+            str(i), str(p.workers), str(p.prefetch), f"{p.stall_share or 0:.1%}" + (f" {BEST}" if chosen else ""),
+            rounds, *stall_cells(p)[1:],
+        ])  # fmt: skip
+    if not told:
+        grid.notes = ["the search did not finish: these are the trials measured before it stopped"]
+        return grid
+    memory = told.get("memory_peak_mb")
+    verdict = "within" if told.get("reached") else "NOT within"
+    grid.notes = [
+        f"use: {told['call']}",
+        f"its stall: {told['stall']:.1%} ({verdict} the target {told['target']:.0%}); "
+        f"peak memory: {'not measured' if memory is None else f'{memory:.0f} MB'}; "
+        f"search: {told['trials']} trial(s) in {told['search_s']:.0f} s",
+        f"stopped: {told['reason']}",
+    ]
+    if not told.get("reached"):
+        a = answer(list(pts), rs.machine.cpu.usable, float(told["target"]))
+        if a is not None:
+            grid.notes.append(answer_line(a))
+    return grid
+
+
 def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
     """The tables the command that wrote ``rs`` printed."""
+    if rs.kind == "tune":
+        return [tune_grid(rs)]
     if rs.kind == "sweep-workers":
         return sweep_workers_grids(rs)
     if rs.kind == "sweep-batch":
