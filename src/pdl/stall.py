@@ -95,8 +95,11 @@ def answer_line(a: Answer) -> str:
     if a.workers is not None:
         memory = f" (peak memory {a.memory_mb:.0f} MB)" if a.memory_mb is not None else ""
         return f"{head}: fewest workers with stall ≤ {a.target:.0%}: {a.workers}{memory}; its stall {a.stall:.1%}"
-    return (
+    line = (
         f"{head}: no worker count measured reached stall ≤ {a.target:.0%} (lowest {a.stall or 0:.1%}); "
         f"{a.pipeline} needs ≈ {a.cpu_ms_per_image:.1f} ms CPU per image; one step per {a.step_ms:g} ms at batch "
         f"{a.batch_size} needs ≈ {a.cores_needed:.1f} busy cores; this machine has {a.usable} usable"
     )
+    if a.cores_needed <= a.usable:
+        line += " (enough: the stall is the epoch's first batches, or other load on the machine; try more images)"
+    return line
