@@ -215,7 +215,9 @@ def test_tables_show_the_stall_columns_and_the_answer_only_with_a_step() -> None
     grid = run_grid(run)
     assert "step 40 ms gpu" in grid.title and grid.columns[-3:] == ["stall", "of ideal images/s", "wait p50/p90/p99 ms"]
     assert grid.rows[1][-3:] == ["30.0%", "160 of 1600 (10%)", "1.0/2.0/30.0"]
-    assert any(n.startswith("process (2 workers): ≈ 3.2 ms CPU per image") and "measured: 2 busy core(s)" in n for n in grid.notes)
+    assert any(
+        n.startswith("process (2 workers): ≈ 3.2 ms CPU per image") and "measured: 2 busy core(s)" in n for n in grid.notes
+    )
     sweep = results("sweep-workers", [stepped(1, 0.4), stepped(2, 0.04)], options={"step_ms": "40"})
     speed, rate, stall = sweep_workers_grids(sweep)
     assert stall.rows == [["heavy", "40.0% (30)", "4.0% (30)"]]

@@ -60,7 +60,9 @@ def _cpu(pids: Iterable[int]) -> float:
     return total
 
 
-def time_epoch(loader: Loader, clock: Clock = time.perf_counter, step: Step | None = None, sleep: Sleep = time.sleep) -> EpochTiming:
+def time_epoch(
+    loader: Loader, clock: Clock = time.perf_counter, step: Step | None = None, sleep: Sleep = time.sleep
+) -> EpochTiming:
     """One full epoch of ``loader``, as a training loop would consume it: with a ``step``, the consumer holds
     each batch for a simulated training step before asking for the next."""
     me = os.getpid()

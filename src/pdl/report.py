@@ -56,7 +56,10 @@ def run_grid(rs: ResultSet) -> Grid:
     stepped = any(p.step_ms for p in pts)
     if stepped:
         columns += STALL_COLUMNS
-    grid = Grid(f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{step_title(rs)} · {rs.machine.summary()}", columns)
+    grid = Grid(
+        f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{step_title(rs)} · {rs.machine.summary()}",
+        columns,
+    )
     for p in pts:
         row = [
             p.loader,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .config import Experiment
 from .errors import ConfigError
 from .experiments import Plan, start_results
 from .gate import MIN_ROUNDS
@@ -138,6 +139,13 @@ def parse_target(text: str) -> float:
     return value
 
 
+def check_tune(exp: Experiment, max_workers: int, budget_s: float | None) -> None:
+    """Everything tune needs beyond a valid experiment: a step, bounds, enough rounds."""
+    if exp.step is None:
+        raise ConfigError("pdl tune needs a training step to keep fed: add --step-ms, e.g. --step-ms 200 or 0.5/img")
+    check_search(max_workers, budget_s, exp.repeats)
+
+
 def check_search(max_workers: int, budget_s: float | None, repeats: int) -> None:
     if max_workers < 1:
         raise ConfigError(f"--max-workers {max_workers}: give a whole number >= 1, e.g. 4")
@@ -185,9 +193,7 @@ def tune(
     prefetch; then the chosen configuration's peak memory (one untimed epoch in a fresh process). Every trial is
     saved as a point as soon as it is measured."""
     exp = plan.exp
-    if exp.step is None:
-        raise ConfigError("pdl tune needs a training step to keep fed: add --step-ms, e.g. --step-ms 200 or 0.5/img")
-    check_search(max_workers, budget_s, exp.repeats)
+    check_tune(exp, max_workers, budget_s)
     kind, pipeline, batch_size = exp.loaders[1], plan.pipelines[0], exp.batch_sizes[0]
     tick = progress or (lambda _msg: None)
     results = start_results(plan, "tune")

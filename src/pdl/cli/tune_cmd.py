@@ -10,7 +10,7 @@ from ..experiments import prepare
 from ..report import tune_grid
 from ..results import ResultWriter
 from ..system import cpu_info
-from ..tune import check_search, parse_target, tune
+from ..tune import check_tune, parse_target, tune
 from .common import err, guarded, progress_bar, resolve_inputs, show
 from .options import Shared, measuring_options
 
@@ -21,7 +21,9 @@ def tune_cmd(
     shared: Shared,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Shipped level or YAML path.")] = "medium",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")] = 64,
-    max_workers: Annotated[int | None, typer.Option("--max-workers", help="Most workers to try. Default: 2 × usable cores.")] = None,
+    max_workers: Annotated[
+        int | None, typer.Option("--max-workers", help="Most workers to try. Default: 2 × usable cores.")
+    ] = None,
     target_stall: Annotated[str, typer.Option("--target-stall", help="Stall share that counts as fed: 5% or 0.05.")] = "5%",
     budget_s: Annotated[
         float | None, typer.Option("--budget-s", help="Start no trial that would end past this many seconds.")
@@ -31,7 +33,6 @@ def tune_cmd(
     and memory. --prefetch is where the worker search runs; --loaders names the loader to tune (default process)."""
     target = parse_target(target_stall)
     most = max_workers if max_workers is not None else 2 * cpu_info().usable
-    check_search(most, budget_s, shared.repeats)
     exp = shared.experiment(
         resolve_inputs(shared.inputs, shared.quiet),
         kind="tune",
@@ -39,9 +40,8 @@ def tune_cmd(
         workers=(1,),
         batch_sizes=(batch_size,),
     )
+    check_tune(exp, most, budget_s)
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
-    if exp.step is None:  # checked again by the core; here before a results file is claimed
-        tune(plan, most, target, budget_s, lambda _rs: None)
     writer = ResultWriter(shared.results, "tune")
     try:
         with progress_bar((most + 1) * (exp.repeats + 1) + 1, shared.quiet) as tick:
