@@ -153,6 +153,7 @@ def test_measure_gives_stall_share_per_round_percentiles_and_the_ideal(monkeypat
     assert seq.wall_s == pytest.approx((0.8, 0.8)) and seq.stall_share == pytest.approx(0.5)  # its load share
     assert par.wall_s == pytest.approx((0.5, 0.8)) and par.stall_rounds == pytest.approx((0.2, 0.5))
     assert par.stall_share == pytest.approx(0.35)
+    assert par.first_wait_share == pytest.approx((0.1 / 0.5 + 0.3 / 0.8) / 2)  # each round's first batch
     waits = [0.1, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.1]  # round order, every batch
     assert par.wait_p50_ms == pytest.approx(float(np.percentile(waits, 50)) * 1e3)
     assert par.wait_p90_ms == pytest.approx(float(np.percentile(waits, 90)) * 1e3)
@@ -213,8 +214,9 @@ def test_tables_show_the_stall_columns_and_the_answer_only_with_a_step() -> None
                 step_kind="gpu", wait_p50_ms=50.0, wait_p90_ms=50.0, wait_p99_ms=50.0)  # fmt: skip
     run = results("run", [seq, stepped(2, 0.3, cpu_main_s=0.048, cpu_workers_s=2.0)], options={"step_ms": "40"})
     grid = run_grid(run)
-    assert "step 40 ms gpu" in grid.title and grid.columns[-3:] == ["stall", "of ideal images/s", "wait p50/p90/p99 ms"]
-    assert grid.rows[1][-3:] == ["30.0%", "160 of 1600 (10%)", "1.0/2.0/30.0"]
+    assert "step 40 ms gpu" in grid.title
+    assert grid.columns[-4:] == ["stall", "1st batch", "of ideal images/s", "wait p50/p90/p99 ms"]
+    assert grid.rows[1][-4:] == ["30.0%", "–", "160 of 1600 (10%)", "1.0/2.0/30.0"]
     assert any(
         n.startswith("process (2 workers): ≈ 3.2 ms CPU per image") and "measured: 2 busy core(s)" in n for n in grid.notes
     )

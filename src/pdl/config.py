@@ -52,7 +52,7 @@ class Experiment:
     step_kind: StepKind = "gpu"  # gpu: the step waits without the CPU; cpu: it spins
 
     def __post_init__(self) -> None:
-        self.step  # noqa: B018  # --step-ms and --step-kind checked here, before any work
+        parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work
         for name, values in (("workers", self.workers), ("batch_sizes", self.batch_sizes)):
             if not values:
                 raise ConfigError(f"{option(name)}: give at least one value, e.g. 2")

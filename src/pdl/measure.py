@@ -224,6 +224,7 @@ def _stall_fields(step: Step | None, batch_size: int, runs: Sequence[EpochTiming
     return {
         "stall_share": statistics.median(shares),
         "stall_rounds": shares,
+        "first_wait_share": statistics.median([stall_share(r.waits_s[:1], r.wall_s) for r in runs]),
         "wait_p50_ms": percentile(waits, 50) * 1e3,
         "wait_p90_ms": percentile(waits, 90) * 1e3,
         "wait_p99_ms": percentile(waits, 99) * 1e3,

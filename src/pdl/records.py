@@ -140,6 +140,9 @@ class Point:
     """With --step-ms: 'gpu' (waits without the CPU) or 'cpu' (spins)."""
     step_s: float | None = None
     """With --step-ms: median seconds per epoch the consumer spent in the step."""
+    first_wait_share: float | None = None
+    """With --step-ms: the part of the stall share spent on each epoch's first batch (median over rounds):
+    prefetching does not carry across epochs, so it is waited for however many workers there are."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}

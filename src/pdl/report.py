@@ -80,10 +80,12 @@ def run_grid(rs: ResultSet) -> Grid:
     return grid
 
 
-STALL_COLUMNS = ["stall", "of ideal images/s", "wait p50/p90/p99 ms"]
+STALL_COLUMNS = ["stall", "1st batch", "of ideal images/s", "wait p50/p90/p99 ms"]
 STALL_NOTE = (
     "stall: the consumer's wait for batches / the epoch's wall time (the sequential loop's is its whole load "
-    "time); of ideal: images/s against the step-bound ideal, batch / step; wait: per batch, over every timed round"
+    "time); 1st batch: the part of it spent on each epoch's first batch (prefetching does not carry across "
+    "epochs: fewer batches per epoch, more of it); of ideal: images/s against the step-bound ideal, batch / step; "
+    "wait: per batch, over every timed round"
 )
 
 
@@ -97,12 +99,13 @@ def step_title(rs: ResultSet) -> str:
 
 
 def stall_cells(p: Point) -> list[str]:
-    """'12.3%', '980 of 1280 (77%)', '0.1/3.2/40.5'; dashes without a step."""
+    """'12.3%', '4.1%', '980 of 1280 (77%)', '0.1/3.2/40.5'; dashes without a step."""
     ideal = p.ideal_images_per_s
     if p.stall_share is None or ideal is None:
-        return ["–", "–", "–"]
+        return ["–"] * len(STALL_COLUMNS)
     tail = "/".join(f"{v or 0:.1f}" for v in (p.wait_p50_ms, p.wait_p90_ms, p.wait_p99_ms))
-    return [f"{p.stall_share:.1%}", f"{p.images_per_s:.0f} of {ideal:.0f} ({p.images_per_s / ideal:.0%})", tail]
+    first = "–" if p.first_wait_share is None else f"{p.first_wait_share:.1%}"
+    return [f"{p.stall_share:.1%}", first, f"{p.images_per_s:.0f} of {ideal:.0f} ({p.images_per_s / ideal:.0%})", tail]
 
 
 def need_line(p: Point, usable: int) -> str:
@@ -246,7 +249,7 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
             label = f"{pipe} · {loader}" if many_loaders else pipe
             stall.rows.append([label, *(_stall_cell(by_w.get(w)) for w in counts)])
         answers = [answer(list(by_w.values()), usable) for by_w in groups.values()]
-        stall.notes = [STALL_NOTE.split("; of ideal")[0], *(answer_line(a) for a in answers if a is not None)]
+        stall.notes = [STALL_NOTE.split("; 1st batch")[0], *(answer_line(a) for a in answers if a is not None)]
     speed.notes = [
         *verdicts,
         f"{BEST} best of the row; ideal = min(workers, usable cores = {usable}); "
