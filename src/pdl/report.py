@@ -121,7 +121,10 @@ def need_line(p: Point, usable: int) -> str:
     if p.stall_share is not None and p.stall_share > 0.05 and p.images_per_s > 0:
         cores = min(p.workers, usable)
         measured = cores * ideal / p.images_per_s + (1.0 if p.step_kind == "cpu" else 0.0)
-        line += f"; measured: {cores} busy core(s) reach {p.images_per_s / ideal:.0%} of the ideal → ≈ {measured:.1f} cores"
+        line += (
+            f"; measured: {cores} busy core(s) reach {p.images_per_s / ideal:.0%} of the ideal → ≈ {measured:.1f} cores "
+            f"(the estimate is {need / measured - 1:+.0%} off)"
+        )
     return line
 
 
@@ -287,12 +290,11 @@ def sweep_batch_grid(rs: ResultSet) -> Grid:
     pipe = pts[0].pipeline if pts else ""
     workers = pts[0].workers if pts else ""
     grid = Grid(
-        f"speedup by batch size (Table 2) · {pipe} · {workers} workers · {rs.machine.summary()}",
+        f"speedup by batch size (Table 2) · {pipe} · {workers} workers{step_title(rs)} · {rs.machine.summary()}",
         ["batch size", "loader", "speedup ×", "images/s", "sequential images/s", "wait share"],
     )
     stepped = any(p.step_ms for p in pts)
     if stepped:
-        grid.title += step_title(rs)
         grid.columns += STALL_COLUMNS
     for p in sorted(pts, key=lambda p: (p.batch_size, p.loader)):
         seq_rate = p.images / median(p.baseline_wall_s)
