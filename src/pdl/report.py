@@ -334,6 +334,7 @@ def tune_grid(rs: ResultSet) -> Grid:
         f"peak memory: {'not measured' if memory is None else f'{memory:.0f} MB'}; "
         f"search: {told['trials']} trial(s) in {told['search_s']:.0f} s",
         f"stopped: {told['reason']}",
+        STALL_NOTE,
     ]
     if not told.get("reached"):
         a = answer(list(pts), rs.machine.cpu.usable, float(told["target"]))
