@@ -13,8 +13,9 @@ from typing import Any, Literal
 from .errors import ConfigError
 from .loaders import LOADERS, REGISTRY, uses
 from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, whole
+from .step import Step, StepKind, parse_step
 
-Kind = Literal["run", "sweep-workers", "sweep-batch"]
+Kind = Literal["run", "sweep-workers", "sweep-batch", "tune"]
 # LoaderSpec's rules, and those of what only an experiment has (a sequential loader may have 0 workers; a
 # measured point has at least 1)
 EXPERIMENT_RULES = {**RULES, "workers": whole(1), "repeats": whole(1), "memory_epochs": whole(0), "limit": whole(1)}
@@ -47,8 +48,11 @@ class Experiment:
     ray_address: str | None = None
     reduce_decode: bool = False  # JPEGs decoded at 1/2, 1/4 or 1/8 scale where the first resize keeps no more
     memory_epochs: int = 0  # per loader, after the timed rounds: peak memory sampled
+    step_ms: str | None = None  # the consumer's simulated training step: "40" ms per batch or "0.5/img"
+    step_kind: StepKind = "gpu"  # gpu: the step waits without the CPU; cpu: it spins
 
     def __post_init__(self) -> None:
+        parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work
         for name, values in (("workers", self.workers), ("batch_sizes", self.batch_sizes)):
             if not values:
                 raise ConfigError(f"{option(name)}: give at least one value, e.g. 2")
@@ -72,6 +76,10 @@ class Experiment:
             if getattr(self, name) is not None and not any(uses(loader, name) for loader in self.loaders):
                 users = [loader for loader in LOADERS if uses(loader, name)]
                 raise ConfigError(f"{option(name)} applies only to --loaders {','.join(users)}; add one or drop the option")
+
+    @property
+    def step(self) -> Step | None:
+        return parse_step(self.step_ms, self.step_kind)
 
     @property
     def points(self) -> int:

@@ -37,20 +37,26 @@ def execute(
 ) -> ResultSet:
     """Measure every point of the plan and call ``on_save`` after each, so an interruption keeps what was done."""
     exp, dataset = plan.exp, plan.dataset
-    thread_settings = limit_threads() | keep_freed_memory()  # the baseline runs under the workers' settings
-    start_method = exp.start_method or default_start_method()
-    options = exp.options()
-    options.update(inputs=str(exp.inputs), images=len(dataset), thread_settings=thread_settings)
-    machine = machine_from_info(system_info(start_method))
-    results = ResultSet(exp.kind, options, machine, (), tuple(sys.argv), time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    results = start_results(plan)
     for pipeline in plan.pipelines:
         for batch_size in exp.batch_sizes:
             for workers in exp.workers:
                 spec = exp.spec(batch_size, workers)
-                work = Workload(dataset, pipeline, spec, exp.loaders, exp.repeats, exp.memory_epochs)
+                work = Workload(dataset, pipeline, spec, exp.loaders, exp.repeats, exp.memory_epochs, exp.step)
                 points = measure(work, progress=progress)
                 results = replace(results, points=results.points + tuple(points if exp.kind == "run" else points[1:]))
                 on_save(results)
     results = replace(results, complete=True)
     on_save(results)
     return results
+
+
+def start_results(plan: Plan, kind: str | None = None) -> ResultSet:
+    """An empty result set for ``plan``: options, machine, command; thread settings applied for the workers."""
+    exp = plan.exp
+    thread_settings = limit_threads() | keep_freed_memory()  # the baseline runs under the workers' settings
+    start_method = exp.start_method or default_start_method()
+    options = exp.options()
+    options.update(inputs=str(exp.inputs), images=len(plan.dataset), thread_settings=thread_settings)
+    machine = machine_from_info(system_info(start_method))
+    return ResultSet(kind or exp.kind, options, machine, (), tuple(sys.argv), time.strftime("%Y-%m-%dT%H:%M:%S%z"))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 import psutil
 
@@ -24,6 +25,8 @@ from .loaders.chunks import chunk_size
 from .memory import peak_memory
 from .pipeline import Pipeline
 from .records import Point, cluster_from_info
+from .stall import percentile, stall_share
+from .step import Sleep, Step, take_step
 
 Clock = Callable[[], float]
 Progress = Callable[[str], None]  # called after each timed or warm-up epoch, with what was just run
@@ -42,6 +45,8 @@ class EpochTiming:
     tail_idle_s: float = 0.0
     copied_batches: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    waits_s: list[float] = field(default_factory=list)  # per batch, as the consumer saw it: asking → holding
+    step_s: float = 0.0  # in the simulated training step
 
 
 def _cpu(pids: Iterable[int]) -> float:
@@ -55,15 +60,28 @@ def _cpu(pids: Iterable[int]) -> float:
     return total
 
 
-def time_epoch(loader: Loader, clock: Clock = time.perf_counter) -> EpochTiming:
-    """One full epoch of ``loader``, as a training loop would consume it."""
+def time_epoch(
+    loader: Loader, clock: Clock = time.perf_counter, step: Step | None = None, sleep: Sleep = time.sleep
+) -> EpochTiming:
+    """One full epoch of ``loader``, as a training loop would consume it: with a ``step``, the consumer holds
+    each batch for a simulated training step before asking for the next."""
     me = os.getpid()
     workers = loader.worker_pids
     cpu0_main, cpu0_workers = _cpu([me]), _cpu(workers)
-    images = 0
+    images, waits, step_s = 0, [], 0.0
     t0 = clock()
-    for batch in loader:
+    batches = iter(loader)
+    while True:
+        asked = clock()
+        batch = next(batches, None)
+        if batch is None:
+            break
+        waits.append(clock() - asked)
         images += len(batch)
+        if step is not None:
+            stepping = clock()
+            take_step(step, len(batch), clock, sleep)
+            step_s += clock() - stepping
         del batch  # hand the shared-memory slot back before the next batch, as a real loop does
     wall = clock() - t0
     stats = loader.stats
@@ -79,6 +97,8 @@ def time_epoch(loader: Loader, clock: Clock = time.perf_counter) -> EpochTiming:
         tail_idle_s=stats.tail_idle_s(),
         copied_batches=stats.copied_batches,
         skipped=list(stats.skipped),
+        waits_s=waits,
+        step_s=step_s,
     )
 
 
@@ -92,9 +112,12 @@ class Workload:
     loaders: tuple[str, ...]  # the first is the baseline
     repeats: int = 3
     memory_epochs: int = 0  # epochs per loader, after the timed rounds, with memory sampled
+    step: Step | None = None  # the consumer's simulated training step per batch (timed rounds only)
 
 
-def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress | None = None) -> list[Point]:
+def measure(
+    work: Workload, clock: Clock = time.perf_counter, progress: Progress | None = None, sleep: Sleep = time.sleep
+) -> list[Point]:
     """Warm up every loader (start-up and first batch timed apart), then ``repeats`` interleaved rounds.
 
     Within a round every loader runs one epoch; the order flips each round so drift hits all sides alike.
@@ -103,7 +126,7 @@ def measure(work: Workload, clock: Clock = time.perf_counter, progress: Progress
     Returns one point per loader, the baseline included.
     """
     tick = progress or (lambda _msg: None)
-    points = _timed(work, clock, tick)
+    points = _timed(work, clock, tick, sleep)
     if work.memory_epochs:
         points = [_with_memory(work, kind, point, tick) for kind, point in zip(work.loaders, points, strict=True)]
     return points
@@ -115,7 +138,7 @@ def _with_memory(work: Workload, kind: str, point: Point, tick: Progress) -> Poi
     return replace(point, memory_peak_mb=tuple(float(m) for m in memory["memory_peak_mb"]), batch_mb=float(memory["batch_mb"]))
 
 
-def _timed(work: Workload, clock: Clock, tick: Progress) -> list[Point]:
+def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sleep) -> list[Point]:
     with ExitStack() as stack:
         loaders, warm = [], []
         for kind in work.loaders:
@@ -128,7 +151,7 @@ def _timed(work: Workload, clock: Clock, tick: Progress) -> list[Point]:
         for r in range(work.repeats):
             order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
             for i in order:
-                runs[i].append(time_epoch(loaders[i], clock))
+                runs[i].append(time_epoch(loaders[i], clock, work.step, sleep))
                 tick(f"round {r + 1} {work.loaders[i]}")
         return [_point(work, loaders[i], warm[i], runs[i], runs[0]) for i in range(len(loaders))]
 
@@ -188,4 +211,24 @@ def _point(work: Workload, loader: Loader, warm: WarmUp, runs: Sequence[EpochTim
         skipped=tuple(sorted({(str(path), str(reason)) for r in runs for path, reason in r.skipped})),
         start_method=loader.start_method,
         cluster=cluster_from_info(loader.cluster_info()),  # Ray: nodes and CPUs
+        **_stall_fields(work.step, spec.batch_size, runs),
     )
+
+
+def _stall_fields(step: Step | None, batch_size: int, runs: Sequence[EpochTiming]) -> dict[str, Any]:
+    """With a step: the stall share (consumer's wait / wall, median over rounds) and the per-batch wait's tail."""
+    if step is None:
+        return {}
+    waits = [w for r in runs for w in r.waits_s]
+    shares = tuple(stall_share(r.waits_s, r.wall_s) for r in runs)
+    return {
+        "stall_share": statistics.median(shares),
+        "stall_rounds": shares,
+        "first_wait_share": statistics.median([stall_share(r.waits_s[:1], r.wall_s) for r in runs]),
+        "wait_p50_ms": percentile(waits, 50) * 1e3,
+        "wait_p90_ms": percentile(waits, 90) * 1e3,
+        "wait_p99_ms": percentile(waits, 99) * 1e3,
+        "step_ms": step.batch_ms(batch_size),
+        "step_kind": step.kind,
+        "step_s": statistics.median([r.step_s for r in runs]),
+    }

@@ -21,7 +21,7 @@ from .system import CpuInfo as Cpu  # the cores a run could use, and why: one re
 
 SCHEMA = "pdl.results"
 VERSION = 2
-KINDS = ("run", "sweep-workers", "sweep-batch")
+KINDS = ("run", "sweep-workers", "sweep-batch", "tune")
 R = TypeVar("R")
 
 
@@ -125,6 +125,24 @@ class Point:
     """Peak PSS (main + workers) of each untimed memory epoch, with --memory."""
     batch_mb: float | None = None
     """Size of one batch, with --memory: the unit the memory budget is counted in."""
+    stall_share: float | None = None
+    """With --step-ms: median over rounds of the consumer's wait for batches / the epoch's wall time (the data
+    stall); the sequential loop's is its whole load time. None without a step."""
+    stall_rounds: tuple[float, ...] = ()
+    """With --step-ms: the stall share of each round, in round order."""
+    wait_p50_ms: float | None = None
+    """With --step-ms: the median per-batch wait of the consumer over all timed rounds, ms."""
+    wait_p90_ms: float | None = None
+    wait_p99_ms: float | None = None
+    step_ms: float | None = None
+    """With --step-ms: the simulated training step per full batch, ms; None without one."""
+    step_kind: str | None = None
+    """With --step-ms: 'gpu' (waits without the CPU) or 'cpu' (spins)."""
+    step_s: float | None = None
+    """With --step-ms: median seconds per epoch the consumer spent in the step."""
+    first_wait_share: float | None = None
+    """With --step-ms: the part of the stall share spent on each epoch's first batch (median over rounds):
+    prefetching does not carry across epochs, so it is waited for however many workers there are."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}
@@ -137,6 +155,11 @@ class Point:
     @property
     def rounds(self) -> int:
         return len(self.wall_s)
+
+    @property
+    def ideal_images_per_s(self) -> float | None:
+        """With --step-ms: the step-bound ideal, batch / step (what a loader that never stalls would reach)."""
+        return None if not self.step_ms else self.batch_size * 1e3 / self.step_ms
 
 
 @dataclass(frozen=True)

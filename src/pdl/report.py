@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .compare import ideal_speedup, median
 from .gate import Verdict
 from .records import Point, ResultSet
+from .stall import answer, answer_line, cores_needed, cpu_ms_per_image
 
 BEST = "★"
 NOISY = "~"
@@ -52,7 +53,13 @@ def run_grid(rs: ResultSet) -> Grid:
     columns = ["loader", "workers", "images", "median wall s", "images/s", "speedup ×"]
     if torch:
         columns.append("vs torch")
-    grid = Grid(f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''} · {rs.machine.summary()}", columns)
+    stepped = any(p.step_ms for p in pts)
+    if stepped:
+        columns += STALL_COLUMNS
+    grid = Grid(
+        f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{step_title(rs)} · {rs.machine.summary()}",
+        columns,
+    )
     for p in pts:
         row = [
             p.loader,
@@ -64,9 +71,61 @@ def run_grid(rs: ResultSet) -> Grid:
         ]
         if torch:
             row.append(_x(median(torch.wall_s) / median(p.wall_s)))
+        if stepped:
+            row += stall_cells(p)
         grid.rows.append(row)
     grid.notes = startup_notes(pts) + _noise_note(pts) + skipped_notes(pts)
+    if stepped:
+        grid.notes += [STALL_NOTE, *(need_line(p, rs.machine.cpu.usable) for p in pts if p.loader != "sequential" and p.step_ms)]
     return grid
+
+
+STALL_COLUMNS = ["stall", "1st batch", "of ideal images/s", "wait p50/p90/p99 ms"]
+STALL_NOTE = (
+    "stall: the consumer's wait for batches / the epoch's wall time (the sequential loop's is its whole load "
+    "time); 1st batch: the part of it spent on each epoch's first batch (prefetching does not carry across "
+    "epochs: fewer batches per epoch, more of it); of ideal: images/s against the step-bound ideal, batch / step; "
+    "wait: per batch, over every timed round"
+)
+
+
+def step_title(rs: ResultSet) -> str:
+    """' · step 40 ms gpu' (or '0.5 ms/img'), as --step-ms was given; empty without one."""
+    step = rs.options.get("step_ms")
+    if not step:
+        return ""
+    amount, per, _ = str(step).replace("ms", "").replace(" ", "").partition("/")
+    return f" · step {amount} ms{'/img' if per else ''} {rs.options.get('step_kind', 'gpu')}"
+
+
+def stall_cells(p: Point) -> list[str]:
+    """'12.3%', '4.1%', '980 of 1280 (77%)', '0.1/3.2/40.5'; dashes without a step."""
+    ideal = p.ideal_images_per_s
+    if p.stall_share is None or ideal is None:
+        return ["–"] * len(STALL_COLUMNS)
+    tail = "/".join(f"{v or 0:.1f}" for v in (p.wait_p50_ms, p.wait_p90_ms, p.wait_p99_ms))
+    first = "–" if p.first_wait_share is None else f"{p.first_wait_share:.1%}"
+    return [f"{p.stall_share:.1%}", first, f"{p.images_per_s:.0f} of {ideal:.0f} ({p.images_per_s / ideal:.0%})", tail]
+
+
+def need_line(p: Point, usable: int) -> str:
+    """The cores the step needs: estimated from CPU per image, and as measured where the cores run out (the
+    loader's cores, all busy, reach images/s of the ideal: ideal / achieved × those cores)."""
+    cpu = cpu_ms_per_image(p)
+    need = cores_needed(cpu, p.batch_size, p.step_ms or 1.0, p.step_kind)
+    line = (
+        f"{p.loader} ({p.workers} workers): ≈ {cpu:.1f} ms CPU per image; one step per {p.step_ms:g} ms at batch "
+        f"{p.batch_size} needs ≈ {need:.1f} busy cores; this machine has {usable} usable"
+    )
+    ideal = p.ideal_images_per_s or 0.0
+    if p.stall_share is not None and p.stall_share > 0.05 and p.images_per_s > 0:
+        cores = min(p.workers, usable)
+        measured = cores * ideal / p.images_per_s + (1.0 if p.step_kind == "cpu" else 0.0)
+        line += (
+            f"; measured: {cores} busy core(s) reach {p.images_per_s / ideal:.0%} of the ideal → ≈ {measured:.1f} cores "
+            f"(the estimate is {need / measured - 1:+.0%} off)"
+        )
+    return line
 
 
 def startup_notes(points: Sequence[Point]) -> list[str]:
@@ -186,13 +245,27 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
         rate.rows.append([label, f"{images / base:.0f}", *(f"{by_w[w].images_per_s:.0f}" if w in by_w else "–" for w in counts)])
         verdicts.append(f"{label}: {best_line(by_w, best, usable)}")
     speed.rows.append(["ideal", *(_x(ideal_speedup(w, usable)) for w in counts)])
+    stepped = any(p.step_ms for p in rs.points)
+    if stepped:
+        stall = Grid(f"stall share by workers{step_title(rs)} (wait p99 ms)", ["pipeline", *header])
+        for (pipe, loader), by_w in groups.items():
+            label = f"{pipe} · {loader}" if many_loaders else pipe
+            stall.rows.append([label, *(_stall_cell(by_w.get(w)) for w in counts)])
+        answers = [answer(list(by_w.values()), usable) for by_w in groups.values()]
+        stall.notes = [STALL_NOTE.split("; 1st batch")[0], *(answer_line(a) for a in answers if a is not None)]
     speed.notes = [
         *verdicts,
         f"{BEST} best of the row; ideal = min(workers, usable cores = {usable}); "
         f"⚠ workers + the main process exceed the {usable} usable cores (oversubscribed)",
         *_noise_note(rs.points),
     ]
-    return [speed, rate]
+    return [speed, rate, stall] if stepped else [speed, rate]
+
+
+def _stall_cell(p: Point | None) -> str:
+    if p is None or p.stall_share is None:
+        return "–"
+    return f"{p.stall_share:.1%} ({p.wait_p99_ms or 0:.0f})"
 
 
 def _cell(p: Point | None, best: Point) -> str:
@@ -217,20 +290,63 @@ def sweep_batch_grid(rs: ResultSet) -> Grid:
     pipe = pts[0].pipeline if pts else ""
     workers = pts[0].workers if pts else ""
     grid = Grid(
-        f"speedup by batch size (Table 2) · {pipe} · {workers} workers · {rs.machine.summary()}",
+        f"speedup by batch size (Table 2) · {pipe} · {workers} workers{step_title(rs)} · {rs.machine.summary()}",
         ["batch size", "loader", "speedup ×", "images/s", "sequential images/s", "wait share"],
     )
+    stepped = any(p.step_ms for p in pts)
+    if stepped:
+        grid.columns += STALL_COLUMNS
     for p in sorted(pts, key=lambda p: (p.batch_size, p.loader)):
         seq_rate = p.images / median(p.baseline_wall_s)
         grid.rows.append([
             str(p.batch_size), p.loader, speedup_cell(p), f"{p.images_per_s:.0f}", f"{seq_rate:.0f}", f"{p.wait_share:.0%}",
+            *(stall_cells(p) if stepped else []),
         ])  # fmt: skip
-    grid.notes = _noise_note(pts)
+    grid.notes = _noise_note(pts) + ([STALL_NOTE] if stepped else [])
+    return grid
+
+
+def tune_grid(rs: ResultSet) -> Grid:
+    """`pdl tune`'s trials in the order measured, then the call to use, its stall, memory and the search time."""
+    pts = rs.points
+    first = pts[0] if pts else None
+    where = f"{first.pipeline} · {first.loader} · batch {first.batch_size}" if first else ""
+    grid = Grid(
+        f"pdl tune · {where}{step_title(rs)} · {rs.machine.summary()}",
+        ["trial", "workers", "prefetch", "stall", "stall per round", *STALL_COLUMNS[1:]],
+    )
+    told = rs.options.get("tune") or {}
+    for i, p in enumerate(pts, 1):
+        chosen = told and (p.workers, p.prefetch) == (told.get("workers"), told.get("prefetch")) and p.memory_peak_mb
+        rounds = " ".join(f"{r:.1%}" for r in p.stall_rounds)
+        grid.rows.append([
+            str(i), str(p.workers), str(p.prefetch), f"{p.stall_share or 0:.1%}" + (f" {BEST}" if chosen else ""),
+            rounds, *stall_cells(p)[1:],
+        ])  # fmt: skip
+    if not told:
+        grid.notes = ["the search did not finish: these are the trials measured before it stopped"]
+        return grid
+    memory = told.get("memory_peak_mb")
+    verdict = "within" if told.get("reached") else "NOT within"
+    grid.notes = [
+        f"use: {told['call']}",
+        f"its stall: {told['stall']:.1%} ({verdict} the target {told['target']:.0%}); "
+        f"peak memory: {'not measured' if memory is None else f'{memory:.0f} MB'}; "
+        f"search: {told['trials']} trial(s) in {told['search_s']:.0f} s",
+        f"stopped: {told['reason']}",
+        STALL_NOTE,
+    ]
+    if not told.get("reached"):
+        a = answer(list(pts), rs.machine.cpu.usable, float(told["target"]))
+        if a is not None:
+            grid.notes.append(answer_line(a))
     return grid
 
 
 def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
     """The tables the command that wrote ``rs`` printed."""
+    if rs.kind == "tune":
+        return [tune_grid(rs)]
     if rs.kind == "sweep-workers":
         return sweep_workers_grids(rs)
     if rs.kind == "sweep-batch":

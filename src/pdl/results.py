@@ -21,6 +21,7 @@ CSV_FIELDS = (
     "kind", "pipeline", "loader", "workers", "batch_size", "prefetch", "augment_in", "round", "images",
     "wall_s", "baseline_wall_s", "speedup_round", "speedup", "images_per_s", "wait_share", "cpu_main_s",
     "cpu_workers_s", "startup_s", "first_batch_s", "handoff_ms", "usable_cores", "memory_peak_mb", "batch_mb",
+    "step_ms", "step_kind", "stall_share", "stall_round", "ideal_images_per_s", "wait_p50_ms", "wait_p90_ms", "wait_p99_ms",
 )  # fmt: skip  # a Point field of the same name fills its column; the others are set per round below
 
 
@@ -42,6 +43,7 @@ def csv_rows(results: ResultSet) -> list[dict[str, Any]]:
                 speedup_round=p.speedup_rounds[r],
                 usable_cores=results.machine.cpu.usable,
                 memory_peak_mb=max(p.memory_peak_mb) if p.memory_peak_mb else None,  # with --memory
+                stall_round=p.stall_rounds[r] if r < len(p.stall_rounds) else None,  # with --step-ms
             )
             rows.append(row)
     return rows

@@ -16,6 +16,7 @@ from .misc import info, inputs, pipelines
 from .report_cmd import report
 from .run import run
 from .sweeps import sweep_batch, sweep_workers
+from .tune_cmd import tune_cmd
 
 
 class OneLineErrors(TyperGroup):
@@ -71,6 +72,7 @@ app.command("run")(run)
 app.command("sweep-workers")(sweep_workers)
 app.command("sweep-batch")(sweep_batch)
 app.command("report")(report)
+app.command("tune")(tune_cmd)
 app.command("inputs")(inputs)
 app.command("info")(info)
 app.command("pipelines")(pipelines)

@@ -21,6 +21,7 @@ from ..config import BASELINE, Experiment
 from ..errors import ConfigError
 from ..loaders import LOADERS
 from ..loaders.spec import AugmentIn, OnError, StartMethod
+from ..step import StepKind
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Experiment)}
 
@@ -33,6 +34,7 @@ def choices(name: str, literal: Any) -> type[Enum]:
 AugmentInChoice = choices("AugmentInChoice", AugmentIn)
 OnErrorChoice = choices("OnErrorChoice", OnError)
 StartMethodChoice = choices("StartMethodChoice", StartMethod)
+StepKindChoice = choices("StepKindChoice", StepKind)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Shared:
     results: Path
     quiet: bool
     verbose: bool
+    step_ms: str | None = None
+    step_kind: Enum | None = None
 
     def experiment(self, inputs: Path, **fields: Any) -> Experiment:
         """The command's Experiment: its own fields plus these (choices as their values); the baseline is always
@@ -114,6 +118,20 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
     "results": (Annotated[Path, typer.Option(help="Folder for the results files.")], Path("results")),
     "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")], False),
     "verbose": (Annotated[bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error.")], False),
+    "step_ms": (
+        Annotated[
+            str | None,
+            typer.Option(
+                help="A simulated training step after each batch: ms per batch (40) or per image (0.5/img). "
+                "Adds the data-stall share to the results."
+            ),
+        ],
+        _DEFAULTS["step_ms"],
+    ),
+    "step_kind": (
+        Annotated[StepKindChoice, typer.Option(help="--step-ms: gpu waits without the CPU; cpu spins (host-side work).")],
+        StepKindChoice(_DEFAULTS["step_kind"]),
+    ),
 }
 
 
