@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .loaders import LOADERS, REGISTRY, uses
-from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, whole
+from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, check_shard, whole
 
 Kind = Literal["run", "sweep-workers", "sweep-batch"]
 # LoaderSpec's rules, and those of what only an experiment has (a sequential loader may have 0 workers; a
@@ -47,6 +47,8 @@ class Experiment:
     ray_address: str | None = None
     reduce_decode: bool = False  # JPEGs decoded at 1/2, 1/4 or 1/8 scale where the first resize keeps no more
     memory_epochs: int = 0  # per loader, after the timed rounds: peak memory sampled
+    rank: int = 0  # the shard measured (data-parallel training): this rank's share of every epoch
+    world_size: int = 1
 
     def __post_init__(self) -> None:
         for name, values in (("workers", self.workers), ("batch_sizes", self.batch_sizes)):
@@ -54,6 +56,8 @@ class Experiment:
                 raise ConfigError(f"{option(name)}: give at least one value, e.g. 2")
         scalars = ("prefetch", "chunk_size", "augment_in", "on_error", "timeout", "start_method", "repeats", "memory_epochs")
         check({name: getattr(self, name) for name in scalars}, option, EXPERIMENT_RULES)
+        check({"rank": self.rank, "world_size": self.world_size}, option, EXPERIMENT_RULES)
+        check_shard(self.rank, self.world_size, option)
         if self.limit is not None:
             check({"limit": self.limit}, option, EXPERIMENT_RULES)
         for b in self.batch_sizes:
@@ -94,6 +98,8 @@ class Experiment:
             timeout=self.timeout,
             start_method=self.start_method,
             ray_address=self.ray_address,
+            rank=self.rank,
+            world_size=self.world_size,
         )
 
     def options(self) -> dict[str, Any]:

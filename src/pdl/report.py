@@ -52,7 +52,9 @@ def run_grid(rs: ResultSet) -> Grid:
     columns = ["loader", "workers", "images", "median wall s", "images/s", "speedup ×"]
     if torch:
         columns.append("vs torch")
-    grid = Grid(f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''} · {rs.machine.summary()}", columns)
+    world = rs.options.get("world_size") or 1  # a shard of each epoch: say which
+    shard = f" · rank {rs.options.get('rank', 0)} of {world}" if world > 1 else ""
+    grid = Grid(f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{shard} · {rs.machine.summary()}", columns)
     for p in pts:
         row = [
             p.loader,
