@@ -54,7 +54,9 @@ def run_grid(rs: ResultSet) -> Grid:
         columns.append("vs torch")
     world = rs.options.get("world_size") or 1  # a shard of each epoch: say which
     shard = f" · rank {rs.options.get('rank', 0)} of {world}" if world > 1 else ""
-    grid = Grid(f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{shard} · {rs.machine.summary()}", columns)
+    grid = Grid(
+        f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{shard} · {rs.machine.summary()}", columns
+    )
     for p in pts:
         row = [
             p.loader,

@@ -132,7 +132,9 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         False,
     ),
     "rank": (
-        Annotated[int | None, typer.Option(help="This process's shard of every epoch (0 to world size - 1). Default: $RANK, else 0.")],
+        Annotated[
+            int | None, typer.Option(help="This process's shard of every epoch (0 to world size - 1). Default: $RANK, else 0.")
+        ],
         None,
     ),
     "world_size": (
@@ -141,7 +143,12 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
     ),
     "results": (Annotated[Path, typer.Option(help="Folder for the results files.")], Path("results")),
     "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")], False),
-    "verbose": (Annotated[bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error, and Ray's own log lines.")], False),
+    "verbose": (
+        Annotated[
+            bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error, and Ray's own log lines.")
+        ],
+        False,
+    ),
 }
 
 
