@@ -83,7 +83,8 @@ def startup_notes(points: Sequence[Point]) -> list[str]:
             )
         if p.cluster is not None:
             c = p.cluster
-            notes.append(f"ray cluster ({c.address}): {c.nodes} node(s), {c.cpus:g} CPUs")
+            ran = f"; tasks ran on {c.task_nodes}" if c.task_nodes is not None else ""
+            notes.append(f"ray cluster ({c.address}): {c.nodes} node(s), {c.cpus:g} CPUs{ran}")
     return notes
 
 
