@@ -169,7 +169,8 @@ class RayLoader(Loader):
         talk = verbose()
         if not talk:  # Ray configures its ``ray`` logger at INFO when imported: ERROR while this loader lives
             ray_log = logging.getLogger("ray")
-            self._ray_level, _ = ray_log.level, ray_log.setLevel(logging.ERROR)
+            self._ray_level = ray_log.level
+            ray_log.setLevel(logging.ERROR)
         common = dict(
             include_dashboard=False,
             log_to_driver=talk,
@@ -235,6 +236,11 @@ class RayLoader(Loader):
         return list(self._actor_nodes)
 
     @property
+    def actor_pids(self) -> list[int]:
+        """The process id of each actor (on its own node), in worker order."""
+        return list(self._actor_pids)
+
+    @property
     def worker_pids(self) -> list[int]:
         """Every process of the local Ray instance this loader started (GCS, raylet, agents, actors), so CPU
         and memory count Ray's whole cost; the actors alone when Ray was already running on this machine."""
@@ -268,6 +274,9 @@ class RayLoader(Loader):
                 self.stats.wait_s.append(time.perf_counter() - t0)
                 yield batch
         except GeneratorExit:  # the caller stopped early: the actors finish what they hold, then the next epoch
+            raise
+        except BaseException:
+            self.close()  # an error, a dead actor, Ctrl-C: stop the actors (and Ray, if ours), leave nothing behind
             raise
         finally:
             self._pending.clear()
