@@ -33,10 +33,7 @@ from pdl.loaders.ray_ref import RayLoader  # noqa: E402
 
 from .conftest import live_children, shm_entries, write_image  # noqa: E402
 
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),  # Ray's own, on every Dataset
-]
+pytestmark = pytest.mark.timeout(180)
 module_ray: list[psutil.Process] = []  # the processes of the module's Ray instance (GCS, raylet, …)
 
 
