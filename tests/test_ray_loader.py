@@ -40,13 +40,15 @@ module_ray: list[psutil.Process] = []  # the processes of the module's Ray insta
 @pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
     before = {p.pid for p in psutil.Process().children()}
+    temp = tempfile.mkdtemp(prefix="pdl-test-ray-")  # its session files, removed after: not /tmp/ray
     ray.init(
         num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-        object_store_memory=200 * 2**20,
+        object_store_memory=200 * 2**20, _temp_dir=temp,
     )  # fmt: skip
     module_ray[:] = [p for p in psutil.Process().children() if p.pid not in before]
     yield
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def strays() -> list[psutil.Process]:
@@ -211,19 +213,23 @@ def test_close_leaves_no_ray_process(folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pdl_run_with_ray_is_quiet_and_leaves_nothing(folder: Path, tmp_path: Path) -> None:
-    """A real `pdl run --quiet` in its own process: its tables on stdout, nothing of Ray on stderr, no Ray
-    process, session folder or /dev/shm entry left after it exits."""
+@pytest.mark.parametrize("verbose", [False, True])
+def test_pdl_run_with_ray_is_quiet_and_leaves_nothing(folder: Path, tmp_path: Path, verbose: bool) -> None:
+    """A real `pdl run --quiet` in its own process: its tables on stdout, nothing of Ray on stderr (Ray's lines
+    only with --verbose), no Ray process, session folder or /dev/shm entry left after it exits."""
     shm_before, tmp_before = set(os.listdir("/dev/shm")), {p.name for p in Path(tempfile.gettempdir()).glob("pdl-ray-*")}
     args = ["run", "--inputs", str(folder), "--loaders", "sequential,ray", "--limit", "32", "--repeats", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(Path(pdl.__file__).parents[1]), "COLUMNS": "160"}
     done = subprocess.run(
-        [sys.executable, "-m", "pdl", *args, "--pipeline", "light", "--workers", "2", "--results", str(tmp_path)],
+        [sys.executable, "-m", "pdl", *args, "--pipeline", "light", "--workers", "2", "--results", str(tmp_path), *["--verbose"] * verbose],
         capture_output=True, text=True, env=env, timeout=150, start_new_session=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "│ ray" in done.stdout and "ray cluster (local): 1 node(s), 2 CPUs; tasks ran on 1" in done.stdout
-    assert done.stderr == ""  # not "Token authentication is enabled…", no INFO lines, no warnings
+    if verbose:
+        assert "Started a local Ray instance" in done.stderr
+    else:
+        assert done.stderr == ""  # not "Token authentication is enabled…", no INFO lines, no warnings
     ours = [p for p in psutil.process_iter(["cmdline"]) if "/pdl-ray-" in " ".join(p.info["cmdline"] or [])]
     assert [p for p in ours if not any(name in " ".join(p.info["cmdline"]) for name in tmp_before)] == []  # no Ray process
     assert {p.name for p in Path(tempfile.gettempdir()).glob("pdl-ray-*")} <= tmp_before
