@@ -1,7 +1,8 @@
-"""RayLoader: the batches of SequentialLoader, errors that name the file, no Ray process left after close.
+"""RayLoader: the batches of SequentialLoader (and its shards), actors that persist across epochs, errors that
+name the file, the worker or the timeout, quiet output, no Ray process or file left after close.
 
 Ray starts once for the module (seconds on 2 cores); RayLoader finds it running and leaves it alone. The last
-test stops it and checks that a loader which starts its own instance leaves no process behind.
+tests stop it and check that a loader (or `pdl run`) which starts its own instance leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,32 +23,32 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+import pdl  # noqa: E402
 from pdl import ImageFolder, SequentialLoader, load_pipeline  # noqa: E402
-from pdl.errors import MissingDependencyError, PdlError  # noqa: E402
+from pdl.errors import LoaderTimeoutError, MissingDependencyError, PdlError, WorkerDiedError  # noqa: E402
 from pdl.inputs import generate  # noqa: E402
 from pdl.loaders import Loader, make_loader  # noqa: E402
 from pdl.loaders.base import LoaderSpec  # noqa: E402
 from pdl.loaders.ray_ref import RayLoader  # noqa: E402
 
-from .conftest import live_children, shm_entries  # noqa: E402
+from .conftest import live_children, shm_entries, write_image  # noqa: E402
 
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),  # Ray's own, on every Dataset
-]
+pytestmark = pytest.mark.timeout(180)
 module_ray: list[psutil.Process] = []  # the processes of the module's Ray instance (GCS, raylet, …)
 
 
 @pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
     before = {p.pid for p in psutil.Process().children()}
+    temp = tempfile.mkdtemp(prefix="pdl-test-ray-")  # its session files, removed after: not /tmp/ray
     ray.init(
         num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-        object_store_memory=200 * 2**20,
+        object_store_memory=200 * 2**20, _temp_dir=temp,
     )  # fmt: skip
     module_ray[:] = [p for p in psutil.Process().children() if p.pid not in before]
     yield
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def strays() -> list[psutil.Process]:
@@ -96,10 +99,30 @@ def test_same_batches_as_sequential(ray_session: None, folder: Path, shuffle: bo
     baseline = SequentialLoader(dataset, pipeline, batch_size=5, shuffle=shuffle, seed=3)
     kw = dict(batch_size=5, shuffle=shuffle, seed=3, num_workers=2, augment_in=augment_in)
     with RayLoader(dataset, pipeline, **kw) as loader:  # type: ignore[arg-type]
+        loader.start()
+        actors = loader.actor_pids
+        assert len(actors) == 2 and all(psutil.pid_exists(pid) for pid in actors)
         for _epoch in range(2):
             assert_same_epoch(loader, baseline)
             assert len(loader.stats.wait_s) == len(loader.stats.stages) == len(loader) == 4
+            assert loader.actor_pids == actors  # the same workers every epoch: started once
+        assert sum(loader.node_tasks.values()) == 2 * (3 + 3 + 3 + 1)  # 2 epochs of batches 5, 5, 5, 1 in chunks of 2
+        assert sorted(loader.stats.worker_busy_s) == [0, 1]  # both workers made chunks
     assert ray.is_initialized()  # found running: not the loader's to stop
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in actors if psutil.pid_exists(pid)], timeout=30)
+    assert not alive  # its actors are killed on close
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_each_rank_is_the_sequential_loaders_shard(ray_session: None, folder: Path, world: int) -> None:
+    dataset, pipeline = ImageFolder(folder), load_pipeline("light")
+    seen = []
+    for rank in range(world):
+        spec = LoaderSpec(batch_size=3, shuffle=True, seed=1, num_workers=2, rank=rank, world_size=world)
+        with make_loader("ray", dataset, pipeline, spec) as loader:
+            assert_same_epoch(loader, SequentialLoader(dataset, pipeline, spec))
+            seen.append(np.concatenate([b.indices for b in SequentialLoader(dataset, pipeline, spec)]))
+    assert len({len(s) for s in seen}) == 1 and set(np.concatenate(seen).tolist()) == set(range(16))
 
 
 def test_abandoned_epoch_then_next(ray_session: None, folder: Path) -> None:
@@ -136,6 +159,32 @@ def test_skip_matches_sequential(ray_session: None, folder: Path, tmp_path: Path
         assert loader.stats.skipped == baseline.stats.skipped and len(loader.stats.skipped) == 1
 
 
+def test_a_killed_worker_is_an_error_naming_the_loader(ray_session: None, folder: Path) -> None:
+    loader = RayLoader(ImageFolder(folder), load_pipeline("light"), batch_size=1, num_workers=2, prefetch=1)
+    with loader:
+        batches = iter(loader)
+        next(batches)
+        os.kill(loader.actor_pids[0], 9)
+        t0 = time.monotonic()
+        with pytest.raises(
+            WorkerDiedError, match=r"^the ray loader's worker 0 \(node \w{8}\) died while making batch \d+ of epoch 0: "
+        ):
+            list(batches)
+        assert time.monotonic() - t0 < 30  # an error, not a hang
+    assert ray.is_initialized()
+
+
+def test_a_stuck_worker_times_out(ray_session: None, tmp_path: Path) -> None:
+    write_image(tmp_path / "c" / "a.jpg", np.zeros((300, 300, 3), np.uint8))
+    os.mkfifo(tmp_path / "c" / "b.jpg")  # reading blocks for ever, like a hung network mount
+    with RayLoader(ImageFolder(tmp_path), load_pipeline("light"), batch_size=1, num_workers=1, timeout=1.0) as loader:
+        with pytest.raises(
+            LoaderTimeoutError, match=r"^the ray loader got no chunk within 1s while waiting for batch 1 of epoch 0"
+        ):
+            list(loader)
+    # close() killed the stuck actor: the module's Ray still runs the next test
+
+
 def test_without_ray_says_how_to_install(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(MissingDependencyError, match=r"pip install 'pdl\[ray\]'"):
@@ -153,8 +202,35 @@ def test_close_leaves_no_ray_process(folder: Path) -> None:
     started = [psutil.Process(pid) for pid in loader.worker_pids]
     names = {p.name() for p in started}
     assert {"raylet", "gcs_server"} <= names and any(n.startswith("ray::") for n in names)
+    temp = Path(loader._temp_dir or "")
+    assert temp.name.startswith("pdl-ray-") and any(temp.glob("session_*"))  # its session files: not /tmp/ray
     loader.close()
     loader.close()  # safe twice
     _, alive = psutil.wait_procs(started, timeout=30)
     assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
     assert live_children() == [] and not ray.is_initialized()
+    assert not temp.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True])
+def test_pdl_run_with_ray_is_quiet_and_leaves_nothing(folder: Path, tmp_path: Path, verbose: bool) -> None:
+    """A real `pdl run --quiet` in its own process: its tables on stdout, nothing of Ray on stderr (Ray's lines
+    only with --verbose), no Ray process, session folder or /dev/shm entry left after it exits."""
+    shm_before, tmp_before = set(os.listdir("/dev/shm")), {p.name for p in Path(tempfile.gettempdir()).glob("pdl-ray-*")}
+    args = ["run", "--inputs", str(folder), "--loaders", "sequential,ray", "--limit", "32", "--repeats", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(pdl.__file__).parents[1]), "COLUMNS": "160"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pdl", *args, "--pipeline", "light", "--workers", "2", "--results", str(tmp_path), *["--verbose"] * verbose],
+        capture_output=True, text=True, env=env, timeout=150, start_new_session=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "│ ray" in done.stdout and "ray cluster (local): 1 node(s), 2 CPUs; tasks ran on 1" in done.stdout
+    if verbose:
+        assert "Started a local Ray instance" in done.stderr
+    else:
+        assert done.stderr == ""  # not "Token authentication is enabled…", no INFO lines, no warnings
+    ours = [p for p in psutil.process_iter(["cmdline"]) if "/pdl-ray-" in " ".join(p.info["cmdline"] or [])]
+    assert [p for p in ours if not any(name in " ".join(p.info["cmdline"]) for name in tmp_before)] == []  # no Ray process
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("pdl-ray-*")} <= tmp_before
+    assert {name for name in set(os.listdir("/dev/shm")) - shm_before if "ray" in name or "plasma" in name} == set()

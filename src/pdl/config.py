@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .loaders import LOADERS, REGISTRY, uses
-from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, whole
+from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, check_shard, whole
 from .step import Step, StepKind, parse_step
 
 Kind = Literal["run", "sweep-workers", "sweep-batch", "tune"]
@@ -50,6 +50,8 @@ class Experiment:
     memory_epochs: int = 0  # per loader, after the timed rounds: peak memory sampled
     step_ms: str | None = None  # the consumer's simulated training step: "40" ms per batch or "0.5/img"
     step_kind: StepKind = "gpu"  # gpu: the step waits without the CPU; cpu: it spins
+    rank: int = 0  # the shard measured (data-parallel training): this rank's share of every epoch
+    world_size: int = 1
 
     def __post_init__(self) -> None:
         parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work
@@ -58,6 +60,8 @@ class Experiment:
                 raise ConfigError(f"{option(name)}: give at least one value, e.g. 2")
         scalars = ("prefetch", "chunk_size", "augment_in", "on_error", "timeout", "start_method", "repeats", "memory_epochs")
         check({name: getattr(self, name) for name in scalars}, option, EXPERIMENT_RULES)
+        check({"rank": self.rank, "world_size": self.world_size}, option, EXPERIMENT_RULES)
+        check_shard(self.rank, self.world_size, option)
         if self.limit is not None:
             check({"limit": self.limit}, option, EXPERIMENT_RULES)
         for b in self.batch_sizes:
@@ -102,6 +106,8 @@ class Experiment:
             timeout=self.timeout,
             start_method=self.start_method,
             ray_address=self.ray_address,
+            rank=self.rank,
+            world_size=self.world_size,
         )
 
     def options(self) -> dict[str, Any]:

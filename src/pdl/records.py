@@ -54,6 +54,7 @@ class Cluster:
     cpus: float
     object_store_mb: float | None = None
     startup_s: float | None = None  # connecting to (or starting) the cluster
+    task_nodes: int | None = None  # nodes the loader's tasks ran on
 
 
 @dataclass(frozen=True)

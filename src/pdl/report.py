@@ -56,8 +56,10 @@ def run_grid(rs: ResultSet) -> Grid:
     stepped = any(p.step_ms for p in pts)
     if stepped:
         columns += STALL_COLUMNS
+    world = rs.options.get("world_size") or 1  # a shard of each epoch: say which
+    shard = f" · rank {rs.options.get('rank', 0)} of {world}" if world > 1 else ""
     grid = Grid(
-        f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{step_title(rs)} · {rs.machine.summary()}",
+        f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{shard}{step_title(rs)} · {rs.machine.summary()}",
         columns,
     )
     for p in pts:
@@ -138,7 +140,8 @@ def startup_notes(points: Sequence[Point]) -> list[str]:
             )
         if p.cluster is not None:
             c = p.cluster
-            notes.append(f"ray cluster ({c.address}): {c.nodes} node(s), {c.cpus:g} CPUs")
+            ran = f"; tasks ran on {c.task_nodes}" if c.task_nodes is not None else ""
+            notes.append(f"ray cluster ({c.address}): {c.nodes} node(s), {c.cpus:g} CPUs{ran}")
     return notes
 
 

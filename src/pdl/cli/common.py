@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import sys
@@ -55,6 +56,10 @@ def guarded(fn: F) -> F:
         previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         warnings.showwarning = _show_warning
         _received.clear()
+        pdl_log = logging.getLogger("pdl")
+        level = pdl_log.level
+        if verbose:  # pdl's loggers at INFO: the loaders let their engines speak (Ray's log lines)
+            pdl_log.setLevel(logging.INFO)
         try:
             result = fn(*args, **kwargs)
             check_signals()
@@ -74,6 +79,7 @@ def guarded(fn: F) -> F:
             err.print("[yellow]terminated[/] (SIGTERM)")
             raise typer.Exit(143) from None
         finally:
+            pdl_log.setLevel(level)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -54,6 +55,8 @@ class Shared:
     start_method: Enum | None
     ray_address: str | None
     reduce_decode: bool
+    rank: int | None
+    world_size: int | None
     results: Path
     quiet: bool
     verbose: bool
@@ -65,8 +68,25 @@ class Shared:
         measured, first."""
         given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _NOT_EXPERIMENT}
         given = {name: value.value if isinstance(value, Enum) else value for name, value in given.items()}
+        for name, var in SHARD_VARS.items():  # not given: the launcher's (torchrun sets RANK and WORLD_SIZE)
+            if given[name] is None:
+                given[name] = from_env(var, _DEFAULTS[name])
         names = name_list(self.loaders)
         return Experiment(inputs=inputs, loaders=(BASELINE, *[n for n in names if n != BASELINE]), **given, **fields)
+
+
+SHARD_VARS = {"rank": "RANK", "world_size": "WORLD_SIZE"}  # option: the environment variable it defaults from
+
+
+def from_env(var: str, default: int) -> int:
+    """A whole number from environment variable ``var`` (``default`` when unset or empty); bad text is one line."""
+    text = os.environ.get(var, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"environment variable {var}={text!r} is not a whole number: fix or unset it") from None
 
 
 _NOT_EXPERIMENT = ("inputs", "loaders", "results", "quiet", "verbose")  # resolved by the command, or the CLI's own
@@ -115,9 +135,24 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         ],
         False,
     ),
+    "rank": (
+        Annotated[
+            int | None, typer.Option(help="This process's shard of every epoch (0 to world size - 1). Default: $RANK, else 0.")
+        ],
+        None,
+    ),
+    "world_size": (
+        Annotated[int | None, typer.Option(help="How many shards share every epoch. Default: $WORLD_SIZE, else 1.")],
+        None,
+    ),
     "results": (Annotated[Path, typer.Option(help="Folder for the results files.")], Path("results")),
     "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")], False),
-    "verbose": (Annotated[bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error.")], False),
+    "verbose": (
+        Annotated[
+            bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error, and Ray's own log lines.")
+        ],
+        False,
+    ),
     "step_ms": (
         Annotated[
             str | None,

@@ -39,7 +39,7 @@ REGISTRY: dict[str, Entry] = {
     "process-pickle": Entry("pdl.loaders.process:PickledParallelLoader", ("start_method",), summary="pdl, batches pickled"),
     "thread": Entry("pdl.loaders.thread:ThreadLoader", summary="pdl: a thread pool"),
     "torch": Entry("pdl.loaders.torch_ref:TorchLoader", ("start_method",), "torch", "PyTorch's DataLoader"),
-    "ray": Entry("pdl.loaders.ray_ref:RayLoader", ("ray_address",), "ray", "Ray Data"),
+    "ray": Entry("pdl.loaders.ray_ref:RayLoader", ("ray_address",), "ray", "Ray actors, on one machine or a cluster"),
 }
 LOADERS = tuple(REGISTRY)
 SPEC_OPTIONS = frozenset(option for entry in REGISTRY.values() for option in entry.options)  # loader-specific

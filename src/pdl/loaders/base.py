@@ -10,7 +10,7 @@ import numpy as np
 from ..dataset import ImageFolder
 from ..errors import ConfigError
 from ..pipeline import Pipeline
-from .batching import Batch, LoaderStats
+from .batching import Batch, LoaderStats, shard_size
 from .spec import LoaderSpec
 
 
@@ -63,8 +63,9 @@ class Loader:
         return Batch(images, self.dataset.labels[indices], indices, tuple(skipped))
 
     def __len__(self) -> int:
-        n, b = len(self.dataset), self.spec.batch_size
-        return n // b if self.spec.drop_last else -(-n // b)
+        spec = self.spec
+        n, b = shard_size(len(self.dataset), spec.world_size, spec.drop_last), spec.batch_size  # this rank's images
+        return n // b if spec.drop_last else -(-n // b)
 
     def close(self) -> None:
         """Stop workers and release what they held. Safe to call twice."""

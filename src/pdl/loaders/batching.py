@@ -71,10 +71,29 @@ class LoaderStats:
         return sum(end - last for last in self.worker_last_s.values())
 
 
+def shard_size(n: int, world_size: int, drop_last: bool) -> int:
+    """Images per rank in an epoch of ``n``: as torch's DistributedSampler, every rank gets as many; the
+    remainder is dropped (``drop_last``) or made up by repeating the epoch's first images."""
+    return n // world_size if drop_last else -(-n // world_size)
+
+
+def shard(order: np.ndarray, rank: int, world_size: int, drop_last: bool) -> np.ndarray:
+    """This rank's share of the epoch's global ``order``, as torch's DistributedSampler takes it: the order padded
+    from its start (or cut) to a multiple of ``world_size``, then every ``world_size``-th index from ``rank``."""
+    if world_size == 1 or len(order) == 0:
+        return order
+    total = shard_size(len(order), world_size, drop_last) * world_size
+    padded = order[:total] if drop_last else np.resize(order, total)  # resize repeats from the start
+    return padded[rank:total:world_size]
+
+
 def epoch_plan(n: int, spec: LoaderSpec, epoch: int) -> list[np.ndarray]:
-    """The batches of one epoch as index arrays: reshuffled per epoch from (seed, epoch)."""
+    """The batches of one epoch as index arrays, for this rank: the global order (the same on every rank,
+    reshuffled per epoch from (seed, epoch)), this rank's shard of it, cut into batches."""
     order = np.random.default_rng([spec.seed, epoch]).permutation(n) if spec.shuffle else np.arange(n)
-    stop = n - n % spec.batch_size if spec.drop_last else n
+    order = shard(order, spec.rank, spec.world_size, spec.drop_last)
+    m = len(order)
+    stop = m - m % spec.batch_size if spec.drop_last else m
     return [order[i : i + spec.batch_size] for i in range(0, stop, spec.batch_size)]
 
 

@@ -35,7 +35,17 @@ RULES: dict[str, Rule] = {
     "on_error": _one_of(OnError),
     "timeout": (lambda v: v is None or (isinstance(v, int | float) and v > 0), "greater than 0 seconds"),
     "start_method": (lambda v: v is None or _one_of(StartMethod)[0](v), "one of " + _one_of(StartMethod)[1]),
+    "rank": whole(0),
+    "world_size": whole(1),
 }
+
+
+def check_shard(rank: int, world_size: int, name: Callable[[str], str]) -> None:
+    """A rank names one of the ``world_size`` shards: 0 <= rank < world_size (each checked by RULES first)."""
+    if rank >= world_size:
+        raise ConfigError(
+            f"{name('rank')} must be below {name('world_size')} ({world_size}): ranks are 0 to {world_size - 1}. Found: {rank}"
+        )
 
 
 def check(values: Mapping[str, Any], name: Callable[[str], str], rules: Mapping[str, Rule] = RULES) -> None:
@@ -64,9 +74,12 @@ class LoaderSpec:
     timeout: float | None = None
     start_method: StartMethod | None = None  # None: the platform's default (fork on Linux)
     ray_address: str | None = None  # None: RAY_ADDRESS, else a local Ray instance
+    rank: int = 0  # this process's shard of every epoch (data-parallel training), as DistributedSampler's
+    world_size: int = 1  # how many shards (training processes) share each epoch
 
     def __post_init__(self) -> None:
         check({f.name: getattr(self, f.name) for f in fields(self)}, lambda key: f"`{key}`")
+        check_shard(self.rank, self.world_size, lambda key: f"`{key}`")
 
     @classmethod
     def of(cls, spec: LoaderSpec | None = None, **options: Any) -> LoaderSpec:
