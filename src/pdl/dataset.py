@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -86,6 +87,68 @@ def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+# OpenCV's own limits on a decoded image (imgcodecs/loadsave.cpp), each overridable by its environment variable
+_LIMITS = (
+    ("OPENCV_IO_MAX_IMAGE_WIDTH", 1 << 20),
+    ("OPENCV_IO_MAX_IMAGE_HEIGHT", 1 << 20),
+    ("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30),
+)
+
+
+def _limit(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _power(n: int) -> str:
+    return f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else f"{n:,}"
+
+
+def header_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) as the header of a JPEG, PNG, BMP, GIF or extended WebP claims it, read from a few
+    bytes without decoding; None for other formats or a header too short to tell."""
+    size = jpeg_size(data)
+    if size is not None:
+        return size
+    head = bytes(np.ravel(data[:32]))
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return h, w
+    if head.startswith(b"BM") and len(head) >= 26:
+        (dib,) = struct.unpack("<I", head[14:18])
+        if dib == 12:  # BITMAPCOREHEADER: 16-bit sides
+            w, h = struct.unpack("<HH", head[18:22])
+        else:
+            w, h = struct.unpack("<ii", head[18:26])
+        return abs(h), abs(w)  # a negative height: rows stored top-down
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        w, h = struct.unpack("<HH", head[6:10])
+        return h, w
+    if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) >= 30:
+        w = int.from_bytes(head[24:27], "little") + 1
+        h = int.from_bytes(head[27:30], "little") + 1
+        return h, w
+    return None
+
+
+def check_size(path: str, data: np.ndarray) -> None:
+    """Refuse, before decoding, an image whose header claims more than OpenCV will decode: a decompression bomb
+    (or a huge scan) then costs a few header bytes, not the memory OpenCV would reserve before refusing."""
+    size = header_size(data)
+    if size is None:
+        return
+    h, w = size
+    (wname, wmax), (hname, hmax), (pname, pmax) = ((n, _limit(n, d)) for n, d in _LIMITS)
+    for claim, limit, name, what in ((w, wmax, wname, "wide"), (h, hmax, hname, "high"), (w * h, pmax, pname, "pixels")):
+        if claim > limit:
+            raise ImageReadError(
+                path,
+                f"header claims {w}×{h} pixels; OpenCV refuses more than {_power(limit)} {what}: set {name} or skip it",
+            )
+
+
 def reduced_scale(size: tuple[int, int], need: tuple[int, int]) -> int:
     """The largest JPEG decode factor f in (8, 4, 2, 1) that keeps ceil(h/f) >= need_h and ceil(w/f) >= need_w.
 
@@ -121,12 +184,28 @@ def decode(path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> 
     jpeg = _is_jpeg(data)
     if jpeg and _jpeg_truncated(data):
         raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
-    image = cv2.imdecode(data, _REDUCE[_scale_for(data, need) if jpeg else 1] | _COLOR)
-    if image is not None and _COLOR_RGB is None:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    check_size(path, data)
+    try:
+        image = cv2.imdecode(data, _REDUCE[_scale_for(data, need) if jpeg else 1] | _COLOR)
+        if image is not None and _COLOR_RGB is None:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    except cv2.error as exc:  # any refusal of OpenCV's (a size over its limits, a damaged file): this file's
+        raise ImageReadError(path, f"cannot decode (OpenCV: {_opencv_reason(exc)})") from None
     if image is None:
         raise ImageReadError(path, "cannot decode (not an image, or a format OpenCV cannot read)")
     return image
+
+
+def _opencv_reason(exc: BaseException) -> str:
+    """The useful part of a cv2.error: ``OpenCV(5.0.0) …/loadsave.cpp:79: error: (-215:Assertion failed) pixels
+    <= CV_IO_MAX_IMAGE_PIXELS in function …`` → ``pixels <= CV_IO_MAX_IMAGE_PIXELS failed``."""
+    text = " ".join(str(exc).split())
+    _, sep, rest = text.partition("error: (")
+    code, sep2, what = rest.partition(") ")
+    if sep and sep2:
+        what = what.partition(" in function")[0]
+        return f"{what} failed" if "Assertion" in code else what
+    return text or type(exc).__name__
 
 
 def read_image(path: str, need: tuple[int, int] | None = None) -> np.ndarray:

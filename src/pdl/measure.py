@@ -17,12 +17,12 @@ from functools import partial
 import psutil
 
 from .compare import NOISE_THRESHOLD, speedup
-from .dataset import ImageFolder
 from .loaders import Loader, LoaderSpec, make_loader
 from .loaders.batching import STAGES
 from .loaders.chunks import chunk_size
 from .memory import peak_memory
 from .pipeline import Pipeline
+from .protocol import Dataset
 from .records import Point, cluster_from_info
 
 Clock = Callable[[], float]
@@ -86,7 +86,7 @@ def time_epoch(loader: Loader, clock: Clock = time.perf_counter) -> EpochTiming:
 class Workload:
     """One point's configuration: the same images, pipeline and loader arguments for every loader."""
 
-    dataset: ImageFolder
+    dataset: Dataset
     pipeline: Pipeline
     spec: LoaderSpec
     loaders: tuple[str, ...]  # the first is the baseline

@@ -28,6 +28,7 @@ from .._env import limit_threads
 from ..dataset import ImageFolder
 from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerError, worker_error
 from ..pipeline import Pipeline
+from ..protocol import describe
 from ..system import cpu_info
 from .base import Loader
 from .batching import STAGES, Batch, StageTimes, augment_into, epoch_plan, make_batch
@@ -150,7 +151,7 @@ class RayLoader(Loader):
             indices, images = np.array(row["indices"][0], dtype=np.int64), row["images"][0]
             times = StageTimes(**{stage: float(row[stage][0]) for stage in STAGES})
             if not augment:  # Ray hands the list back as an object array: iterate it as a list of images
-                paths = [self.dataset.path(i) for i in indices]
+                paths = [describe(self.dataset, i) for i in indices]
                 images = augment_into(self.pipeline, list(images), indices, spec.seed, epoch, paths, times)
             elif not images.flags.writeable:  # a view of Ray's buffer; a batch is the caller's to edit
                 images = images.copy()
