@@ -12,6 +12,7 @@ import numpy as np
 
 from ._env import quiet_opencv
 from .errors import DatasetError, ImageReadError
+from .lists import LIST_SUFFIXES, class_indices, is_list, read_list
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ROOT_CLASS = "."  # images directly under the root, not in a class folder
@@ -240,8 +241,14 @@ class ImageFolder:
                 f"inputs folder '{self.root}' does not exist; pass --inputs with a folder of images "
                 "(one subfolder per class), or run `pdl inputs` to generate one"
             )
+        if is_list(self.root):
+            self._from_list(limit)
+            return
         if not self.root.is_dir():
-            raise DatasetError(f"inputs '{self.root}' is a file, not a folder; pass the folder that holds the images")
+            raise DatasetError(
+                f"inputs '{self.root}' is a file, not a folder; pass the folder that holds the images, or a list of "
+                f"them ({', '.join(LIST_SUFFIXES)})"
+            )
         if limit is not None and limit < 1:
             raise DatasetError(f"limit must be at least 1, got {limit}")
         files = scan(self.root)
@@ -258,6 +265,26 @@ class ImageFolder:
         # bytes, not str: numpy stores str as 4 bytes a character, and this array is sent to every worker
         self.paths: np.ndarray = np.array([os.fsencode(self.root / rel) for rel in files])
         self.labels: np.ndarray = np.array([index[_class_of(rel)] for rel in files], dtype=np.int64)
+
+    @classmethod
+    def from_list(cls, path: str | os.PathLike[str], *, limit: int | None = None, reduce_decode: bool = False) -> ImageFolder:
+        """The images a .csv/.tsv/.txt list names (see ``pdl.lists``); ``ImageFolder(path)`` does the same."""
+        if not is_list(Path(path)):
+            raise DatasetError(f"--inputs '{path}': not a list file; pass a {', '.join(LIST_SUFFIXES)} file")
+        return cls(path, limit=limit, reduce_decode=reduce_decode)
+
+    def _from_list(self, limit: int | None) -> None:
+        """Paths (a missing one is an unreadable image, as in a folder) and labels from the list file ``root``."""
+        if limit is not None and limit < 1:
+            raise DatasetError(f"limit must be at least 1, got {limit}")
+        rows = read_list(self.root)
+        paths = rows.paths[:limit]
+        if rows.labels is None:
+            self.classes, labels = (ROOT_CLASS,), [0] * len(paths)
+        else:
+            self.classes, labels = class_indices(rows.labels[: len(paths)])
+        self.paths = np.array([os.fsencode(p) for p in paths])
+        self.labels = np.array(labels, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -68,7 +68,12 @@ class Shared:
 _NOT_EXPERIMENT = ("inputs", "loaders", "results", "quiet", "verbose")  # resolved by the command, or the CLI's own
 _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
     "inputs": (
-        Annotated[Path | None, typer.Option(help="Folder of images (class subfolders). Default: inputs/, generated if empty.")],
+        Annotated[
+            Path | None,
+            typer.Option(
+                help="Folder of images (class subfolders), or a list: .csv/.tsv (path[,label] header) or .txt (a path a line). Default: inputs/, generated if empty."
+            ),
+        ],
         None,
     ),
     "prefetch": (Annotated[int, typer.Option(help="Batches in flight per worker.")], _DEFAULTS["prefetch"]),
