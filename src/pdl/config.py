@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .cache import CACHES, Cache
 from .errors import ConfigError
 from .loaders import LOADERS, REGISTRY, uses
 from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, whole
@@ -47,6 +48,7 @@ class Experiment:
     ray_address: str | None = None
     reduce_decode: bool = False  # JPEGs decoded at 1/2, 1/4 or 1/8 scale where the first resize keeps no more
     memory_epochs: int = 0  # per loader, after the timed rounds: peak memory sampled
+    cache: Cache = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
 
     def __post_init__(self) -> None:
         for name, values in (("workers", self.workers), ("batch_sizes", self.batch_sizes)):
@@ -60,6 +62,8 @@ class Experiment:
             check({"batch_size": b}, option)
         for w in self.workers:
             check({"workers": w}, option, EXPERIMENT_RULES)
+        if self.cache not in CACHES:
+            raise ConfigError(f"--cache '{self.cache}': choose one of {', '.join(CACHES)}")
         unknown = [name for name in self.loaders if name not in REGISTRY]
         if unknown:
             raise ConfigError(f"--loaders: unknown loader '{unknown[0]}'; choose from {', '.join(LOADERS)}")

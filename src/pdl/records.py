@@ -125,6 +125,11 @@ class Point:
     """Peak PSS (main + workers) of each untimed memory epoch, with --memory."""
     batch_mb: float | None = None
     """Size of one batch, with --memory: the unit the memory budget is counted in."""
+    cache: str = "warm"
+    """The page cache at each timed epoch: warm (as left), or cold (the dataset's files evicted before it)."""
+    cache_resident: float | None = None
+    """With --cache cold: share of a sample of the files' pages still cached after eviction (0: evicted; near 1:
+    the filesystem ignored it); None when warm or when it could not be checked."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}

@@ -17,6 +17,7 @@ from typing import Annotated, Any, get_args, get_type_hints
 
 import typer
 
+from ..cache import Cache
 from ..config import BASELINE, Experiment
 from ..errors import ConfigError
 from ..loaders import LOADERS
@@ -33,6 +34,7 @@ def choices(name: str, literal: Any) -> type[Enum]:
 AugmentInChoice = choices("AugmentInChoice", AugmentIn)
 OnErrorChoice = choices("OnErrorChoice", OnError)
 StartMethodChoice = choices("StartMethodChoice", StartMethod)
+CacheChoice = choices("CacheChoice", Cache)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Shared:
     results: Path
     quiet: bool
     verbose: bool
+    cache: Enum
 
     def experiment(self, inputs: Path, **fields: Any) -> Experiment:
         """The command's Experiment: its own fields plus these (choices as their values); the baseline is always
@@ -119,6 +122,13 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
     "results": (Annotated[Path, typer.Option(help="Folder for the results files.")], Path("results")),
     "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")], False),
     "verbose": (Annotated[bool, typer.Option("--verbose", "-v", help="Show a worker's full traceback on error.")], False),
+    "cache": (
+        Annotated[
+            CacheChoice,
+            typer.Option(help="Page cache at each timed epoch: warm, or cold (the images evicted before every epoch)."),
+        ],
+        CacheChoice(_DEFAULTS["cache"]),
+    ),
 }
 
 
