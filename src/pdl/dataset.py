@@ -278,6 +278,11 @@ class ImageFolder:
         if limit is not None and limit < 1:
             raise DatasetError(f"limit must be at least 1, got {limit}")
         rows = read_list(self.root)
+        if rows.labels is None and not any(p.lower().endswith(IMAGE_EXTENSIONS) for p in rows.paths):
+            raise DatasetError(
+                f"inputs '{self.root}' is a file, not a folder, and none of its lines names an image "
+                f"({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}); pass a folder of images, or a list with one image path a line"
+            )
         paths = rows.paths[:limit]
         if rows.labels is None:
             self.classes, labels = (ROOT_CLASS,), [0] * len(paths)
