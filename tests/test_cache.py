@@ -62,7 +62,8 @@ def test_tmpfs_keeps_its_pages_and_is_reported(tmp_path: Path) -> None:
         path.write_bytes(b"x" * 65536)
 
         class Files:
-            paths = [os.fsencode(path)]
+            def __init__(self) -> None:
+                self.paths = [os.fsencode(path)]
 
         cold = ColdCache(Files())
         with pytest.warns(PdlWarning, match=r"filesystem \(tmpfs\) ignored the eviction \(100% of the checked pages"):
