@@ -133,3 +133,33 @@ def test_info_shows_the_filesystem_of_inputs(tmp_path: Path, monkeypatch: pytest
     assert "inputs/ filesystem" in res.stdout
     if fs is not None:
         assert f"{fs[0]} on {fs[1]}" in res.stdout
+
+
+def test_measure_evicts_before_the_warm_up_and_every_timed_epoch(monkeypatch: pytest.MonkeyPatch, images: Path) -> None:
+    import pdl.cache
+    import pdl.measure as measure_mod
+    from pdl import load_pipeline
+    from pdl.loaders import LoaderSpec
+    from pdl.measure import Workload, measure
+
+    from .test_measure import FakeClock, FakeLoader
+
+    clock, log = FakeClock(), []
+    script = {"sequential": [1.0, 2.0, 2.0], "thread": [1.0, 1.0, 1.0]}
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, script[kind], clock, log))
+
+    def evict(paths):
+        log.append(f"evict {len(paths)}")
+        return Eviction(len(paths), 0, 0.0)
+
+    monkeypatch.setattr(pdl.cache, "evict", evict)
+    ds = ImageFolder(images, limit=5)
+    work = Workload(ds, load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "thread"), 2, cache="cold")
+    seq, thr = measure(work, clock=clock)
+    warm_ups, round_1, round_2 = ["sequential", "thread"], ["sequential", "thread"], ["thread", "sequential"]
+    assert log == [entry for kind in warm_ups + round_1 + round_2 for entry in ("evict 5", kind)]
+    assert (seq.cache, seq.cache_resident, thr.cache, thr.cache_resident) == ("cold", 0.0, "cold", 0.0)
+    log.clear()
+    script = {"sequential": [1.0, 2.0], "thread": [1.0, 1.0]}
+    warm = measure(Workload(ds, load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "thread"), 1), clock=clock)
+    assert not any(entry.startswith("evict") for entry in log) and warm[0].cache == "warm"
