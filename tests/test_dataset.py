@@ -225,3 +225,117 @@ def test_reduced_then_resized_is_close_to_full_then_resized() -> None:
         assert reduced.shape[0] < full.shape[0]
         a, b = (cv2.resize(x, (100, 100), interpolation=cv2.INTER_LINEAR).astype(np.float32) for x in (full, reduced))
         assert np.abs(a - b).mean() < 3.0
+
+
+# -- decompression bombs and anything else OpenCV raises --------------------------------------------------------
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims ``width``×``height``, with one tiny (wrong-sized) IDAT: a few dozen bytes."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def bmp_header(width: int, height: int) -> bytes:
+    """A BMP whose BITMAPINFOHEADER claims ``width``×``height``, followed by 12 bytes of pixels."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 12, 0, 0, 0, 0)
+    return struct.pack("<2sIHHI", b"BM", 14 + 40 + 12, 0, 0, 14 + 40) + info + b"\0" * 12
+
+
+def as_array(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, np.uint8)
+
+
+def test_header_size_of_png_bmp_gif_webp_and_jpeg() -> None:
+    from pdl.dataset import header_size
+
+    assert header_size(as_array(png_header(60000, 50000))) == (50000, 60000)
+    assert header_size(as_array(bmp_header(100000, -7))) == (7, 100000)  # negative height: top-down rows
+    assert header_size(as_array(b"GIF89a" + struct.pack("<HH", 640, 480) + b"\0" * 20)) == (480, 640)
+    webp = b"RIFF" + b"\0" * 4 + b"WEBPVP8X" + b"\0" * 8 + (999).to_bytes(3, "little") + (499).to_bytes(3, "little")
+    assert header_size(as_array(webp)) == (500, 1000)
+    ok, jpg = cv2.imencode(".jpg", np.zeros((30, 40, 3), np.uint8))
+    assert header_size(jpg) == (30, 40)
+    assert header_size(as_array(b"II*\0" + b"\0" * 40)) is None  # TIFF: left to OpenCV
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (png_header(60000, 60000), "header claims 60000×60000 pixels; OpenCV refuses more than 2^30 pixels: "
+         "set OPENCV_IO_MAX_IMAGE_PIXELS or skip it"),
+        (bmp_header(100000, 100000), "header claims 100000×100000 pixels; OpenCV refuses more than 2^30 pixels"),
+        (png_header(2_000_000, 1), "OpenCV refuses more than 2^20 wide: set OPENCV_IO_MAX_IMAGE_WIDTH"),
+    ],
+)  # fmt: skip
+def test_a_bomb_is_refused_from_its_header_before_decoding(data: bytes, says: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: object) -> None:
+        raise AssertionError("decoded a bomb")
+
+    monkeypatch.setattr(cv2, "imdecode", never)
+    with pytest.raises(ImageReadError, match="bomb.png") as info:
+        decode("bomb.png", as_array(data))
+    assert info.value.reason == says or says in info.value.reason
+
+
+def test_the_limit_follows_opencvs_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pdl.dataset import check_size
+
+    monkeypatch.setenv("OPENCV_IO_MAX_IMAGE_PIXELS", str(10 * 10))
+    with pytest.raises(ImageReadError, match=r"11×10 pixels; OpenCV refuses more than 100 pixels"):
+        check_size("x.png", as_array(png_header(11, 10)))
+    check_size("x.png", as_array(png_header(10, 10)))  # at the limit: allowed
+
+
+def test_any_cv2_error_while_decoding_is_an_image_read_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise cv2.error(
+            "OpenCV(5.0.0) /io/opencv/modules/imgcodecs/src/loadsave.cpp:79: error: (-215:Assertion failed) "
+            "pixels <= CV_IO_MAX_IMAGE_PIXELS in function 'validateInputImageSize'"
+        )
+
+    monkeypatch.setattr(cv2, "imdecode", refuse)
+    ok, png = cv2.imencode(".png", RGB)
+    with pytest.raises(ImageReadError) as info:
+        decode("a.png", png)
+    assert str(info.value) == "a.png: cannot decode (OpenCV: pixels <= CV_IO_MAX_IMAGE_PIXELS failed)"
+
+
+def test_opencv_itself_refuses_what_the_header_check_refuses() -> None:
+    """Without the header check, OpenCV raises cv2.error on the same file: the check only moves the refusal."""
+    with pytest.raises(cv2.error):
+        cv2.imdecode(as_array(png_header(60000, 60000)), cv2.IMREAD_COLOR)
+
+
+def test_bombs_among_good_images_fail_naming_the_file_or_are_skipped_and_listed(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pdl.cli import app
+    from pdl.inputs import generate
+
+    generate(tmp_path / "imgs", classes=1, per_class=6)
+    png = tmp_path / "imgs" / "class_000" / "00002-bomb.png"
+    bmp = tmp_path / "imgs" / "class_000" / "00004-bomb.bmp"
+    png.write_bytes(png_header(60000, 60000))
+    bmp.write_bytes(bmp_header(100000, 100000))
+    runner = CliRunner()
+    base = ["run", "--inputs", str(tmp_path / "imgs"), "--workers", "2", "--batch-size", "2", "--repeats", "1",
+            "--pipeline", "light"]  # fmt: skip
+    res = runner.invoke(app, [*base, "--results", str(tmp_path / "r1"), "--quiet"], env={"COLUMNS": "200"})
+    assert res.exit_code == 2, res.output
+    assert f"{png}: header claims 60000×60000 pixels" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+    res = runner.invoke(app, [*base, "--results", str(tmp_path / "r2"), "--on-error", "skip"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "skipped 2 unreadable image(s)" in res.stdout and str(png) in res.stdout and str(bmp) in res.stdout
+    points = json.loads(next((tmp_path / "r2").glob("*.json")).read_text())["points"]
+    for p in points:
+        assert [path for path, _ in p["skipped"]] == sorted([str(bmp), str(png)])
+        assert p["images"] == 6

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .cache import CACHES, Cache
 from .errors import ConfigError
 from .loaders import LOADERS, REGISTRY, uses
 from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, check_shard, whole
@@ -52,6 +53,7 @@ class Experiment:
     step_kind: StepKind = "gpu"  # gpu: the step waits without the CPU; cpu: it spins
     rank: int = 0  # the shard measured (data-parallel training): this rank's share of every epoch
     world_size: int = 1
+    cache: Cache = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
 
     def __post_init__(self) -> None:
         parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work
@@ -68,6 +70,8 @@ class Experiment:
             check({"batch_size": b}, option)
         for w in self.workers:
             check({"workers": w}, option, EXPERIMENT_RULES)
+        if self.cache not in CACHES:
+            raise ConfigError(f"--cache '{self.cache}': choose one of {', '.join(CACHES)}")
         unknown = [name for name in self.loaders if name not in REGISTRY]
         if unknown:
             raise ConfigError(f"--loaders: unknown loader '{unknown[0]}'; choose from {', '.join(LOADERS)}")

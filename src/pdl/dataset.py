@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ._env import quiet_opencv
 from .errors import DatasetError, ImageReadError
+from .lists import LIST_SUFFIXES, class_indices, is_list, read_list
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ROOT_CLASS = "."  # images directly under the root, not in a class folder
@@ -86,6 +88,68 @@ def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+# OpenCV's own limits on a decoded image (imgcodecs/loadsave.cpp), each overridable by its environment variable
+_LIMITS = (
+    ("OPENCV_IO_MAX_IMAGE_WIDTH", 1 << 20),
+    ("OPENCV_IO_MAX_IMAGE_HEIGHT", 1 << 20),
+    ("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30),
+)
+
+
+def _limit(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _power(n: int) -> str:
+    return f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else f"{n:,}"
+
+
+def header_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) as the header of a JPEG, PNG, BMP, GIF or extended WebP claims it, read from a few
+    bytes without decoding; None for other formats or a header too short to tell."""
+    size = jpeg_size(data)
+    if size is not None:
+        return size
+    head = bytes(np.ravel(data[:32]))
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return h, w
+    if head.startswith(b"BM") and len(head) >= 26:
+        (dib,) = struct.unpack("<I", head[14:18])
+        if dib == 12:  # BITMAPCOREHEADER: 16-bit sides
+            w, h = struct.unpack("<HH", head[18:22])
+        else:
+            w, h = struct.unpack("<ii", head[18:26])
+        return abs(h), abs(w)  # a negative height: rows stored top-down
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        w, h = struct.unpack("<HH", head[6:10])
+        return h, w
+    if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) >= 30:
+        w = int.from_bytes(head[24:27], "little") + 1
+        h = int.from_bytes(head[27:30], "little") + 1
+        return h, w
+    return None
+
+
+def check_size(path: str, data: np.ndarray) -> None:
+    """Refuse, before decoding, an image whose header claims more than OpenCV will decode: a decompression bomb
+    (or a huge scan) then costs a few header bytes, not the memory OpenCV would reserve before refusing."""
+    size = header_size(data)
+    if size is None:
+        return
+    h, w = size
+    (wname, wmax), (hname, hmax), (pname, pmax) = ((n, _limit(n, d)) for n, d in _LIMITS)
+    for claim, limit, name, what in ((w, wmax, wname, "wide"), (h, hmax, hname, "high"), (w * h, pmax, pname, "pixels")):
+        if claim > limit:
+            raise ImageReadError(
+                path,
+                f"header claims {w}×{h} pixels; OpenCV refuses more than {_power(limit)} {what}: set {name} or skip it",
+            )
+
+
 def reduced_scale(size: tuple[int, int], need: tuple[int, int]) -> int:
     """The largest JPEG decode factor f in (8, 4, 2, 1) that keeps ceil(h/f) >= need_h and ceil(w/f) >= need_w.
 
@@ -121,12 +185,28 @@ def decode(path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> 
     jpeg = _is_jpeg(data)
     if jpeg and _jpeg_truncated(data):
         raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
-    image = cv2.imdecode(data, _REDUCE[_scale_for(data, need) if jpeg else 1] | _COLOR)
-    if image is not None and _COLOR_RGB is None:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    check_size(path, data)
+    try:
+        image = cv2.imdecode(data, _REDUCE[_scale_for(data, need) if jpeg else 1] | _COLOR)
+        if image is not None and _COLOR_RGB is None:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    except cv2.error as exc:  # any refusal of OpenCV's (a size over its limits, a damaged file): this file's
+        raise ImageReadError(path, f"cannot decode (OpenCV: {_opencv_reason(exc)})") from None
     if image is None:
         raise ImageReadError(path, "cannot decode (not an image, or a format OpenCV cannot read)")
     return image
+
+
+def _opencv_reason(exc: BaseException) -> str:
+    """The useful part of a cv2.error: ``OpenCV(5.0.0) …/loadsave.cpp:79: error: (-215:Assertion failed) pixels
+    <= CV_IO_MAX_IMAGE_PIXELS in function …`` → ``pixels <= CV_IO_MAX_IMAGE_PIXELS failed``."""
+    text = " ".join(str(exc).split())
+    _, sep, rest = text.partition("error: (")
+    code, sep2, what = rest.partition(") ")
+    if sep and sep2:
+        what = what.partition(" in function")[0]
+        return f"{what} failed" if "Assertion" in code else what
+    return text or type(exc).__name__
 
 
 def read_image(path: str, need: tuple[int, int] | None = None) -> np.ndarray:
@@ -161,8 +241,14 @@ class ImageFolder:
                 f"inputs folder '{self.root}' does not exist; pass --inputs with a folder of images "
                 "(one subfolder per class), or run `pdl inputs` to generate one"
             )
+        if is_list(self.root):
+            self._from_list(limit)
+            return
         if not self.root.is_dir():
-            raise DatasetError(f"inputs '{self.root}' is a file, not a folder; pass the folder that holds the images")
+            raise DatasetError(
+                f"inputs '{self.root}' is a file, not a folder; pass the folder that holds the images, or a list of "
+                f"them ({', '.join(LIST_SUFFIXES)})"
+            )
         if limit is not None and limit < 1:
             raise DatasetError(f"limit must be at least 1, got {limit}")
         files = scan(self.root)
@@ -179,6 +265,31 @@ class ImageFolder:
         # bytes, not str: numpy stores str as 4 bytes a character, and this array is sent to every worker
         self.paths: np.ndarray = np.array([os.fsencode(self.root / rel) for rel in files])
         self.labels: np.ndarray = np.array([index[_class_of(rel)] for rel in files], dtype=np.int64)
+
+    @classmethod
+    def from_list(cls, path: str | os.PathLike[str], *, limit: int | None = None, reduce_decode: bool = False) -> ImageFolder:
+        """The images a .csv/.tsv/.txt list names (see ``pdl.lists``); ``ImageFolder(path)`` does the same."""
+        if not is_list(Path(path)):
+            raise DatasetError(f"--inputs '{path}': not a list file; pass a {', '.join(LIST_SUFFIXES)} file")
+        return cls(path, limit=limit, reduce_decode=reduce_decode)
+
+    def _from_list(self, limit: int | None) -> None:
+        """Paths (a missing one is an unreadable image, as in a folder) and labels from the list file ``root``."""
+        if limit is not None and limit < 1:
+            raise DatasetError(f"limit must be at least 1, got {limit}")
+        rows = read_list(self.root)
+        if rows.labels is None and not any(p.lower().endswith(IMAGE_EXTENSIONS) for p in rows.paths):
+            raise DatasetError(
+                f"inputs '{self.root}' is a file, not a folder, and none of its lines names an image "
+                f"({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}); pass a folder of images, or a list with one image path a line"
+            )
+        paths = rows.paths[:limit]
+        if rows.labels is None:
+            self.classes, labels = (ROOT_CLASS,), [0] * len(paths)
+        else:
+            self.classes, labels = class_indices(rows.labels[: len(paths)])
+        self.paths = np.array([os.fsencode(p) for p in paths])
+        self.labels = np.array(labels, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.paths)

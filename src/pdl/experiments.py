@@ -21,7 +21,7 @@ class Plan:
     """An experiment with its inputs resolved and checked: everything that can fail on bad input has."""
 
     exp: Experiment
-    dataset: ImageFolder
+    dataset: ImageFolder  # of a folder, or of a list file (.csv/.tsv/.txt)
     pipelines: tuple[Pipeline, ...]
 
 
@@ -42,7 +42,7 @@ def execute(
         for batch_size in exp.batch_sizes:
             for workers in exp.workers:
                 spec = exp.spec(batch_size, workers)
-                work = Workload(dataset, pipeline, spec, exp.loaders, exp.repeats, exp.memory_epochs, exp.step)
+                work = Workload(dataset, pipeline, spec, exp.loaders, exp.repeats, exp.memory_epochs, exp.step, exp.cache)
                 points = measure(work, progress=progress)
                 results = replace(results, points=results.points + tuple(points if exp.kind == "run" else points[1:]))
                 on_save(results)

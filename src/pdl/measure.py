@@ -17,13 +17,14 @@ from typing import Any
 
 import psutil
 
+from .cache import ColdCache
 from .compare import NOISE_THRESHOLD, speedup
-from .dataset import ImageFolder
 from .loaders import Loader, LoaderSpec, make_loader
 from .loaders.batching import STAGES
 from .loaders.chunks import chunk_size
 from .memory import peak_memory
 from .pipeline import Pipeline
+from .protocol import Dataset
 from .records import Point, cluster_from_info
 from .stall import percentile, stall_share
 from .step import Sleep, Step, take_step
@@ -106,13 +107,14 @@ def time_epoch(
 class Workload:
     """One point's configuration: the same images, pipeline and loader arguments for every loader."""
 
-    dataset: ImageFolder
+    dataset: Dataset
     pipeline: Pipeline
     spec: LoaderSpec
     loaders: tuple[str, ...]  # the first is the baseline
     repeats: int = 3
     memory_epochs: int = 0  # epochs per loader, after the timed rounds, with memory sampled
     step: Step | None = None  # the consumer's simulated training step per batch (timed rounds only)
+    cache: str = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
 
 
 def measure(
@@ -141,19 +143,25 @@ def _with_memory(work: Workload, kind: str, point: Point, tick: Progress) -> Poi
 def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sleep) -> list[Point]:
     with ExitStack() as stack:
         loaders, warm = [], []
+        cold = ColdCache(work.dataset) if work.cache == "cold" else None
         for kind in work.loaders:
             loader = make_loader(kind, work.dataset, work.pipeline, work.spec)
             stack.callback(loader.close)
             loaders.append(loader)
+            if cold is not None:
+                cold.evict()
             warm.append(_warm_up(loader, clock))
             tick(f"warm-up {kind}")
         runs: list[list[EpochTiming]] = [[] for _ in loaders]
         for r in range(work.repeats):
             order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
             for i in order:
+                if cold is not None:
+                    cold.evict()
                 runs[i].append(time_epoch(loaders[i], clock, work.step, sleep))
                 tick(f"round {r + 1} {work.loaders[i]}")
-        return [_point(work, loaders[i], warm[i], runs[i], runs[0]) for i in range(len(loaders))]
+        points = [_point(work, loaders[i], warm[i], runs[i], runs[0]) for i in range(len(loaders))]
+        return points if cold is None else [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
 
 
 @dataclass(frozen=True)

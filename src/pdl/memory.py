@@ -27,11 +27,11 @@ from typing import Any
 
 import psutil
 
-from .dataset import ImageFolder
 from .errors import PdlError, WorkerDiedError, worker_error
 from .loaders import Loader, LoaderSpec, make_loader
 from .loaders.forking import forking
 from .pipeline import Pipeline
+from .protocol import Dataset
 
 Reader = Callable[[int], int | None]
 
@@ -121,7 +121,7 @@ def epoch_peaks(loader: Loader, epochs: int, after_epoch: Callable[[], None] = l
 
 
 def peak_memory(
-    kind: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, epochs: int, tick: Callable[[], None]
+    kind: str, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec, epochs: int, tick: Callable[[], None]
 ) -> dict[str, Any]:
     """``epoch_peaks`` of a ``kind`` loader, run in a fresh spawned process after one unsampled warm-up epoch.
 
@@ -169,7 +169,7 @@ def peak_memory(
             proc.join()
 
 
-def _probe(conn: Any, kind: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, epochs: int) -> None:
+def _probe(conn: Any, kind: str, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec, epochs: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the loader closes
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked while spawning

@@ -144,6 +144,11 @@ class Point:
     first_wait_share: float | None = None
     """With --step-ms: the part of the stall share spent on each epoch's first batch (median over rounds):
     prefetching does not carry across epochs, so it is waited for however many workers there are."""
+    cache: str = "warm"
+    """The page cache at each timed epoch: warm (as left), or cold (the dataset's files evicted before it)."""
+    cache_resident: float | None = None
+    """With --cache cold: share of a sample of the files' pages still cached after eviction (0: evicted; near 1:
+    the filesystem ignored it); None when warm or when it could not be checked."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}

@@ -62,6 +62,8 @@ def run_grid(rs: ResultSet) -> Grid:
         f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{shard}{step_title(rs)} · {rs.machine.summary()}",
         columns,
     )
+    if pts and pts[0].cache == "cold":
+        grid.title += " · cold page cache"
     for p in pts:
         row = [
             p.loader,

@@ -151,6 +151,26 @@ def shm_free_bytes(path: str = "/dev/shm") -> int | None:
         return None
 
 
+def filesystem(path: str | os.PathLike[str]) -> tuple[str, str, str] | None:
+    """(filesystem type, device, mount point) of the mount holding ``path`` (the longest mount point that
+    contains it); None when it cannot be told."""
+    import psutil
+
+    try:
+        real = os.path.realpath(path)
+        mounts = psutil.disk_partitions(all=True)
+    except (OSError, psutil.Error):
+        return None
+    best = None
+    for m in mounts:
+        mp = m.mountpoint.rstrip("/") or "/"
+        if (real == mp or real.startswith(mp if mp.endswith("/") else mp + "/")) and (
+            best is None or len(mp) > len(best.mountpoint.rstrip("/") or "/")
+        ):
+            best = m
+    return None if best is None else (best.fstype, best.device, best.mountpoint)
+
+
 def default_start_method() -> str:
     """fork on Linux: workers start in milliseconds, inherit the dataset without pickling, and scripts need no
     ``if __name__ == "__main__"`` guard. Its one known hazard here, OpenCV's thread pool (a child forked after

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..cache import IGNORED_ABOVE
 from ..config import Experiment
 from ..experiments import execute, prepare
 from ..records import ResultSet
@@ -34,6 +35,19 @@ def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: 
         raise
     for grid in grids(results, stages=stages):
         show(grid)
+    if exp.cache == "cold" and not quiet:
+        err.print(cold_line(results), highlight=False, markup=False)
     if not quiet:
         err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)
     return results
+
+
+def cold_line(results: ResultSet) -> str:
+    """How the cold page cache went: evicted (with the share still cached), ignored, or unchecked."""
+    shares = [p.cache_resident for p in results.points if p.cache_resident is not None]
+    if not shares:
+        return "page cache: cold (files evicted before every timed epoch; could not check that they left the cache)"
+    worst = max(shares)
+    if worst > IGNORED_ABOVE:
+        return f"page cache: NOT cold: {worst:.0%} of the checked pages stayed cached (the filesystem ignores eviction)"
+    return f"page cache: cold (files evicted before every timed epoch; at most {worst:.0%} of the checked pages stayed)"

@@ -12,7 +12,7 @@ from rich.text import Text
 from ..errors import ConfigError
 from ..inputs import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate
 from ..photos import DEFAULT_COUNT, DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE, build_photos, check_options, summary
-from .common import err, guarded, out
+from .common import DEFAULT_INPUTS, err, guarded, out
 
 
 @guarded
@@ -90,6 +90,7 @@ def info() -> None:
         *((name, version) for name, version in data["versions"].items()),  # type: ignore[attr-defined]
         ("OpenCV threads (pdl sets 1)", data["opencv_threads"]),
         ("worker start method", data["start_method"]),
+        ("inputs/ filesystem", _filesystem(DEFAULT_INPUTS)),
     ]
     table = Table(title="pdl info", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -97,6 +98,18 @@ def info() -> None:
     for key, value in rows:  # Text: a CPU model or path with brackets is shown as it is, not read as markup
         table.add_row(Text(key), Text(str(value), style="bold" if key == "usable cores" else ""))
     out.print(table)
+
+
+def _filesystem(path: Path) -> str:
+    """The filesystem and device holding ``path`` (or, before it exists, its folder): what --cache cold evicts from."""
+    from ..system import filesystem
+
+    found = filesystem(path if path.exists() else path.resolve().parent)
+    if found is None:
+        return "unknown"
+    fstype, device, mount = found
+    note = " (kept in memory: --cache cold cannot evict it)" if fstype in ("tmpfs", "ramfs") else ""
+    return f"{fstype} on {device}, mounted at {mount}{note}"
 
 
 def _gib(n: object) -> str:

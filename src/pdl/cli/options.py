@@ -18,6 +18,7 @@ from typing import Annotated, Any, get_args, get_type_hints
 
 import typer
 
+from ..cache import Cache
 from ..config import BASELINE, Experiment
 from ..errors import ConfigError
 from ..loaders import LOADERS
@@ -36,6 +37,7 @@ AugmentInChoice = choices("AugmentInChoice", AugmentIn)
 OnErrorChoice = choices("OnErrorChoice", OnError)
 StartMethodChoice = choices("StartMethodChoice", StartMethod)
 StepKindChoice = choices("StepKindChoice", StepKind)
+CacheChoice = choices("CacheChoice", Cache)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Shared:
     results: Path
     quiet: bool
     verbose: bool
+    cache: Enum
     step_ms: str | None = None
     step_kind: Enum | None = None
 
@@ -92,7 +95,12 @@ def from_env(var: str, default: int) -> int:
 _NOT_EXPERIMENT = ("inputs", "loaders", "results", "quiet", "verbose")  # resolved by the command, or the CLI's own
 _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
     "inputs": (
-        Annotated[Path | None, typer.Option(help="Folder of images (class subfolders). Default: inputs/, generated if empty.")],
+        Annotated[
+            Path | None,
+            typer.Option(
+                help="Folder of images (class subfolders), or a list: .csv/.tsv (path[,label] header) or .txt (a path a line). Default: inputs/, generated if empty."
+            ),
+        ],
         None,
     ),
     "prefetch": (Annotated[int, typer.Option(help="Batches in flight per worker.")], _DEFAULTS["prefetch"]),
@@ -166,6 +174,13 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
     "step_kind": (
         Annotated[StepKindChoice, typer.Option(help="--step-ms: gpu waits without the CPU; cpu spins (host-side work).")],
         StepKindChoice(_DEFAULTS["step_kind"]),
+    ),
+    "cache": (
+        Annotated[
+            CacheChoice,
+            typer.Option(help="Page cache at each timed epoch: warm, or cold (the images evicted before every epoch)."),
+        ],
+        CacheChoice(_DEFAULTS["cache"]),
     ),
 }
 

@@ -11,9 +11,9 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..dataset import ImageFolder
 from ..errors import ConfigError, MissingDependencyError
 from ..pipeline import Pipeline
+from ..protocol import Dataset
 from .base import Loader
 from .batching import Batch
 from .process import ParallelLoader
@@ -62,7 +62,7 @@ def loader_class(name: str) -> type[Loader]:
     return found
 
 
-def make_loader(name: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> Loader:
+def make_loader(name: str, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> Loader:
     """A loader by name, built from one spec (``options``, fields of ``LoaderSpec``, override the spec's)."""
     return loader_class(name)(dataset, pipeline, spec, **options)
 

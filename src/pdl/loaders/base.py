@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import ImageFolder
 from ..errors import ConfigError
 from ..pipeline import Pipeline
+from ..protocol import Dataset, labels_of
 from .batching import Batch, LoaderStats, shard_size
 from .spec import LoaderSpec
 
@@ -27,7 +27,7 @@ class Loader:
     start_method: str | None = None  # how worker processes start, for loaders that have them
     splits_batches = False  # whether its workers share a batch in chunks (``LoaderSpec.chunk_size``)
 
-    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
+    def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         spec = LoaderSpec.of(spec, **options)
         if spec.num_workers < self.min_workers:
             raise ConfigError(
@@ -58,9 +58,14 @@ class Loader:
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         raise NotImplementedError
 
-    def _to_batch(self, images: np.ndarray, indices: np.ndarray, skipped: list[tuple[str, str]]) -> Batch:
+    def _to_batch(
+        self, images: np.ndarray, indices: np.ndarray, skipped: list[tuple[str, str]], labels: np.ndarray | None = None
+    ) -> Batch:
+        """``labels``: those the items gave where they were made; None: the dataset's (``protocol.labels_of``)."""
         self.stats.skipped.extend(skipped)
-        return Batch(images, self.dataset.labels[indices], indices, tuple(skipped))
+        if labels is None or len(labels) != len(indices):
+            labels = labels_of(self.dataset, indices)
+        return Batch(images, labels, indices, tuple(skipped))
 
     def __len__(self) -> int:
         spec = self.spec

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import ImageFolder
 from ..errors import ImageReadError, WorkerError, worker_error
 from ..pipeline import Pipeline
+from ..protocol import Dataset, describe, get_item, label_of, uses_timed_path
 from .spec import LoaderSpec, OnError
 
 STAGES = ("read", "decode", "augment", "collate")
@@ -110,25 +110,38 @@ class Produced:
     indices: np.ndarray
     skipped: list[tuple[str, str]]
     times: StageTimes
+    labels: np.ndarray | None = None  # the kept items' labels; None: the dataset's own, looked up where needed
 
 
 def read_each(
-    dataset: ImageFolder,
+    dataset: Dataset,
     indices: np.ndarray,
     on_error: OnError,
     times: StageTimes,
     kept: list[int],
     skipped: list[tuple[str, str]],
     need: tuple[int, int] | None = None,
+    labels: list[int] | None = None,
 ) -> Iterator[tuple[int, str, np.ndarray]]:
     """Decode the batch's images one at a time, noting which were kept and which skipped (``on_error="skip"``).
 
+    An ``ImageFolder`` that keeps its own ``__getitem__`` is read through its timed path (read and decode apart);
+    any other dataset (``protocol.Dataset``) through ``dataset[i]``, timed as the read stage, with the label the
+    item gave (or ``label(i)``) appended to ``labels`` when given.
+
     ``need``: the size the pipeline's first resize asks for; a dataset with ``reduce_decode`` decodes JPEGs at the
     smallest scale still at least that large (the same in every loader, so batches still match)."""
+    timed = uses_timed_path(dataset)
     for idx in indices:
-        path = dataset.path(idx)
+        i = int(idx)
+        path = dataset.path(i) if timed else describe(dataset, i)  # type: ignore[attr-defined]
+        label: int | None = None
         try:
-            image, t_read, t_decode = dataset.read(int(idx), need)
+            if timed:
+                image, t_read, t_decode = dataset.read(i, need)  # type: ignore[attr-defined]
+            else:
+                image, label, t_read = get_item(dataset, i)
+                t_decode = 0.0
         except ImageReadError as exc:
             if on_error == "skip":
                 skipped.append((path, exc.reason))
@@ -136,8 +149,10 @@ def read_each(
             raise
         times.read += t_read
         times.decode += t_decode
-        kept.append(int(idx))
-        yield int(idx), path, image
+        kept.append(i)
+        if labels is not None and not timed:
+            labels.append(label_of(dataset, i) if label is None else label)
+        yield i, path, image
 
 
 def augment_each(
@@ -197,7 +212,7 @@ def augment_into(
 
 
 def make_batch(
-    dataset: ImageFolder,
+    dataset: Dataset,
     pipeline: Pipeline,
     indices: np.ndarray,
     epoch: int,
@@ -209,9 +224,11 @@ def make_batch(
     times = StageTimes()
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
-    items = read_each(dataset, indices, spec.on_error, times, kept, skipped, pipeline.min_input_size)
+    labels: list[int] | None = None if uses_timed_path(dataset) else []
+    items = read_each(dataset, indices, spec.on_error, times, kept, skipped, pipeline.min_input_size, labels)
     if augment:
         images: Any = augment_each(pipeline, items, len(indices), spec.seed, epoch, times, out)
     else:
         images = [image for _, _, image in items]
-    return Produced(images, np.asarray(kept, dtype=np.int64), skipped, times)
+    made_labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+    return Produced(images, np.asarray(kept, dtype=np.int64), skipped, times, made_labels)

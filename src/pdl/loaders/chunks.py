@@ -49,6 +49,7 @@ class Part:
     times: StageTimes
     images: Any = None  # pickled instead of written into the slot: an array (or a list of raw images)
     raw_offsets: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # augment_in="main", in the slot
+    labels: np.ndarray | None = None  # the labels its items gave (a dataset other than a plain ImageFolder)
 
     @property
     def count(self) -> int:
@@ -82,3 +83,10 @@ def merged(parts: list[Part]) -> tuple[np.ndarray, list[tuple[str, str]], StageT
             setattr(times, stage, getattr(times, stage) + seconds)
     kept = np.concatenate([p.kept for p in parts]) if parts else np.empty(0, np.int64)
     return kept.astype(np.int64, copy=False), [s for p in parts for s in p.skipped], times
+
+
+def merged_labels(parts: list[Part]) -> np.ndarray | None:
+    """The labels the parts' items gave, in order; None when they gave none (the dataset's are looked up)."""
+    if not parts or any(p.labels is None for p in parts):
+        return None
+    return np.concatenate([p.labels for p in parts if p.labels is not None]).astype(np.int64, copy=False)

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import ImageFolder, read_image
 from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, PdlWarning, SharedMemoryError, WorkerDiedError
 from ..pipeline import Pipeline
+from ..protocol import Dataset, check_picklable, describe, sample_image
 from ..system import default_start_method
 from .base import Loader
 from .batching import Batch, augment_into, epoch_plan
-from .chunks import Part, compact, merged, split, stack
+from .chunks import Part, compact, merged, merged_labels, split, stack
 from .forking import forking
 from .shm import RingState, SlotRing, view
 from .spec import LoaderSpec
@@ -74,7 +74,7 @@ class ParallelLoader(Loader):
 
     def __init__(
         self,
-        dataset: ImageFolder,
+        dataset: Dataset,
         pipeline: Pipeline,
         spec: LoaderSpec | None = None,
         *,
@@ -124,6 +124,7 @@ class ParallelLoader(Loader):
             raise
 
     def _start(self) -> None:
+        check_picklable(self.dataset, self.start_method)
         ctx = mp.get_context(self.start_method)
         if self.start_method == "forkserver":
             ctx.set_forkserver_preload(["pdl.loaders.worker", "albumentations"])
@@ -175,7 +176,7 @@ class ParallelLoader(Loader):
         sizes = []
         for i in np.linspace(0, len(self.dataset) - 1, num=min(RAW_SAMPLES, len(self.dataset)), dtype=int):
             try:
-                sizes.append(read_image(self.dataset.path(int(i))).nbytes)
+                sizes.append(sample_image(self.dataset, int(i)).nbytes)
             except ImageReadError:
                 continue
         return int(1.5 * max(sizes, default=500 * 375 * 3))
@@ -282,9 +283,9 @@ class ParallelLoader(Loader):
             images = [im for p in parts for im in _raw_images(raw, p)]
         made.t_held = time.perf_counter()
         if self.spec.augment_in == "main":
-            paths = [self.dataset.path(i) for i in indices]
+            paths = [describe(self.dataset, i) for i in indices]
             images = augment_into(self.pipeline, images, indices, self.spec.seed, epoch, paths, times)
-        return self._to_batch(images, indices, skipped)
+        return self._to_batch(images, indices, skipped, merged_labels(parts))
 
     # -- receiving -------------------------------------------------------------------------------------------
     def _receive(self, deadline: float | None, waiting_for: str) -> list[tuple[Any, ...]]:

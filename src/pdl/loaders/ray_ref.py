@@ -41,10 +41,11 @@ from .._env import keep_freed_memory, limit_threads, quiet_opencv
 from ..dataset import ImageFolder
 from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError, worker_error
 from ..pipeline import Pipeline
+from ..protocol import describe
 from ..system import cpu_info
 from .base import Loader
 from .batching import Batch, augment_into, epoch_plan, make_batch
-from .chunks import Part, merged, split, stack
+from .chunks import Part, merged, merged_labels, split, stack
 from .spec import LoaderSpec
 
 OBJECT_STORE_MB = 200  # a local instance's object store: a few batches in flight need far less than default
@@ -113,7 +114,7 @@ class _Maker:
             made = make_batch(self.dataset, self.pipeline, indices, epoch, self.spec, None, self.augment)
         except Exception as exc:
             return worker_error(exc, getattr(exc, "path", None), "reading")
-        return Part(offset, made.indices, made.skipped, made.times, images=made.images), t0, time.time()
+        return Part(offset, made.indices, made.skipped, made.times, images=made.images, labels=made.labels), t0, time.time()
 
 
 @dataclass
@@ -332,12 +333,12 @@ class RayLoader(Loader):
         self.stats.stages.append(times)
         images: Any
         if self.spec.augment_in == "main":
-            paths = [self.dataset.path(i) for i in indices]
+            paths = [describe(self.dataset, i) for i in indices]
             raw = [im for p in parts for im in p.images]
             images = augment_into(self.pipeline, raw, indices, self.spec.seed, epoch, paths, times)
         else:  # chunks mapped from the object store, stacked into one new (writable) array
             images = stack([p.images for p in parts], self.pipeline)
-        return self._to_batch(images, indices, skipped)
+        return self._to_batch(images, indices, skipped, merged_labels(parts))
 
     # -- shutdown --------------------------------------------------------------------------------------------
     def close(self) -> None:

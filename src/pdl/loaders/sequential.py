@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..dataset import ImageFolder
 from ..pipeline import Pipeline
+from ..protocol import Dataset
 from .base import Loader
 from .batching import Batch, epoch_plan, make_batch
 from .spec import LoaderSpec
@@ -16,7 +16,7 @@ from .spec import LoaderSpec
 class SequentialLoader(Loader):
     name = "sequential"
 
-    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
+    def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         super().__init__(dataset, pipeline, LoaderSpec.of(spec, **options, num_workers=0))
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
@@ -25,4 +25,4 @@ class SequentialLoader(Loader):
             made = make_batch(self.dataset, self.pipeline, indices, epoch, self.spec)
             self.stats.stages.append(made.times)
             self.stats.wait_s.append(time.perf_counter() - t0)
-            yield self._to_batch(made.images, made.indices, made.skipped)
+            yield self._to_batch(made.images, made.indices, made.skipped, made.labels)

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from .._env import limit_threads
-from ..dataset import ImageFolder
 from ..errors import ConfigError, LoaderTimeoutError
 from ..pipeline import Pipeline
+from ..protocol import Dataset, describe
 from .base import Loader
 from .batching import Batch, augment_into, epoch_plan, make_batch
-from .chunks import Part, compact, merged, split, stack
+from .chunks import Part, compact, merged, merged_labels, split, stack
 from .spec import LoaderSpec
 
 
@@ -36,7 +36,7 @@ class ThreadLoader(Loader):
     min_workers = 1
     splits_batches = True
 
-    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
+    def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         super().__init__(dataset, pipeline, spec, **options)
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -65,7 +65,7 @@ class ThreadLoader(Loader):
                 indices, skipped, times = merged(parts)
                 images: Any
                 if self.spec.augment_in == "main":
-                    paths = [self.dataset.path(i) for i in indices]
+                    paths = [describe(self.dataset, i) for i in indices]
                     raw = [im for p in parts for im in p.images]
                     images = augment_into(self.pipeline, raw, indices, self.spec.seed, epoch, paths, times)
                 elif out is not None:
@@ -74,7 +74,7 @@ class ThreadLoader(Loader):
                     images = stack([p.images for p in parts], self.pipeline)
                 self.stats.wait_s.append(time.perf_counter() - t0)
                 self.stats.stages.append(times)
-                yield self._to_batch(images, indices, skipped)
+                yield self._to_batch(images, indices, skipped, merged_labels(parts))
         finally:
             for _, futures in window:
                 for future in futures:
@@ -110,7 +110,8 @@ class ThreadLoader(Loader):
             pipeline = self._local.pipeline = copy.copy(self.pipeline)
         augment = self.spec.augment_in == "workers"
         made = make_batch(self.dataset, pipeline, indices, epoch, self.spec, out, augment)
-        return Part(offset, made.indices, made.skipped, made.times, images=None if out is not None else made.images)
+        images = None if out is not None else made.images
+        return Part(offset, made.indices, made.skipped, made.times, images=images, labels=made.labels)
 
     def close(self) -> None:
         if self._closed:

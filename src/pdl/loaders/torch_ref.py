@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from .._env import limit_threads
-from ..dataset import ImageFolder
 from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError, worker_error
 from ..pipeline import Pipeline
+from ..protocol import Dataset, check_picklable, describe
 from ..system import default_start_method
 from .base import Loader
 from .batching import Batch, augment_into, epoch_plan, make_batch
@@ -50,7 +50,7 @@ class _Plan:
 class _Batches:
     """The map-style dataset whose item is one whole batch, made in a torch worker."""
 
-    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec) -> None:
+    def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec) -> None:
         self.dataset, self.pipeline, self.spec = dataset, pipeline, spec
 
     def __getitem__(self, item: tuple[int, np.ndarray]) -> tuple[Any, ...] | WorkerError:
@@ -61,7 +61,7 @@ class _Batches:
         except Exception as exc:  # returned, not raised: torch re-raises it rebuilt from its message alone
             return worker_error(exc, getattr(exc, "path", None), "reading")
         images = torch.from_numpy(made.images) if augment else [torch.from_numpy(im) for im in made.images]
-        return images, made.indices, made.skipped, made.times
+        return images, made.indices, made.skipped, made.times, made.labels
 
 
 def _as_is(item: Any) -> Any:
@@ -88,7 +88,7 @@ class TorchLoader(Loader):
 
     min_workers = 1
 
-    def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
+    def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         if torch is None:
             raise MissingDependencyError("--loaders torch needs PyTorch: pip install 'pdl[torch]'")
         super().__init__(dataset, pipeline, spec, **options)
@@ -108,6 +108,8 @@ class TorchLoader(Loader):
         if self._loader is not None:
             return
         spec = self.spec
+        if self.num_workers:
+            check_picklable(self.dataset, self.start_method)
         self._loader = DataLoader(
             _Batches(self.dataset, self.pipeline, spec),  # type: ignore[arg-type]
             batch_size=None,  # the sampler yields whole batches
@@ -139,16 +141,16 @@ class TorchLoader(Loader):
                     return
                 if isinstance(item, WorkerError):
                     raise item
-                images, indices, skipped, times = item
+                images, indices, skipped, times, labels = item
                 if self.spec.augment_in == "workers":
                     images = images.numpy()  # zero copy: a view of torch's shared memory
                 else:
-                    paths = [self.dataset.path(i) for i in indices]
+                    paths = [describe(self.dataset, i) for i in indices]
                     raw = [im.numpy() for im in images]
                     images = augment_into(self.pipeline, raw, indices, self.spec.seed, epoch, paths, times)
                 self.stats.wait_s.append(time.perf_counter() - t0)
                 self.stats.stages.append(times)
-                yield self._to_batch(images, indices, skipped)
+                yield self._to_batch(images, indices, skipped, labels)
         except GeneratorExit:  # the caller stopped early: the next epoch's reset drops what is in flight
             raise
         except RuntimeError as exc:  # torch's own (from next() or its SIGCHLD handler): timeout, dead worker

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from .._env import keep_freed_memory, limit_threads
-from ..dataset import ImageFolder
 from ..errors import worker_error
 from ..pipeline import Pipeline
+from ..protocol import Dataset
 from .batching import make_batch
 from .chunks import Part
 from .shm import attach, slot_array
@@ -28,7 +28,7 @@ READY, DONE, FAILED = "ready", "done", "failed"
 
 def worker_loop(
     worker_id: int,
-    dataset: ImageFolder,
+    dataset: Dataset,
     pipeline: Pipeline,
     spec: LoaderSpec,
     tasks: connection.Connection,
@@ -68,7 +68,7 @@ def worker_loop(
 
 
 def _run(
-    dataset: ImageFolder,
+    dataset: Dataset,
     pipeline: Pipeline,
     spec: LoaderSpec,
     epoch: int,
@@ -87,14 +87,14 @@ def _run(
             rows = slot_array(buf, slot, slot_bytes, (batch_len, *shape), pipeline.output_dtype)
             out = rows[offset : offset + len(indices)]
         made = make_batch(dataset, pipeline, indices, epoch, spec, out=out)
-        part = Part(offset, made.indices, made.skipped, made.times)
+        part = Part(offset, made.indices, made.skipped, made.times, labels=made.labels)
         if out is None:
             part.images = made.images
         return part
     # the report's split: workers only read; raw images of any size, packed one after another into this
     # chunk's share of the slot's bytes
     made = make_batch(dataset, pipeline, indices, epoch, spec, augment=False)
-    part = Part(offset, made.indices, made.skipped, made.times)
+    part = Part(offset, made.indices, made.skipped, made.times, labels=made.labels)
     t0 = time.perf_counter()
     lo, hi = slot_bytes * offset // batch_len, slot_bytes * (offset + len(indices)) // batch_len
     if slot is not None and sum(im.nbytes for im in made.images) <= hi - lo:
