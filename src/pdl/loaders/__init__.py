@@ -40,6 +40,12 @@ REGISTRY: dict[str, Entry] = {
     "thread": Entry("pdl.loaders.thread:ThreadLoader", summary="pdl: a thread pool"),
     "torch": Entry("pdl.loaders.torch_ref:TorchLoader", ("start_method",), "torch", "PyTorch's DataLoader"),
     "ray": Entry("pdl.loaders.ray_ref:RayLoader", ("ray_address",), "ray", "Ray Data"),
+    "report": Entry("pdl.loaders.report_ref:ReportLoader", ("start_method",), summary="the seed report's DataLoaderPar"),
+    "batchup": Entry("pdl.loaders.batchup_ref:BatchUpLoader", (), "batchup", "BatchUp's WorkerProcessPool"),
+    "batchup-thread": Entry("pdl.loaders.batchup_ref:BatchUpThreadLoader", (), "batchup", "BatchUp's WorkerThreadPool"),
+    "spdl": Entry("pdl.loaders.spdl_ref:SpdlLoader", (), "spdl", "SPDL's Pipeline, threads"),
+    "spdl-process": Entry("pdl.loaders.spdl_ref:SpdlProcessLoader", ("start_method",), "spdl", "SPDL's Pipeline, processes"),
+    "torchdata": Entry("pdl.loaders.torchdata_ref:TorchdataLoader", (), "torchdata", "torchdata.nodes, processes"),
 }
 LOADERS = tuple(REGISTRY)
 SPEC_OPTIONS = frozenset(option for entry in REGISTRY.values() for option in entry.options)  # loader-specific
