@@ -125,6 +125,12 @@ class Point:
     """Peak PSS (main + workers) of each untimed memory epoch, with --memory."""
     batch_mb: float | None = None
     """Size of one batch, with --memory: the unit the memory budget is counted in."""
+    loader_version: str | None = None
+    """The installed version of a peer loader's package (batchup, spdl-core, torchdata); None for pdl's own."""
+    same_batches: bool | None = None
+    """Whether the warm-up epoch's batches equal the baseline's bit for bit (indices and images); None if unchecked."""
+    left_behind: int = 0
+    """Processes a peer loader left running that pdl had to stop when closing it."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}

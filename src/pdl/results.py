@@ -21,6 +21,7 @@ CSV_FIELDS = (
     "kind", "pipeline", "loader", "workers", "batch_size", "prefetch", "augment_in", "round", "images",
     "wall_s", "baseline_wall_s", "speedup_round", "speedup", "images_per_s", "wait_share", "cpu_main_s",
     "cpu_workers_s", "startup_s", "first_batch_s", "handoff_ms", "usable_cores", "memory_peak_mb", "batch_mb",
+    "loader_version", "same_batches",
 )  # fmt: skip  # a Point field of the same name fills its column; the others are set per round below
 
 

@@ -174,7 +174,7 @@ class BatchUpLoader(Loader):
         if manager is not None:
             with contextlib.suppress(Exception):
                 manager.shutdown()
-        self.left_behind += self._reaper.reap(1.0)
+        self.left_behind += self._reaper.reap()
 
 
 class BatchUpThreadLoader(BatchUpLoader):

@@ -141,7 +141,7 @@ def process_alive(pid: int) -> bool:
 class Reaper:
     """The processes a peer started, so ``close()`` can stop what the peer itself leaves running.
 
-    ``reap()`` stops those still running (SIGTERM, then SIGKILL after ``grace_s``) and returns how many it stopped.
+    ``reap()`` stops those still running and says how many it had to stop.
     """
 
     pids: set[int] = field(default_factory=set)
@@ -149,20 +149,30 @@ class Reaper:
     def add(self, pids: Iterable[int | None]) -> None:
         self.pids.update(pid for pid in pids if pid is not None)
 
-    def reap(self, grace_s: float = 2.0) -> int:
+    def reap(self, wait: float = 0.0, grace_s: float = 1.0) -> int:
+        """Give the processes ``wait`` seconds to end by themselves, then stop the rest (SIGTERM, SIGKILL after
+        ``grace_s``); returns how many had to be stopped. Polls, never waits on a pid (its owner reaps it)."""
         procs = []
         for pid in self.pids:
             with contextlib.suppress(psutil.Error):
                 proc = psutil.Process(pid)
                 procs += [*proc.children(recursive=True), proc]
         self.pids.clear()
-        procs = [proc for proc in procs if process_alive(proc.pid)]
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                proc.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=grace_s)
+        alive = _until_dead(procs, wait)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        for proc in _until_dead(alive, grace_s):
+            with contextlib.suppress(psutil.Error):
                 proc.kill()
-        psutil.wait_procs(alive, timeout=grace_s)
-        return len(procs)
+        return len(alive)
+
+
+def _until_dead(procs: list[psutil.Process], seconds: float) -> list[psutil.Process]:
+    """Those of ``procs`` still running after up to ``seconds`` (a zombie has ended)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        alive = [proc for proc in procs if process_alive(proc.pid)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)
