@@ -8,6 +8,7 @@ one line naming the pip command that installs it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,24 @@ def loader_class(name: str) -> type[Loader]:
     return found
 
 
+def installed() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the loaders that can run here, the ones whose extra is missing), each in registry order: what
+    ``--loaders all`` means."""
+    present, missing = [], []
+    for name, entry in REGISTRY.items():
+        try:
+            ok = entry.extra is None or importlib.util.find_spec(entry.extra) is not None
+        except (ImportError, ValueError):
+            ok = False
+        if ok:
+            try:
+                loader_class(name)
+            except MissingDependencyError:
+                ok = False
+        (present if ok else missing).append(name)
+    return tuple(present), tuple(missing)
+
+
 def make_loader(name: str, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> Loader:
     """A loader by name, built from one spec (``options``, fields of ``LoaderSpec``, override the spec's)."""
     return loader_class(name)(dataset, pipeline, spec, **options)
@@ -88,6 +107,7 @@ __all__ = [
     "ParallelLoader",
     "SequentialLoader",
     "ThreadLoader",
+    "installed",
     "loader_class",
     "make_loader",
     "uses",
