@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import psutil
 from batchup import work_pool  # type: ignore[import-untyped]
 
 from .._env import limit_threads
@@ -114,14 +113,12 @@ class BatchUpLoader(Loader):
             self._shared = (self.dataset, self.pipeline, self.spec)
             return
         try:
-            before = {child.pid for child in psutil.Process().children()}
             with opencv_single_threaded(self.pipeline):  # the pool and manager fork here, from the main thread
                 self._pool = work_pool.WorkerProcessPool(processes=self.num_workers)
-            new = [child.pid for child in psutil.Process().children() if child.pid not in before]
             manager = getattr(self._pool, "_WorkerProcessPool__manager", None)
             self._manager_pid = getattr(getattr(manager, "_process", None), "pid", None)
             self._workers = [p.pid for p in self._inner_pool()._pool]
-            self._reaper.add([*self._workers, self._manager_pid, *new])  # and joblib's resource tracker
+            self._reaper.add([*self._workers, self._manager_pid])  # not joblib's resource tracker: process-wide
             share = self._pool.shared_constant  # pickled once into the manager, cached per worker
             self._shared = (share(self.dataset), share(self.pipeline), share(self.spec))
         except BaseException:

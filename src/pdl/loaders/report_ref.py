@@ -14,10 +14,12 @@ a pdl error; no wait lasts longer than ``--timeout`` (else 120 s); a dead worker
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing as mp
 import queue
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -56,6 +58,18 @@ def worker_funct(dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, ind
         output_queue.put(((epoch, position), made))
 
 
+def _drain(output_queue: Any, inbox: queue.Queue[tuple[Key, Any]]) -> None:
+    """The shared output queue → the inbox, until the queue is closed (or broken by a killed worker)."""
+    while True:
+        try:
+            item = output_queue.get()
+        except Exception:
+            return
+        if item is None:
+            return
+        inbox.put(item)
+
+
 class ReportLoader(Loader):
     name = "report"
     min_workers = 1
@@ -68,6 +82,7 @@ class ReportLoader(Loader):
         self._workers: list[Any] = []
         self._index_queues: list[Any] = []
         self._output_queue: Any = None
+        self._inbox: queue.Queue[tuple[Key, Any]] = queue.Queue()
         self.left_behind = 0  # worker processes that had to be killed on close
 
     @property
@@ -90,6 +105,10 @@ class ReportLoader(Loader):
                     worker.start()
                     self._index_queues.append(index_queue)
                     self._workers.append(worker)
+            # after the forks: a thread that moves the shared queue's items to the main process's inbox, so no
+            # wait blocks past the timeout (a worker killed mid-message leaves a pipe that a read never returns from)
+            reader = threading.Thread(target=_drain, args=(self._output_queue, self._inbox), daemon=True)
+            reader.start()
         except BaseException:
             self.close()
             raise
@@ -146,7 +165,7 @@ class ReportLoader(Loader):
 
         def ready(seconds: float) -> bool:
             try:
-                got.append(self._output_queue.get(timeout=seconds))
+                got.append(self._inbox.get(timeout=seconds))
             except queue.Empty:
                 return False
             return True
@@ -170,6 +189,9 @@ class ReportLoader(Loader):
                 worker.kill()
                 worker.join(1.0)
                 self.left_behind += 1
+        if self._output_queue is not None:
+            with contextlib.suppress(Exception):
+                self._output_queue.put(None)  # ends the reader thread
         for q in [*self._index_queues, *([self._output_queue] if self._output_queue is not None else [])]:
             q.cancel_join_thread()
             q.close()

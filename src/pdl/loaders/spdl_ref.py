@@ -81,6 +81,14 @@ def _pid() -> int:
     return os.getpid()
 
 
+def _broken(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or holds among its causes and sub-exceptions, a broken process pool."""
+    if isinstance(exc, BrokenProcessPool):
+        return True
+    inner = [*getattr(exc, "exceptions", ()), exc.__cause__, exc.__context__]
+    return any(_broken(e) for e in inner if isinstance(e, BaseException))
+
+
 class SpdlLoader(Loader):
     name = "spdl"
     min_workers = 1
@@ -174,10 +182,10 @@ class SpdlLoader(Loader):
             raise
         except BrokenProcessPool:
             raise self._died(None) from None
-        except Exception as exc:
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, BrokenProcessPool) or "BrokenProcessPool" in repr(exc):
-                raise self._died(None) from None
+        except Exception as exc:  # SPDL's PipelineFailure: a stage failed (its sub-exceptions say why)
+            dead = [pid for pid in self._pids if not process_alive(pid)]
+            if dead or _broken(exc):
+                raise self._died(dead[0] if dead else None) from None
             raise WorkerError(f"{self.name}: {type(exc).__name__}: {exc}", exc_type=type(exc).__name__) from None
 
     def _died(self, pid: int | None) -> WorkerDiedError:
