@@ -38,8 +38,14 @@ def test_run_table_in_rich_at_a_pinned_width() -> None:
     text = console.export_text()
     assert grid.notes == ["process (2 workers): start-up 50 ms, first batch 200 ms (not in the wall times)"]
     assert "light · batch 8 · Test CPU 3000 · 4 usable of 4 logical cores · testbox" in text
-    assert "│ process    │       2 │     80 │         1.000 │       80 │ 2.10× (2.00–2.20) │      1.00× │  2.10 │            200 │          yes │" in text
-    assert "│ sequential │       0 │     80 │         2.100 │       36 │ 1.00× (1.00–1.00) │      0.48× │  2.10 │            200 │            – │" in text
+    assert (
+        "│ process    │       2 │     80 │         1.000 │       80 │ 2.10× (2.00–2.20) │      1.00× │  2.10 │            200 │          yes │"
+        in text
+    )
+    assert (
+        "│ sequential │       0 │     80 │         2.100 │       36 │ 1.00× (1.00–1.00) │      0.48× │  2.10 │            200 │            – │"
+        in text
+    )
 
 
 def test_run_table_compares_peers_with_the_process_loader_and_flags_different_batches() -> None:

@@ -93,7 +93,12 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         AugmentInChoice(_DEFAULTS["augment_in"]),
     ),
     "loaders": (
-        Annotated[str, typer.Option(help=f"Comma list of: {', '.join(LOADERS)}, or all (every installed one). The sequential baseline is always measured.")],
+        Annotated[
+            str,
+            typer.Option(
+                help=f"Comma list of: {', '.join(LOADERS)}, or all (every installed one). The sequential baseline is always measured."
+            ),
+        ],
         ",".join(_DEFAULTS["loaders"]),
     ),
     "on_error": (

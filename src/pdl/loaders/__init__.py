@@ -72,7 +72,8 @@ def loader_class(name: str) -> type[Loader]:
 def installed() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(the loaders that can run here, the ones whose extra is missing), each in registry order: what
     ``--loaders all`` means."""
-    present, missing = [], []
+    present: list[str] = []
+    missing: list[str] = []
     for name, entry in REGISTRY.items():
         try:
             ok = entry.extra is None or importlib.util.find_spec(entry.extra) is not None

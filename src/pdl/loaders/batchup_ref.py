@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,12 @@ def _make(dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, epoch: int
         limit_threads()
     augment = spec.augment_in == "workers"
     return epoch, safely(make_batch, dataset, pipeline, indices, epoch, spec, None, augment)
+
+
+def _ready(result: Any, seconds: float) -> bool:
+    """Whether a task's AsyncResult is in, after waiting up to ``seconds``."""
+    result.wait(seconds)
+    return bool(result.ready())
 
 
 @contextlib.contextmanager
@@ -135,8 +142,7 @@ class BatchUpLoader(Loader):
             for _ in plan:
                 t0 = time.perf_counter()
                 if buffer:
-                    head = buffer[0]
-                    wait_for(lambda s, head=head: bool(head.wait(s)) or head.ready(), self.name, self.spec, self._alive)
+                    wait_for(partial(_ready, buffer[0]), self.name, self.spec, self._alive)
                 made_epoch, made = next(results)
                 made = checked(made)
                 images = made.images if self.spec.augment_in == "workers" else self._augment(made, made_epoch)

@@ -91,9 +91,7 @@ def join_images(pipeline: Pipeline, parts: Sequence[Produced]) -> Joined:
     return Joined(images, indices.astype(np.int64), skipped, times)
 
 
-def augment_decoded(
-    dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, epoch: int, parts: Sequence[Produced]
-) -> Joined:
+def augment_decoded(dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, epoch: int, parts: Sequence[Produced]) -> Joined:
     """Per-image decoded results (``augment=False``) augmented here, in the main process, with pdl's seeds."""
     times = StageTimes()
     skipped: list[tuple[str, str]] = []

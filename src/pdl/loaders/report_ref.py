@@ -54,7 +54,9 @@ def worker_funct(dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, ind
         if item is None:
             break
         epoch, position, index = item
-        made = safely(one_image, dataset, pipeline, spec, epoch, index, False)  # the pipeline: its first resize, for reduce_decode
+        made = safely(
+            one_image, dataset, pipeline, spec, epoch, index, False
+        )  # the pipeline: its first resize, for reduce_decode
         output_queue.put(((epoch, position), made))
 
 
@@ -78,7 +80,7 @@ class ReportLoader(Loader):
     def __init__(self, dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         super().__init__(dataset, pipeline, spec, **options)
         self.start_method: str = self.spec.start_method or default_start_method()
-        self._ctx = mp.get_context(self.start_method)
+        self._ctx: Any = mp.get_context(self.start_method)
         self._workers: list[Any] = []
         self._index_queues: list[Any] = []
         self._output_queue: Any = None
@@ -100,7 +102,9 @@ class ReportLoader(Loader):
                 for _ in range(self.num_workers):
                     index_queue = self._ctx.Queue()
                     worker = self._ctx.Process(
-                        target=worker_funct, args=(self.dataset, self.pipeline, self.spec, index_queue, self._output_queue), daemon=True
+                        target=worker_funct,
+                        args=(self.dataset, self.pipeline, self.spec, index_queue, self._output_queue),
+                        daemon=True,
                     )
                     worker.start()
                     self._index_queues.append(index_queue)

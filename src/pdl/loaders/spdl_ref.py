@@ -135,7 +135,7 @@ class SpdlLoader(Loader):
             op: Any = partial(_in_process, epoch)
         else:
             op = partial(_in_thread, self.dataset, self.pipeline, spec, epoch)
-        builder = (
+        builder: Any = (
             PipelineBuilder()
             .add_source(order.tolist())
             .pipe(op, concurrency=self.num_workers, executor=self._executor, output_order="input")

@@ -28,7 +28,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from torchdata.nodes import IterableWrapper, ParallelMapper, Prefetcher
+from torchdata.nodes import IterableWrapper, ParallelMapper, Prefetcher  # type: ignore[import-untyped]
 
 from .._env import limit_threads
 from ..dataset import ImageFolder
@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..pipeline import Pipeline
 from .base import Loader
 from .batching import Batch, augment_into, epoch_plan, make_batch
-from .peers import POLL_S, Reaper, checked, process_alive, safely, version, wait_for
+from .peers import POLL_S, Reaper, checked, safely, version, wait_for
 from .spec import LoaderSpec
 
 _prepared = False
@@ -162,7 +162,7 @@ class TorchdataLoader(Loader):
         self._stop.set()
         pids = self.worker_pids
         for node in (self._node, self._mapper):
-            inner = getattr(node, "_it", None)
+            inner: Any = getattr(node, "_it", None)
             inner = getattr(inner, "_it", inner)
             with contextlib.suppress(Exception):
                 inner._shutdown()  # stops torchdata's threads and tells its workers to stop
