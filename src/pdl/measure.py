@@ -123,7 +123,11 @@ def _timed(work: Workload, clock: Clock, tick: Progress) -> list[Point]:
             loader = make_loader(kind, work.dataset, work.pipeline, work.spec)
             stack.callback(loader.close)
             loaders.append(loader)
-            warm.append(_warm_up(loader, clock))
+        # the loaders that fork start first, before any other has started threads (Ray's, SPDL's event loop,
+        # torchdata's readers, a thread pool): a child forked from a process with threads can hang
+        early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
+        for i, (kind, loader) in enumerate(zip(work.loaders, loaders, strict=True)):
+            warm.append(_warm_up(loader, clock, early.get(i)))
             tick(f"warm-up {kind}")
         runs: list[list[EpochTiming]] = [[] for _ in loaders]
         for r in range(work.repeats):
@@ -144,12 +148,20 @@ class WarmUp:
     digest: str = ""  # of the epoch's batches (indices and images, in order): equal digests, equal batches
 
 
-def _warm_up(loader: Loader, clock: Clock) -> WarmUp:
+def _started(loader: Loader, clock: Clock) -> float:
+    """Start ``loader``; the seconds it took."""
+    t0 = clock()
+    loader.start()
+    return clock() - t0
+
+
+def _warm_up(loader: Loader, clock: Clock, startup_s: float | None = None) -> WarmUp:
     """The untimed first epoch: start-up and first batch timed, every batch digested (the warm-up epoch's time
     includes the hashing, about 1 ms per 1 MB of images; no timed epoch does)."""
     t0 = clock()
-    loader.start()
+    loader.start()  # a no-op if it was started already, in ``startup_s``
     t1 = clock()
+    startup_s = t1 - t0 if startup_s is None else startup_s
     first = None
     digest = hashlib.blake2b(digest_size=16)
     for batch in loader:
@@ -160,7 +172,7 @@ def _warm_up(loader: Loader, clock: Clock) -> WarmUp:
             digest.update(f"{part.dtype.str}{part.shape}".encode())
             digest.update(part.tobytes())
         del batch, images  # hand a shared-memory slot back before the next batch
-    return WarmUp(startup_s=t1 - t0, first_batch_s=first or 0.0, warmup_epoch_s=clock() - t1, digest=digest.hexdigest())
+    return WarmUp(startup_s=startup_s, first_batch_s=first or 0.0, warmup_epoch_s=clock() - t1, digest=digest.hexdigest())
 
 
 def _point(
