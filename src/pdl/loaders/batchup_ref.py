@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from ..pipeline import Pipeline
 from .base import Loader
 from .batching import Batch, Produced, augment_into, epoch_plan, make_batch
-from .peers import Reaper, checked, process_alive, safely, version, wait_for
+from .peers import Reaper, check_alive, checked, process_alive, safely, version, wait_for
 from .spec import LoaderSpec
 
 _prepared = False
@@ -58,6 +58,12 @@ def _make(dataset: ImageFolder, pipeline: Pipeline, spec: LoaderSpec, epoch: int
         limit_threads()
     augment = spec.augment_in == "workers"
     return epoch, safely(make_batch, dataset, pipeline, indices, epoch, spec, None, augment)
+
+
+def _terminate(pool: Any) -> None:
+    with contextlib.suppress(Exception):
+        pool.terminate()
+        pool.join()
 
 
 def _ready(result: Any, seconds: float) -> bool:
@@ -143,6 +149,8 @@ class BatchUpLoader(Loader):
                 t0 = time.perf_counter()
                 if buffer:
                     wait_for(partial(_ready, buffer[0]), self.name, self.spec, self._alive)
+                else:
+                    check_alive(self.name, self._alive)
                 made_epoch, made = next(results)
                 made = checked(made)
                 images = made.images if self.spec.augment_in == "workers" else self._augment(made, made_epoch)
@@ -169,10 +177,20 @@ class BatchUpLoader(Loader):
         inner, pool = self._inner_pool(), self._pool
         self._pool = None
         if inner is not None:
-            with contextlib.suppress(Exception):
-                inner.terminate()  # MemmappingPool.terminate also removes its temporary folder
-            with contextlib.suppress(Exception):
-                inner.join()
+            self._reaper.add(p.pid for p in getattr(inner, "_pool", []))  # a replacement for a dead worker too
+            if any(not ok for _, ok in self._alive()):
+                # a worker killed inside the pool's input-queue lock holds it forever, and terminate() takes it:
+                # hand it back (a process-shared semaphore: no owner check)
+                with contextlib.suppress(Exception):
+                    inner._inqueue._rlock.release()
+            # terminate() (which also removes joblib's memmap folder) can still hang on a queue a killed worker
+            # broke: it runs on a thread pdl stops waiting for, and the processes are stopped below regardless
+            stopper = threading.Thread(target=_terminate, args=(inner,), daemon=True)
+            stopper.start()
+            stopper.join(5.0)
+            if stopper.is_alive():  # terminate() is stuck: remove joblib's memmap folder here
+                with contextlib.suppress(Exception):
+                    inner._temp_folder_manager._clean_temporary_resources()
         manager = getattr(pool, "_WorkerProcessPool__manager", None)
         if manager is not None:
             with contextlib.suppress(Exception):

@@ -112,19 +112,26 @@ def wait_for(
 ) -> None:
     """Wait until ``ready(seconds)`` says so, at most ``wait_s(spec)``, checking the workers every ``POLL_S``.
 
-    ``alive()`` gives (pid, alive) for each worker process; one that died is a WorkerDiedError naming the loader.
+    ``alive()`` gives (pid, alive) for each worker process; one that died, seen before the wait or during it, is a
+    WorkerDiedError naming the loader.
     """
     limit = wait_s(spec)
     deadline = time.monotonic() + limit
+    check_alive(loader, alive)  # first: a pool that replaced a dead worker may not wait, but its work may be lost
     while not ready(max(0.0, min(POLL_S, deadline - time.monotonic()))):
-        dead = [pid for pid, ok in alive() if not ok]
-        if dead:
-            raise WorkerDiedError(
-                f"{loader}: worker process {dead[0]} died (killed, crashed or out of memory) and its work is lost",
-                exc_type="WorkerDied",
-            )
+        check_alive(loader, alive)
         if time.monotonic() >= deadline:
             raise LoaderTimeoutError(f"{loader}: no batch within {limit:g}s; a worker may be stuck: raise --timeout")
+
+
+def check_alive(loader: str, alive: Callable[[], Iterable[tuple[int, bool]]]) -> None:
+    """A WorkerDiedError naming ``loader`` if one of its worker processes has died."""
+    dead = [pid for pid, ok in alive() if not ok]
+    if dead:
+        raise WorkerDiedError(
+            f"{loader}: worker process {dead[0]} died (killed, crashed or out of memory) and its work is lost",
+            exc_type="WorkerDied",
+        )
 
 
 def process_alive(pid: int) -> bool:

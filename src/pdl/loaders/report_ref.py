@@ -85,6 +85,7 @@ class ReportLoader(Loader):
         self._index_queues: list[Any] = []
         self._output_queue: Any = None
         self._inbox: queue.Queue[tuple[Key, Any]] = queue.Queue()
+        self._reader: threading.Thread | None = None
         self.left_behind = 0  # worker processes that had to be killed on close
 
     @property
@@ -109,10 +110,6 @@ class ReportLoader(Loader):
                     worker.start()
                     self._index_queues.append(index_queue)
                     self._workers.append(worker)
-            # after the forks: a thread that moves the shared queue's items to the main process's inbox, so no
-            # wait blocks past the timeout (a worker killed mid-message leaves a pipe that a read never returns from)
-            reader = threading.Thread(target=_drain, args=(self._output_queue, self._inbox), daemon=True)
-            reader.start()
         except BaseException:
             self.close()
             raise
@@ -148,6 +145,12 @@ class ReportLoader(Loader):
                 if found[0] == epoch:  # an earlier epoch's image (an abandoned epoch) is dropped
                     cache.append((found, made))
 
+        if self._reader is None:
+            # a thread that moves the shared queue's items to this process's inbox, so no wait blocks past the
+            # timeout (a worker killed mid-message leaves a pipe that a read never returns from); started at the
+            # first epoch, not in start(): other loaders may still fork after this one started
+            self._reader = threading.Thread(target=_drain, args=(self._output_queue, self._inbox), daemon=True)
+            self._reader.start()
         try:
             prefetch()
             for indices in plan:
