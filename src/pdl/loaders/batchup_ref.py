@@ -177,7 +177,8 @@ class BatchUpLoader(Loader):
         inner, pool = self._inner_pool(), self._pool
         self._pool = None
         if inner is not None:
-            self._reaper.add(p.pid for p in getattr(inner, "_pool", []))  # a replacement for a dead worker too
+            if not self.threads:  # a replacement for a dead worker too
+                self._reaper.add(p.pid for p in getattr(inner, "_pool", []))
             if any(not ok for _, ok in self._alive()):
                 # a worker killed inside the pool's input-queue lock holds it forever, and terminate() takes it:
                 # hand it back (a process-shared semaphore: no owner check)
