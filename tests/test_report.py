@@ -30,15 +30,38 @@ def test_sweep_workers_markdown() -> None:
 
 
 def test_run_table_in_rich_at_a_pinned_width() -> None:
-    pts = [point("sequential", 0, [2.0, 2.2], [2.0, 2.2]), point("process", 2, [2.0, 2.2], [1.0, 1.0])]
+    pts = [point("sequential", 0, [2.0, 2.2], [2.0, 2.2]), point("process", 2, [2.0, 2.2], [1.0, 1.0], same_batches=True)]
     rs = results("run", pts)
-    console = Console(width=100, record=True, file=open("/dev/null", "w"), color_system=None)
+    console = Console(width=140, record=True, file=open("/dev/null", "w"), color_system=None)
     grid = grids(rs)[0]
     console.print(to_rich(grid))
     text = console.export_text()
     assert grid.notes == ["process (2 workers): start-up 50 ms, first batch 200 ms (not in the wall times)"]
     assert "light · batch 8 · Test CPU 3000 · 4 usable of 4 logical cores · testbox" in text
-    assert "│ process    │       2 │     80 │         1.000 │       80 │ 2.10× (2.00–2.20) │" in text
+    assert (
+        "│ process    │       2 │     80 │         1.000 │       80 │ 2.10× (2.00–2.20) │      1.00× │  2.10 │            200 │          yes │"
+        in text
+    )
+    assert (
+        "│ sequential │       0 │     80 │         2.100 │       36 │ 1.00× (1.00–1.00) │      0.48× │  2.10 │            200 │            – │"
+        in text
+    )
+
+
+def test_run_table_compares_peers_with_the_process_loader_and_flags_different_batches() -> None:
+    base = [2.0, 2.0]
+    pts = [
+        point("sequential", 0, base, base, same_batches=True),
+        point("process", 2, base, [1.0, 1.0], same_batches=True, memory_peak_mb=(300.0, 310.0)),
+        point("batchup", 2, base, [1.25, 1.25], same_batches=False, loader_version="0.2.3", left_behind=1),
+    ]
+    grid = grids(results("run", pts))[0]
+    assert grid.columns[-5:] == ["vs process", "CPU s", "peak MB", "first batch ms", "same batches"]
+    assert grid.rows[2][-5:] == ["0.80×", "2.10", "–", "200", "NO"]
+    assert grid.rows[1][-5:] == ["1.00×", "2.10", "310", "200", "yes"]
+    assert "peer versions: batchup 0.2.3" in grid.notes
+    assert "batchup: left 1 process(es) running on close; pdl stopped them" in grid.notes
+    assert any(n.startswith("NO: batchup made batches that differ") for n in grid.notes)
 
 
 def test_noisy_points_are_flagged_with_advice() -> None:

@@ -6,6 +6,7 @@ callback.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import time
@@ -148,9 +149,13 @@ def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sle
             loader = make_loader(kind, work.dataset, work.pipeline, work.spec)
             stack.callback(loader.close)
             loaders.append(loader)
+        # the loaders that fork start first, before any other has started threads (Ray's, SPDL's event loop,
+        # torchdata's readers, a thread pool): a child forked from a process with threads can hang
+        early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
+        for i, (kind, loader) in enumerate(zip(work.loaders, loaders, strict=True)):
             if cold is not None:
                 cold.evict()
-            warm.append(_warm_up(loader, clock))
+            warm.append(_warm_up(loader, clock, early.get(i)))
             tick(f"warm-up {kind}")
         runs: list[list[EpochTiming]] = [[] for _ in loaders]
         for r in range(work.repeats):
@@ -160,8 +165,11 @@ def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sle
                     cold.evict()
                 runs[i].append(time_epoch(loaders[i], clock, work.step, sleep))
                 tick(f"round {r + 1} {work.loaders[i]}")
-        points = [_point(work, loaders[i], warm[i], runs[i], runs[0]) for i in range(len(loaders))]
-        return points if cold is None else [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
+        points = [_point(work, loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
+        if cold is not None:
+            points = [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
+    # closed: what a peer loader left running has been stopped, and counted
+    return [replace(p, left_behind=int(getattr(loader, "left_behind", 0))) for p, loader in zip(points, loaders, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -169,20 +177,44 @@ class WarmUp:
     startup_s: float
     first_batch_s: float
     warmup_epoch_s: float
+    digest: str = ""  # of the epoch's batches (indices and images, in order): equal digests, equal batches
 
 
-def _warm_up(loader: Loader, clock: Clock) -> WarmUp:
+def _started(loader: Loader, clock: Clock) -> float:
+    """Start ``loader``; the seconds it took."""
     t0 = clock()
     loader.start()
+    return clock() - t0
+
+
+def _warm_up(loader: Loader, clock: Clock, startup_s: float | None = None) -> WarmUp:
+    """The untimed first epoch: start-up and first batch timed, every batch digested (the warm-up epoch's time
+    includes the hashing, about 1 ms per 1 MB of images; no timed epoch does)."""
+    t0 = clock()
+    loader.start()  # a no-op if it was started already, in ``startup_s``
     t1 = clock()
+    startup_s = t1 - t0 if startup_s is None else startup_s
     first = None
-    for _batch in loader:
+    digest = hashlib.blake2b(digest_size=16)
+    for batch in loader:
         if first is None:
             first = clock() - t1
-    return WarmUp(startup_s=t1 - t0, first_batch_s=first or 0.0, warmup_epoch_s=clock() - t1)
+        images = batch.images
+        for part in (batch.indices.astype("<i8"), images):
+            digest.update(f"{part.dtype.str}{part.shape}".encode())
+            digest.update(part.tobytes())
+        del batch, images  # hand a shared-memory slot back before the next batch
+    return WarmUp(startup_s=startup_s, first_batch_s=first or 0.0, warmup_epoch_s=clock() - t1, digest=digest.hexdigest())
 
 
-def _point(work: Workload, loader: Loader, warm: WarmUp, runs: Sequence[EpochTiming], base: Sequence[EpochTiming]) -> Point:
+def _point(
+    work: Workload,
+    loader: Loader,
+    warm: WarmUp,
+    runs: Sequence[EpochTiming],
+    base: Sequence[EpochTiming],
+    base_digest: str = "",
+) -> Point:
     spec = work.spec
     walls = [r.wall_s for r in runs]
     sp = speedup([b.wall_s for b in base], walls)
@@ -220,6 +252,8 @@ def _point(work: Workload, loader: Loader, warm: WarmUp, runs: Sequence[EpochTim
         start_method=loader.start_method,
         cluster=cluster_from_info(loader.cluster_info()),  # Ray: nodes and CPUs
         **_stall_fields(work.step, spec.batch_size, runs),
+        loader_version=getattr(loader, "version", None),
+        same_batches=warm.digest == base_digest if warm.digest and base_digest else None,
     )
 
 

@@ -149,6 +149,12 @@ class Point:
     cache_resident: float | None = None
     """With --cache cold: share of a sample of the files' pages still cached after eviction (0: evicted; near 1:
     the filesystem ignored it); None when warm or when it could not be checked."""
+    loader_version: str | None = None
+    """The installed version of a peer loader's package (batchup, spdl-core, torchdata); None for pdl's own."""
+    same_batches: bool | None = None
+    """Whether the warm-up epoch's batches equal the baseline's bit for bit (indices and images); None if unchecked."""
+    left_behind: int = 0
+    """Processes a peer loader left running that pdl had to stop when closing it."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}

@@ -48,11 +48,19 @@ def _noise_note(points: Sequence[Point]) -> list[str]:
 
 
 def run_grid(rs: ResultSet) -> Grid:
+    """Per loader: wall, images/s, speedup; the ratio to torch's and to pdl's process loader when they ran; CPU
+    seconds per epoch (main + workers), peak memory (with --memory), time to the first batch, and whether its
+    batches equalled the baseline's bit for bit."""
     pts = rs.points
     torch = next((p for p in pts if p.loader == "torch"), None)
+    process = next((p for p in pts if p.loader == "process"), None)
+    memory = any(p.memory_peak_mb for p in pts)
     columns = ["loader", "workers", "images", "median wall s", "images/s", "speedup ×"]
     if torch:
         columns.append("vs torch")
+    if process:
+        columns.append("vs process")
+    columns += ["CPU s", *(["peak MB"] if memory else []), "first batch ms", "same batches"]
     stepped = any(p.step_ms for p in pts)
     if stepped:
         columns += STALL_COLUMNS
@@ -75,10 +83,16 @@ def run_grid(rs: ResultSet) -> Grid:
         ]
         if torch:
             row.append(_x(median(torch.wall_s) / median(p.wall_s)))
+        if process:
+            row.append(_x(median(process.wall_s) / median(p.wall_s)))
+        row.append(f"{p.cpu_main_s + p.cpu_workers_s:.2f}")
+        if memory:
+            row.append(f"{max(p.memory_peak_mb):.0f}" if p.memory_peak_mb else "–")
+        row += [f"{p.first_batch_s * 1e3:.0f}", same_cell(p.same_batches)]
         if stepped:
             row += stall_cells(p)
         grid.rows.append(row)
-    grid.notes = startup_notes(pts) + _noise_note(pts) + skipped_notes(pts)
+    grid.notes = startup_notes(pts) + peer_notes(pts) + _noise_note(pts) + skipped_notes(pts)
     if stepped:
         grid.notes += [STALL_NOTE, *(need_line(p, rs.machine.cpu.usable) for p in pts if p.loader != "sequential" and p.step_ms)]
     return grid
@@ -130,6 +144,28 @@ def need_line(p: Point, usable: int) -> str:
             f"(the estimate is {need / measured - 1:+.0%} off)"
         )
     return line
+
+
+def same_cell(same: bool | None) -> str:
+    """'yes', 'NO' (loud: the comparison is not of the same work), or '–' where it was not checked."""
+    return "–" if same is None else "yes" if same else "NO"
+
+
+def peer_notes(points: Sequence[Point]) -> list[str]:
+    """The peer loaders' versions, what pdl had to stop after them, and a warning if batches differed."""
+    notes = []
+    versions = [f"{p.loader} {p.loader_version}" for p in points if p.loader_version]
+    if versions:
+        notes.append("peer versions: " + ", ".join(dict.fromkeys(versions)))
+    for p in points:
+        if p.left_behind:
+            notes.append(f"{p.loader}: left {p.left_behind} process(es) running on close; pdl stopped them")
+    different = [p.loader for p in points if p.same_batches is False]
+    if different:
+        notes.append(
+            f"NO: {', '.join(different)} made batches that differ from the baseline's: their speed is not for the same work"
+        )
+    return notes
 
 
 def startup_notes(points: Sequence[Point]) -> list[str]:

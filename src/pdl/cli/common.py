@@ -19,9 +19,9 @@ from rich.text import Text
 
 from ..errors import PdlError
 
-# Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 120 columns
+# Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 160 columns
 # rather than Rich's 80, unless COLUMNS says otherwise.
-_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160  # the run table of every loader
 out = Console(highlight=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, width=_WIDTH, soft_wrap=True)
 

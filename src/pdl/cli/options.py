@@ -21,10 +21,12 @@ import typer
 from ..cache import Cache
 from ..config import BASELINE, Experiment
 from ..errors import ConfigError
-from ..loaders import LOADERS
+from ..loaders import LOADERS, installed
 from ..loaders.spec import AugmentIn, OnError, StartMethod
 from ..step import StepKind
+from .common import say
 
+ALL = "all"  # --loaders all: every loader installed here
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Experiment)}
 
 
@@ -75,6 +77,11 @@ class Shared:
             if given[name] is None:
                 given[name] = from_env(var, _DEFAULTS[name])
         names = name_list(self.loaders)
+        if ALL in names:  # every installed loader, in registry order; say which were left out
+            present, missing = installed()
+            names = tuple(dict.fromkeys([n for n in names if n != ALL] + list(present)))
+            if missing and not self.quiet:
+                say("note:", "cyan", f"--loaders all: left out {', '.join(missing)} (not installed: pip install 'pdl[peers]')")
         return Experiment(inputs=inputs, loaders=(BASELINE, *[n for n in names if n != BASELINE]), **given, **fields)
 
 
@@ -118,7 +125,12 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         AugmentInChoice(_DEFAULTS["augment_in"]),
     ),
     "loaders": (
-        Annotated[str, typer.Option(help=f"Comma list of: {', '.join(LOADERS)}. The sequential baseline is always measured.")],
+        Annotated[
+            str,
+            typer.Option(
+                help=f"Comma list of: {', '.join(LOADERS)}, or all (every installed one). The sequential baseline is always measured."
+            ),
+        ],
         ",".join(_DEFAULTS["loaders"]),
     ),
     "on_error": (

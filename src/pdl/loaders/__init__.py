@@ -8,6 +8,7 @@ one line naming the pip command that installs it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,12 @@ REGISTRY: dict[str, Entry] = {
     "thread": Entry("pdl.loaders.thread:ThreadLoader", summary="pdl: a thread pool"),
     "torch": Entry("pdl.loaders.torch_ref:TorchLoader", ("start_method",), "torch", "PyTorch's DataLoader"),
     "ray": Entry("pdl.loaders.ray_ref:RayLoader", ("ray_address",), "ray", "Ray actors, on one machine or a cluster"),
+    "report": Entry("pdl.loaders.report_ref:ReportLoader", ("start_method",), summary="the seed report's DataLoaderPar"),
+    "batchup": Entry("pdl.loaders.batchup_ref:BatchUpLoader", (), "batchup", "BatchUp's WorkerProcessPool"),
+    "batchup-thread": Entry("pdl.loaders.batchup_ref:BatchUpThreadLoader", (), "batchup", "BatchUp's WorkerThreadPool"),
+    "spdl": Entry("pdl.loaders.spdl_ref:SpdlLoader", (), "spdl", "SPDL's Pipeline, threads"),
+    "spdl-process": Entry("pdl.loaders.spdl_ref:SpdlProcessLoader", ("start_method",), "spdl", "SPDL's Pipeline, processes"),
+    "torchdata": Entry("pdl.loaders.torchdata_ref:TorchdataLoader", (), "torchdata", "torchdata.nodes, processes"),
 }
 LOADERS = tuple(REGISTRY)
 SPEC_OPTIONS = frozenset(option for entry in REGISTRY.values() for option in entry.options)  # loader-specific
@@ -62,6 +69,25 @@ def loader_class(name: str) -> type[Loader]:
     return found
 
 
+def installed() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the loaders that can run here, the ones whose extra is missing), each in registry order: what
+    ``--loaders all`` means."""
+    present: list[str] = []
+    missing: list[str] = []
+    for name, entry in REGISTRY.items():
+        try:
+            ok = entry.extra is None or importlib.util.find_spec(entry.extra) is not None
+        except (ImportError, ValueError):
+            ok = False
+        if ok:
+            try:
+                loader_class(name)
+            except MissingDependencyError:
+                ok = False
+        (present if ok else missing).append(name)
+    return tuple(present), tuple(missing)
+
+
 def make_loader(name: str, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> Loader:
     """A loader by name, built from one spec (``options``, fields of ``LoaderSpec``, override the spec's)."""
     return loader_class(name)(dataset, pipeline, spec, **options)
@@ -82,6 +108,7 @@ __all__ = [
     "ParallelLoader",
     "SequentialLoader",
     "ThreadLoader",
+    "installed",
     "loader_class",
     "make_loader",
     "uses",
