@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,20 @@ def test_a_run_records_same_batches_and_the_peer_version(images: Path, tmp_path:
     points = {p["loader"]: p for p in data["points"]}
     assert [points[n]["same_batches"] for n in ("sequential", "report", "batchup-thread")] == [True, True, True]
     assert points["batchup-thread"]["loader_version"] == "0.2.3" and points["report"]["loader_version"] is None
+
+
+@pytest.mark.timeout(60)
+def test_report_workers_sleep_between_epochs(broken: tuple[Path, str], pipeline: Pipeline) -> None:
+    """The report's workers poll only within an epoch of their own: parked between epochs, they take no CPU from the
+    loaders measured beside them (spinning, two would take a second of CPU each in the second waited here)."""
+    root, _ = broken
+    loader = make_loader("report", ImageFolder(root), pipeline, batch_size=4, num_workers=2, on_error="skip")
+    with loader:
+        for _ in loader:
+            pass
+        procs = [psutil.Process(pid) for pid in loader.worker_pids]
+        before = [sum(p.cpu_times()[:2]) for p in procs]
+        time.sleep(1.0)
+        used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before, strict=True)]
+        assert max(used) < 0.3, used
+        assert len(list(loader)) == 5  # and the next epoch wakes them
