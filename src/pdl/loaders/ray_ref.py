@@ -26,7 +26,9 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from collections import Counter
@@ -179,6 +181,9 @@ class RayLoader(Loader):
             logging_level=logging.INFO if talk else logging.ERROR,
         )
         before = {p.pid for p in psutil.Process().children()}
+        # Ray's core installs its own SIGTERM/SIGINT handlers (a stack dump, then exit) in the driver: keep the
+        # caller's, so a terminated run still cleans up and says so as it does without Ray
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         t0 = time.perf_counter()
         if self.address:
             ray.init(address=self.address, **common)
@@ -189,6 +194,10 @@ class RayLoader(Loader):
                 num_cpus=self.num_workers, object_store_memory=self.object_store_mb * 2**20, _temp_dir=self._temp_dir, **common
             )
         self.startup_s = time.perf_counter() - t0
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
         self._owns_ray = True
         self._node = tuple(p for p in psutil.Process().children() if p.pid not in before)  # GCS, raylet…
 
