@@ -174,9 +174,11 @@ class Reaper:
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
-        for proc in _until_dead(alive, grace_s):
+        stubborn = _until_dead(alive, grace_s)
+        for proc in stubborn:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+        _until_dead(stubborn, grace_s)  # gone before close() returns, not merely signalled
         return len(alive)
 
 
