@@ -101,12 +101,17 @@ def exit_code(verdicts: list[Verdict]) -> int:
     return EXIT_OK
 
 
-def parse_threshold(text: str) -> float:
+def parse_share(option: str, text: str, hint: str) -> float:
+    """A share given as ``5%`` or ``0.05``, strictly between 0 and 1; else one line: ``option 'text': hint``."""
     raw = text.strip()
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
         value = -1.0
     if not 0 < value < 1:
-        raise ConfigError(f"--max-slowdown '{text}': give a percentage between 0 and 100, e.g. 10%")
+        raise ConfigError(f"{option} '{text}': {hint}")
     return value
+
+
+def parse_threshold(text: str) -> float:
+    return parse_share("--max-slowdown", text, "give a percentage between 0 and 100, e.g. 10%")

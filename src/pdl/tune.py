@@ -20,7 +20,7 @@ from typing import Any
 from .config import Experiment
 from .errors import ConfigError
 from .experiments import Plan, start_results
-from .gate import MIN_ROUNDS
+from .gate import MIN_ROUNDS, parse_share
 from .loaders import loader_class
 from .measure import Progress, Workload, measure
 from .memory import peak_memory
@@ -129,14 +129,7 @@ def search(
 
 def parse_target(text: str) -> float:
     """``--target-stall``: ``5%`` or ``0.05``, strictly between 0 and 100%."""
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise ConfigError(f"--target-stall '{text}': give a share between 0 and 100%, e.g. 5% or 0.05")
-    return value
+    return parse_share("--target-stall", text, "give a share between 0 and 100%, e.g. 5% or 0.05")
 
 
 def check_tune(exp: Experiment, max_workers: int, budget_s: float | None) -> None:
