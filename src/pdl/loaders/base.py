@@ -26,6 +26,7 @@ class Loader:
     min_workers = 0  # the fewest workers it can run with (the loaders with a pool need one)
     start_method: str | None = None  # how worker processes start, for loaders that have them
     splits_batches = False  # whether its workers share a batch in chunks (``LoaderSpec.chunk_size``)
+    _closed = False  # set by ``close()`` in loaders with workers: a closed loader is not started again
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         spec = LoaderSpec.of(spec, **options)
@@ -44,6 +45,11 @@ class Loader:
 
     def start(self) -> None:
         """Start workers, if any. Iterating starts them too; call it to time start-up on its own."""
+
+    def _check_open(self) -> None:
+        """Refuse to start a loader that was closed, in one line."""
+        if self._closed:
+            raise ConfigError("this loader was closed; create a new one")
 
     @property
     def worker_pids(self) -> list[int]:

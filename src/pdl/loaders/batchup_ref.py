@@ -30,7 +30,6 @@ import numpy as np
 from batchup import work_pool  # type: ignore[import-untyped]
 
 from .._env import limit_threads
-from ..errors import ConfigError
 from ..pipeline import Pipeline
 from ..protocol import Dataset, describe
 from .base import Loader
@@ -91,7 +90,6 @@ class BatchUpLoader(Loader):
     name = "batchup"
     min_workers = 1
     threads = False
-    _closed = False
     _pool: Any = None
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
@@ -117,8 +115,7 @@ class BatchUpLoader(Loader):
         return [*self._workers, *([self._manager_pid] if self._manager_pid else [])]
 
     def start(self) -> None:
-        if self._closed:
-            raise ConfigError("this loader was closed; create a new one")
+        self._check_open()
         if self._pool is not None:
             return
         if self.threads:

@@ -112,8 +112,7 @@ class ParallelLoader(Loader):
         return [p.pid for p in self._procs if p.pid is not None]
 
     def start(self) -> None:
-        if self._closed:
-            raise ConfigError("this loader was closed; create a new one")
+        self._check_open()
         if self._started:
             return
         self._started = True

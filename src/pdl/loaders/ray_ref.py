@@ -41,7 +41,7 @@ import psutil
 
 from .._env import keep_freed_memory, limit_threads, quiet_opencv
 from ..dataset import ImageFolder
-from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError, worker_error
+from ..errors import LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError, worker_error
 from ..pipeline import Pipeline
 from ..protocol import describe
 from ..system import cpu_info
@@ -128,7 +128,7 @@ class _InFlight:
 class RayLoader(Loader):
     name = "ray"
     splits_batches = True
-    _closed = _owns_ray = False
+    _owns_ray = False
     _temp_dir: str | None = None
     _ray_level: int | None = None  # the ``ray`` logger's level before this loader silenced it
     _node: tuple[psutil.Process, ...] = ()
@@ -151,8 +151,7 @@ class RayLoader(Loader):
     # -- start-up --------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start a local Ray instance (or connect to ``ray_address``) unless one is running, then the actors."""
-        if self._closed:
-            raise ConfigError("this loader was closed; create a new one")
+        self._check_open()
         if self._actors:
             return
         try:

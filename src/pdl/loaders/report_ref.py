@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from .._env import limit_threads
-from ..errors import ConfigError
 from ..pipeline import Pipeline
 from ..protocol import Dataset
 from ..system import default_start_method
@@ -83,7 +82,6 @@ def _drain(output_queue: Any, inbox: queue.Queue[tuple[Key, Any]]) -> None:
 class ReportLoader(Loader):
     name = "report"
     min_workers = 1
-    _closed = False
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         super().__init__(dataset, pipeline, spec, **options)
@@ -102,8 +100,7 @@ class ReportLoader(Loader):
         return [w.pid for w in self._workers if w.pid is not None]
 
     def start(self) -> None:
-        if self._closed:
-            raise ConfigError("this loader was closed; create a new one")
+        self._check_open()
         if self._workers:
             return
         self._output_queue = self._ctx.Queue()

@@ -36,7 +36,7 @@ import numpy as np
 from spdl.pipeline import PipelineBuilder
 
 from .._env import limit_threads
-from ..errors import ConfigError, LoaderTimeoutError, WorkerDiedError, WorkerError
+from ..errors import LoaderTimeoutError, WorkerDiedError, WorkerError
 from ..pipeline import Pipeline
 from ..protocol import Dataset
 from ..system import default_start_method
@@ -93,7 +93,6 @@ class SpdlLoader(Loader):
     name = "spdl"
     min_workers = 1
     processes = False
-    _closed = False
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         super().__init__(dataset, pipeline, spec, **options)
@@ -111,8 +110,7 @@ class SpdlLoader(Loader):
         return list(self._pids)
 
     def start(self) -> None:
-        if self._closed:
-            raise ConfigError("this loader was closed; create a new one")
+        self._check_open()
         if not self.processes or self._executor is not None:
             return
         assert self.start_method is not None

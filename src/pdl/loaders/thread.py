@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._env import limit_threads
-from ..errors import ConfigError, LoaderTimeoutError
+from ..errors import LoaderTimeoutError
 from ..pipeline import Pipeline
 from ..protocol import Dataset, describe
 from .base import Loader
@@ -43,8 +43,7 @@ class ThreadLoader(Loader):
         self._closed = False
 
     def start(self) -> None:
-        if self._closed:
-            raise ConfigError("this loader was closed; create a new one")
+        self._check_open()
         if self._pool is None:
             limit_threads()
             self._pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="pdl-thread")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._env import limit_threads
-from ..errors import ConfigError, LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError, worker_error
+from ..errors import LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError, worker_error
 from ..pipeline import Pipeline
 from ..protocol import Dataset, check_picklable, describe
 from ..system import default_start_method
@@ -103,8 +103,7 @@ class TorchLoader(Loader):
         return [w.pid for w in workers if w.pid is not None]
 
     def start(self) -> None:
-        if self._closed:
-            raise ConfigError("this loader was closed; create a new one")
+        self._check_open()
         if self._loader is not None:
             return
         spec = self.spec

@@ -31,7 +31,6 @@ import numpy as np
 from torchdata.nodes import IterableWrapper, ParallelMapper, Prefetcher  # type: ignore[import-untyped]
 
 from .._env import limit_threads
-from ..errors import ConfigError
 from ..pipeline import Pipeline
 from ..protocol import Dataset, describe
 from .base import Loader
@@ -67,7 +66,6 @@ class TorchdataLoader(Loader):
     name = "torchdata"
     min_workers = 1
     start_method = "forkserver"
-    _closed = False
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         super().__init__(dataset, pipeline, spec, **options)
@@ -91,8 +89,7 @@ class TorchdataLoader(Loader):
         return [p.pid for p in self._processes() if p.pid is not None]
 
     def start(self) -> None:
-        if self._closed:
-            raise ConfigError("this loader was closed; create a new one")
+        self._check_open()
         if self._node is not None:
             return
         spec = self.spec
