@@ -50,6 +50,11 @@ class StageTimes:
     def as_dict(self) -> dict[str, float]:
         return {s: getattr(self, s) for s in STAGES}
 
+    def add(self, other: StageTimes) -> None:
+        """Add ``other``'s seconds, stage by stage (the parts of one batch made apart)."""
+        for stage in STAGES:
+            setattr(self, stage, getattr(self, stage) + getattr(other, stage))
+
 
 @dataclass
 class LoaderStats:

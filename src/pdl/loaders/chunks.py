@@ -79,8 +79,7 @@ def merged(parts: list[Part]) -> tuple[np.ndarray, list[tuple[str, str]], StageT
     """The batch's kept indices, skipped images and stage times, over its parts in order."""
     times = StageTimes()
     for part in parts:
-        for stage, seconds in part.times.as_dict().items():
-            setattr(times, stage, getattr(times, stage) + seconds)
+        times.add(part.times)
     kept = np.concatenate([p.kept for p in parts]) if parts else np.empty(0, np.int64)
     return kept.astype(np.int64, copy=False), [s for p in parts for s in p.skipped], times
 

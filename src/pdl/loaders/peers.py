@@ -84,8 +84,7 @@ def join_images(pipeline: Pipeline, parts: Sequence[Produced]) -> Joined:
     times = StageTimes()
     skipped: list[tuple[str, str]] = []
     for part in parts:
-        for stage, seconds in part.times.as_dict().items():
-            setattr(times, stage, getattr(times, stage) + seconds)
+        times.add(part.times)
         skipped += part.skipped
     kept = [part for part in parts if len(part.indices)]
     t0 = time.perf_counter()
@@ -104,8 +103,7 @@ def augment_decoded(dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec, epoc
     skipped: list[tuple[str, str]] = []
     images: list[np.ndarray] = []
     for part in parts:
-        for stage, seconds in part.times.as_dict().items():
-            setattr(times, stage, getattr(times, stage) + seconds)
+        times.add(part.times)
         skipped += part.skipped
         images += part.images
     indices = np.concatenate([part.indices for part in parts]).astype(np.int64) if parts else np.empty(0, np.int64)
