@@ -30,13 +30,19 @@ def test_sweep_workers_markdown() -> None:
 
 
 def test_run_table_in_rich_at_a_pinned_width() -> None:
-    pts = [point("sequential", 0, [2.0, 2.2], [2.0, 2.2]), point("process", 2, [2.0, 2.2], [1.0, 1.0], same_batches=True)]
+    pts = [
+        point("sequential", 0, [2.0, 2.2], [2.0, 2.2]),
+        point("process", 2, [2.0, 2.2], [1.0, 1.0], same_batches=True, epoch_first_batch_s=0.105),
+    ]
     rs = results("run", pts)
     console = Console(width=140, record=True, file=open("/dev/null", "w"), color_system=None)
     grid = grids(rs)[0]
     console.print(to_rich(grid))
     text = console.export_text()
-    assert grid.notes == ["process (2 workers): start-up 50 ms, first batch 200 ms (not in the wall times)"]
+    assert grid.notes == [  # 80 images in batches of 8: a sequential batch is 2.1 s / 10
+        "process (2 workers): start-up 50 ms, first batch 200 ms (warm-up epoch, not in the wall times); "
+        "in a timed epoch 105 ms = 0.50× a sequential batch"
+    ]
     assert "light · batch 8 · Test CPU 3000 · 4 usable of 4 logical cores · testbox" in text
     assert (
         "│ process    │       2 │     80 │         1.000 │       80 │ 2.10× (2.00–2.20) │      1.00× │  2.10 │            200 │          yes │"

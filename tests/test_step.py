@@ -154,6 +154,8 @@ def test_measure_gives_stall_share_per_round_percentiles_and_the_ideal(monkeypat
     assert par.wall_s == pytest.approx((0.5, 0.8)) and par.stall_rounds == pytest.approx((0.2, 0.5))
     assert par.stall_share == pytest.approx(0.35)
     assert par.first_wait_share == pytest.approx((0.1 / 0.5 + 0.3 / 0.8) / 2)  # each round's first batch
+    assert par.epoch_first_batch_s == pytest.approx(0.2) and par.first_batch_s == pytest.approx(0.2)  # timed: (0.1+0.3)/2
+    assert seq.epoch_first_batch_s == pytest.approx(0.1)
     waits = [0.1, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.1]  # round order, every batch
     assert par.wait_p50_ms == pytest.approx(float(np.percentile(waits, 50)) * 1e3)
     assert par.wait_p90_ms == pytest.approx(float(np.percentile(waits, 90)) * 1e3)

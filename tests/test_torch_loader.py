@@ -80,6 +80,13 @@ def test_stats_and_worker_pids(folder: Path, pipeline: Pipeline) -> None:
         batches = list(loader)
         assert len(loader.stats.stages) == len(loader.stats.wait_s) == len(batches) == 5
         assert all(t.decode > 0 and t.augment > 0 for t in loader.stats.stages)
+        # each worker's busy time is what it spent making its batches: both made some, and a batch's own stage
+        # times (read + decode + augment + collate) fit inside its worker's busy time
+        busy = loader.stats.worker_busy_s
+        assert sorted(busy) == [0, 1]
+        made = sum(t.read + t.decode + t.augment + t.collate for t in loader.stats.stages)
+        assert made <= sum(busy.values()) < made + 0.5
+        assert 0 <= loader.stats.tail_idle_s() <= max(busy.values())
 
 
 @pytest.mark.timeout(60)

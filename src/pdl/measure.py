@@ -254,6 +254,7 @@ def _point(
         **_stall_fields(work.step, spec.batch_size, runs),
         loader_version=getattr(loader, "version", None),
         same_batches=warm.digest == base_digest if warm.digest and base_digest else None,
+        epoch_first_batch_s=med([r.waits_s[0] for r in runs]) if all(r.waits_s for r in runs) else None,
     )
 
 

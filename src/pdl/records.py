@@ -155,6 +155,9 @@ class Point:
     """Whether the warm-up epoch's batches equal the baseline's bit for bit (indices and images); None if unchecked."""
     left_behind: int = 0
     """Processes a peer loader left running that pdl had to stop when closing it."""
+    epoch_first_batch_s: float | None = None
+    """Each timed epoch's first batch, from asking for it to holding it (median over rounds): what every epoch
+    after the first waits before its first step, workers started and warm; ``first_batch_s`` is the cold one."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}

@@ -5,6 +5,7 @@ Every number shown is computed from the raw per-round timings stored in the resu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -168,14 +169,24 @@ def peer_notes(points: Sequence[Point]) -> list[str]:
     return notes
 
 
+def mean_batch_s(p: Point) -> float:
+    """The baseline's mean time per batch: its median epoch over the epoch's batch count."""
+    return median(p.baseline_wall_s) / max(1, math.ceil(p.images / p.batch_size))
+
+
 def startup_notes(points: Sequence[Point]) -> list[str]:
     notes = []
+    baseline = points[0].loader if points else ""
     for p in points:
         if p.loader != "sequential":
-            notes.append(
+            note = (
                 f"{p.loader} ({p.workers} workers): start-up {p.startup_s * 1e3:.0f} ms, "
-                f"first batch {p.first_batch_s * 1e3:.0f} ms (not in the wall times)"
+                f"first batch {p.first_batch_s * 1e3:.0f} ms (warm-up epoch, not in the wall times)"
             )
+            if p.epoch_first_batch_s is not None and p.loader != baseline:
+                share = p.epoch_first_batch_s / mean_batch_s(p)
+                note += f"; in a timed epoch {p.epoch_first_batch_s * 1e3:.0f} ms = {share:.2f}× a {baseline} batch"
+            notes.append(note)
         if p.cluster is not None:
             c = p.cluster
             ran = f"; tasks ran on {c.task_nodes}" if c.task_nodes is not None else ""

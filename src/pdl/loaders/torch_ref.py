@@ -9,6 +9,7 @@ so a comparison measures the loaders, not the work. Needs the optional extra: pi
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from collections.abc import Iterator
@@ -56,12 +57,33 @@ class _Batches:
     def __getitem__(self, item: tuple[int, np.ndarray]) -> tuple[Any, ...] | WorkerError:
         epoch, indices = item
         augment = self.spec.augment_in == "workers"
+        t_start = time.perf_counter()  # perf_counter is system-wide: the consumer compares it with its own
+        shared = _shared_batch(len(indices), self.pipeline) if augment else None
         try:
-            made = make_batch(self.dataset, self.pipeline, indices, epoch, self.spec, augment=augment)
+            out = None if shared is None else shared.numpy()
+            made = make_batch(self.dataset, self.pipeline, indices, epoch, self.spec, out=out, augment=augment)
         except Exception as exc:  # returned, not raised: torch re-raises it rebuilt from its message alone
             return worker_error(exc, getattr(exc, "path", None), "reading")
-        images = torch.from_numpy(made.images) if augment else [torch.from_numpy(im) for im in made.images]
-        return images, made.indices, made.skipped, made.times, made.labels
+        if not augment:
+            images: Any = [torch.from_numpy(im) for im in made.images]
+        elif shared is not None:
+            images = shared[: len(made.indices)]  # a view: only the kept rows are sent, no copy
+        else:
+            images = torch.from_numpy(made.images)
+        info = torch.utils.data.get_worker_info()
+        worker = (0 if info is None else info.id, t_start, time.perf_counter())
+        return images, made.indices, made.skipped, made.times, made.labels, worker
+
+
+def _shared_batch(n: int, pipeline: Pipeline) -> Any:
+    """In a worker, the batch tensor in shared memory, as torch's default_collate makes it there: stacking
+    into it directly saves the copy torch would make to share a private array (None: output size unknown)."""
+    shape = pipeline.output_shape
+    if shape is None or torch.utils.data.get_worker_info() is None:
+        return None
+    elem = torch.empty(0, dtype=torch.from_numpy(np.empty(0, dtype=pipeline.output_dtype)).dtype)
+    storage = elem._typed_storage()._new_shared(n * math.prod(shape), device=elem.device)
+    return elem.new(storage).resize_(n, *shape)
 
 
 def _as_is(item: Any) -> Any:
@@ -140,7 +162,11 @@ class TorchLoader(Loader):
                     return
                 if isinstance(item, WorkerError):
                     raise item
-                images, indices, skipped, times, labels = item
+                images, indices, skipped, times, labels, (wid, t_start, t_done) = item
+                self.stats.worker_busy_s[wid] += t_done - t_start
+                self.stats.worker_last_s[wid] = max(self.stats.worker_last_s[wid], t_done)
+                if t_done >= t0:  # made while we waited: the time to get it (before any augmenting here)
+                    self.stats.handoff_s.append(time.perf_counter() - t_done)
                 if self.spec.augment_in == "workers":
                     images = images.numpy()  # zero copy: a view of torch's shared memory
                 else:
