@@ -82,7 +82,7 @@ def _shared_batch(n: int, pipeline: Pipeline) -> Any:
     if shape is None or torch.utils.data.get_worker_info() is None:
         return None
     elem = torch.empty(0, dtype=torch.from_numpy(np.empty(0, dtype=pipeline.output_dtype)).dtype)
-    storage = elem._typed_storage()._new_shared(n * math.prod(shape), device=elem.device)
+    storage = elem._typed_storage()._new_shared(n * math.prod(shape), device=elem.device)  # type: ignore[no-untyped-call]
     return elem.new(storage).resize_(n, *shape)
 
 
