@@ -115,6 +115,8 @@ def test_the_command_writes_a_decode_results_file_that_report_shows(mixed: Path,
     assert [row[0] for row in grid.rows] == ["light", "medium"]
     shown = invoke("report", str(saved))
     assert shown.exit_code == 0 and "pdl decode" in shown.output
+    gated = invoke("report", str(saved), "--baseline", str(saved))
+    assert gated.exit_code == 2 and "a `pdl decode` file: the gate compares run, sweep and tune files" in gated.output
 
 
 def test_a_command_that_reduces_nothing_says_so_in_one_line(tmp_path: Path) -> None:
