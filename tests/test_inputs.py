@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
@@ -14,7 +15,7 @@ from pdl import ImageFolder
 from pdl.cli import app
 from pdl.dataset import read_image
 from pdl.errors import ConfigError, MissingDependencyError
-from pdl.photos import PhotoSet, build_photos
+from pdl.photos import PhotoSet, build_photos, parse_formats, summary
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
@@ -29,7 +30,7 @@ def invoke(*args: str):
     return runner.invoke(app, list(args), env={"COLUMNS": "160"})
 
 
-def build(out: Path, **kwargs: int) -> PhotoSet:
+def build(out: Path, **kwargs: Any) -> PhotoSet:
     pytest.importorskip("skimage")
     return build_photos(out, **{"count": COUNT, **kwargs})
 
@@ -73,6 +74,26 @@ def test_formats_are_mixed_and_some_files_are_single_channel(built: PhotoSet) ->
     assert by_format == {"jpg": 16, "png": 4, "webp": 4} == dict(built.formats)
     gray = [p for p in paths if cv2.imread(str(p), cv2.IMREAD_UNCHANGED).ndim == 2]
     assert len(gray) == built.grayscale == 2 and all(p.suffix in (".jpg", ".png") for p in gray)
+
+
+def test_one_format_asked_every_file_is_that_format(tmp_path: Path) -> None:
+    made = build(tmp_path, count=12, formats=("jpg",))
+    assert Counter(p.suffix for p in tmp_path.rglob("*.*")) == {".jpg": 12} and made.formats == (("jpg", 12),)
+    assert made.grayscale == 1  # 10% of 12, rounded: JPEGs can be single-channel
+    assert ", 12 jpg, 1 grayscale," in summary(made) and "png" not in summary(made)
+
+
+def test_several_formats_share_as_the_default_mix_renormalised(tmp_path: Path) -> None:
+    made = build(tmp_path, count=10, formats=("webp", "png"))
+    assert made.formats == (("png", 5), ("webp", 5))  # 15/15 → 50/50, in FORMAT_SHARES order
+    assert Counter(p.suffix for p in tmp_path.rglob("*.*")) == {".png": 5, ".webp": 5}
+
+
+def test_formats_are_parsed_in_a_fixed_order_each_once() -> None:
+    assert parse_formats("webp, JPG,jpg") == ("jpg", "webp")
+    for bad, why in (("gif", "'gif' is not one of jpg, png, webp"), (" , ", "give at least one of jpg, png, webp")):
+        with pytest.raises(ConfigError, match=why):
+            parse_formats(bad)
 
 
 def test_every_file_decodes_and_imagefolder_scans_the_folder(built: PhotoSet) -> None:
@@ -128,6 +149,15 @@ def test_cli_writes_the_folder_and_prints_one_summary_line(tmp_path: Path) -> No
     assert "9 class folders" in line and "longer side" in line and "jpg" in line and "webp" in line
 
 
+def test_cli_formats_jpg_writes_jpegs_only_and_says_so(tmp_path: Path) -> None:
+    pytest.importorskip("skimage")
+    res = invoke("inputs", "--photos", "--formats", "jpg", "--out", str(tmp_path), "--count", "9", "--min-side", "600")
+    assert res.exit_code == 0, res.output
+    assert {p.suffix for p in tmp_path.rglob("*.*")} == {".jpg"}
+    [line] = res.stderr.strip().splitlines()
+    assert ", 9 jpg, " in line and "png" not in line and "webp" not in line and " upscaled" in line
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -140,6 +170,8 @@ def test_cli_writes_the_folder_and_prints_one_summary_line(tmp_path: Path) -> No
         (["--photos", "--seed", "-1"], "--seed -1: must be 0 or more"),
         (["--photos", "--classes", "3"], "--classes 3 does not apply with --photos: drop it"),
         (["--count", "10"], "--count 10 does not apply without --photos: add --photos"),
+        (["--photos", "--formats", "jpg,gif"], "--formats 'jpg,gif': 'gif' is not one of jpg, png, webp"),
+        (["--formats", "jpg"], "--formats jpg does not apply without --photos: add --photos"),
     ],
 )
 def test_bad_options_exit_2_with_one_line_naming_option_value_and_fix(tmp_path: Path, args: list[str], message: str) -> None:

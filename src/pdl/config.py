@@ -16,7 +16,7 @@ from .loaders import LOADERS, REGISTRY, uses
 from .loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, check_shard, whole
 from .step import Step, StepKind, parse_step
 
-Kind = Literal["run", "sweep-workers", "sweep-batch", "tune"]
+Kind = Literal["run", "sweep-workers", "sweep-batch", "tune", "decode"]
 # LoaderSpec's rules, and those of what only an experiment has (a sequential loader may have 0 workers; a
 # measured point has at least 1)
 EXPERIMENT_RULES = {**RULES, "workers": whole(1), "repeats": whole(1), "memory_epochs": whole(0), "limit": whole(1)}
@@ -75,7 +75,10 @@ class Experiment:
         unknown = [name for name in self.loaders if name not in REGISTRY]
         if unknown:
             raise ConfigError(f"--loaders: unknown loader '{unknown[0]}'; choose from {', '.join(LOADERS)}")
-        if self.loaders[:1] != (BASELINE,) or len(self.loaders) < 2:
+        if self.kind == "decode":  # one loader, timed on full and on reduced decoding
+            if len(self.loaders) != 1:
+                raise ConfigError(f"--loader {','.join(self.loaders)}: name one loader, e.g. process")
+        elif self.loaders[:1] != (BASELINE,) or len(self.loaders) < 2:
             raise ConfigError(
                 f"--loaders {','.join(self.loaders)}: name the sequential baseline first and at least one other "
                 "loader, e.g. sequential,process"

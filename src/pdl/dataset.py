@@ -49,7 +49,8 @@ def _jpeg_truncated(data: np.ndarray) -> bool:
     return sos < 0 or raw.find(b"\xff\xd9", sos) < 0
 
 
-def _is_jpeg(data: np.ndarray) -> bool:
+def is_jpeg(data: np.ndarray) -> bool:
+    """Whether the bytes start as a JPEG does (its start-of-image marker)."""
     return bytes(np.ravel(data[:3])) == b"\xff\xd8\xff"
 
 
@@ -63,7 +64,7 @@ def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
 
     This is the size as stored: an EXIF orientation that OpenCV applies on decode may swap the two.
     """
-    if not _is_jpeg(data):
+    if not is_jpeg(data):
         return None
     raw = np.ravel(data).data  # a memoryview, no copy: only the few marker headers before the frame are read
     i, n = 2, len(raw)
@@ -168,7 +169,8 @@ _REDUCE = {1: 0, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSC
 _COLOR = cv2.IMREAD_COLOR if _COLOR_RGB is None else _COLOR_RGB  # OpenCV < 4.11: BGR, swapped after decoding
 
 
-def _scale_for(data: np.ndarray, need: tuple[int, int] | None) -> int:
+def decode_scale(data: np.ndarray, need: tuple[int, int] | None) -> int:
+    """The factor (1, 2, 4 or 8) ``decode`` divides the sides of these bytes by, given ``need``: 1 unless a JPEG."""
     size = jpeg_size(data) if need is not None else None
     if need is None or size is None:
         return 1
@@ -182,12 +184,12 @@ def decode(path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> 
     Then the JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT: a fraction of the work), the
     smallest that is still at least ``need`` on both sides, whichever way EXIF orientation turns it.
     """
-    jpeg = _is_jpeg(data)
+    jpeg = is_jpeg(data)
     if jpeg and _jpeg_truncated(data):
         raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
     check_size(path, data)
     try:
-        image = cv2.imdecode(data, _REDUCE[_scale_for(data, need) if jpeg else 1] | _COLOR)
+        image = cv2.imdecode(data, _REDUCE[decode_scale(data, need) if jpeg else 1] | _COLOR)
         if image is not None and _COLOR_RGB is None:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     except cv2.error as exc:  # any refusal of OpenCV's (a size over its limits, a damaged file): this file's

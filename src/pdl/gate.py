@@ -67,6 +67,12 @@ def judge(base_rounds: Sequence[float], cur_rounds: Sequence[float], threshold: 
 
 
 def compare(current: ResultSet, baseline: ResultSet, threshold: float, allow_other_machine: bool = False) -> list[Verdict]:
+    for rs, which in ((current, "current"), (baseline, "--baseline")):
+        if rs.kind == "decode":  # its points are full vs reduced decoding of one loader, not loaders vs sequential
+            raise ConfigError(
+                f"the {which} results are a `pdl decode` file: the gate compares run, sweep and tune files; show it "
+                "with `pdl report` alone"
+            )
     check_same_machine(current, baseline, allow_other_machine)
     cur = {_key(p): p for p in current.points if p.loader != "sequential"}
     base = {_key(p): p for p in baseline.points if p.loader != "sequential"}

@@ -143,33 +143,52 @@ def _with_memory(work: Workload, kind: str, point: Point, tick: Progress) -> Poi
 
 def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sleep) -> list[Point]:
     with ExitStack() as stack:
-        loaders, warm = [], []
+        loaders = []
         cold = ColdCache(work.dataset) if work.cache == "cold" else None
         for kind in work.loaders:
             loader = make_loader(kind, work.dataset, work.pipeline, work.spec)
             stack.callback(loader.close)
             loaders.append(loader)
-        # the loaders that fork start first, before any other has started threads (Ray's, SPDL's event loop,
-        # torchdata's readers, a thread pool): a child forked from a process with threads can hang
-        early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
-        for i, (kind, loader) in enumerate(zip(work.loaders, loaders, strict=True)):
-            if cold is not None:
-                cold.evict()
-            warm.append(_warm_up(loader, clock, early.get(i)))
-            tick(f"warm-up {kind}")
-        runs: list[list[EpochTiming]] = [[] for _ in loaders]
-        for r in range(work.repeats):
-            order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
-            for i in order:
-                if cold is not None:
-                    cold.evict()
-                runs[i].append(time_epoch(loaders[i], clock, work.step, sleep))
-                tick(f"round {r + 1} {work.loaders[i]}")
-        points = [_point(work, loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
+        before = cold.evict if cold is not None else None
+        warm, runs = interleaved(loaders, work.loaders, work.repeats, clock, tick, work.step, sleep, before)
+        points = [make_point(work, loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
         if cold is not None:
             points = [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
     # closed: what a peer loader left running has been stopped, and counted
     return [replace(p, left_behind=int(getattr(loader, "left_behind", 0))) for p, loader in zip(points, loaders, strict=True)]
+
+
+def interleaved(
+    loaders: Sequence[Loader],
+    names: Sequence[str],
+    repeats: int,
+    clock: Clock = time.perf_counter,
+    tick: Progress = lambda _msg: None,
+    step: Step | None = None,
+    sleep: Sleep = time.sleep,
+    before_epoch: Callable[[], object] | None = None,
+) -> tuple[list[WarmUp], list[list[EpochTiming]]]:
+    """Warm every loader up, then ``repeats`` rounds of one timed epoch each, the order flipping every round so
+    drift hits all sides alike. Returns the warm-ups and each loader's epochs, in ``loaders``' order. The caller
+    owns (and closes) the loaders; ``before_epoch`` runs before every warm-up and timed epoch (cache eviction)."""
+    # the loaders that fork start first, before any other has started threads (Ray's, SPDL's event loop,
+    # torchdata's readers, a thread pool): a child forked from a process with threads can hang
+    early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
+    warm = []
+    for i, (name, loader) in enumerate(zip(names, loaders, strict=True)):
+        if before_epoch is not None:
+            before_epoch()
+        warm.append(warm_up(loader, clock, early.get(i)))
+        tick(f"warm-up {name}")
+    runs: list[list[EpochTiming]] = [[] for _ in loaders]
+    for r in range(repeats):
+        order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
+        for i in order:
+            if before_epoch is not None:
+                before_epoch()
+            runs[i].append(time_epoch(loaders[i], clock, step, sleep))
+            tick(f"round {r + 1} {names[i]}")
+    return warm, runs
 
 
 @dataclass(frozen=True)
@@ -187,7 +206,7 @@ def _started(loader: Loader, clock: Clock) -> float:
     return clock() - t0
 
 
-def _warm_up(loader: Loader, clock: Clock, startup_s: float | None = None) -> WarmUp:
+def warm_up(loader: Loader, clock: Clock, startup_s: float | None = None) -> WarmUp:
     """The untimed first epoch: start-up and first batch timed, every batch digested (the warm-up epoch's time
     includes the hashing, about 1 ms per 1 MB of images; no timed epoch does)."""
     t0 = clock()
@@ -207,7 +226,7 @@ def _warm_up(loader: Loader, clock: Clock, startup_s: float | None = None) -> Wa
     return WarmUp(startup_s=startup_s, first_batch_s=first or 0.0, warmup_epoch_s=clock() - t1, digest=digest.hexdigest())
 
 
-def _point(
+def make_point(
     work: Workload,
     loader: Loader,
     warm: WarmUp,
@@ -255,6 +274,7 @@ def _point(
         loader_version=getattr(loader, "version", None),
         same_batches=warm.digest == base_digest if warm.digest and base_digest else None,
         epoch_first_batch_s=med([r.waits_s[0] for r in runs]) if all(r.waits_s for r in runs) else None,
+        reduce_decode=bool(getattr(work.dataset, "reduce_decode", False)),
     )
 
 

@@ -26,6 +26,7 @@ DEFAULT_MIN_SIDE = 100
 DEFAULT_MAX_SIDE = 640
 MAX_SIDE_LIMIT = 8192
 FORMAT_SHARES = (("jpg", 0.70), ("png", 0.15), ("webp", 0.15))
+FORMATS = tuple(f for f, _ in FORMAT_SHARES)
 GRAYSCALE_SHARE = 0.10
 # skimage.data loaders of colour photographs inside the wheel (others need a pooch download; camera, the one
 # grayscale photo, is left out so that single-channel files are the 10% converted ones).
@@ -43,7 +44,7 @@ class PhotoSet:
     packages: tuple[tuple[str, str], ...]
     """(package, version) of every package whose photos were used."""
     formats: tuple[tuple[str, int], ...]
-    """(extension, files) in FORMAT_SHARES order."""
+    """(extension, files) of each format asked for, in FORMAT_SHARES order."""
     grayscale: int
     """Single-channel files."""
     upscaled: int
@@ -73,6 +74,16 @@ def load_sources() -> tuple[dict[str, np.ndarray], tuple[tuple[str, str], ...]]:
     return dict(sorted(photos.items())), packages
 
 
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``--formats``: a comma list among jpg, png, webp; returned in FORMAT_SHARES order, each once."""
+    asked = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [f for f in asked if f not in FORMATS]
+    if unknown or not asked:
+        what = f"'{unknown[0]}' is not one of" if unknown else "give at least one of"
+        raise ConfigError(f"--formats '{text}': {what} {', '.join(FORMATS)} (a comma list), e.g. --formats jpg")
+    return tuple(f for f in FORMATS if f in asked)
+
+
 def check_options(count: int, min_side: int, max_side: int, seed: int) -> None:
     if count < 1:
         raise ConfigError(f"--count {count}: must be at least 1, e.g. --count {DEFAULT_COUNT}")
@@ -95,6 +106,7 @@ def build_photos(
     max_side: int = DEFAULT_MAX_SIDE,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    formats: tuple[str, ...] = FORMATS,
 ) -> PhotoSet:
     """Write ``count`` images under ``out/<source>/``, dealt round-robin over the source photos.
 
@@ -104,22 +116,24 @@ def build_photos(
     smaller than asked: with the default sizes, some near the top of the range; with ``--min-side 800``, most of
     them (the sources' longer sides are 451 to 1411 px). Exactly 70/15/15% (rounded) are JPEG
     (quality 75–95), PNG and WebP (quality 75–95), and 10% are single-channel grayscale JPEGs or PNGs, all spread
-    by the seed.
+    by the seed. ``formats`` keeps only some of the three (their shares renormalised): ``("jpg",)`` writes JPEGs
+    only, as ImageNet is; WebP alone has no grayscale files (it has no single-channel mode).
 
     The same seed gives the same bytes with the same package and OpenCV versions. Each file is written under a
     hidden temporary name and renamed, so an interrupted run leaves no half-written image. Refuses to write into
     class folders that already exist.
     """
     check_options(count, min_side, max_side, seed)
+    formats = parse_formats(",".join(formats))
     sources, packages = load_sources()
     names = list(sources)[:count]
     taken = [out / name for name in names if (out / name).exists()]
     if taken:
         raise ConfigError(f"'{taken[0]}' already exists; choose an empty --out folder or remove it first")
     plan = np.random.default_rng([seed, 0])
-    formats = plan.permutation(np.repeat([f for f, _ in FORMAT_SHARES], _shares(count)))
+    kinds = plan.permutation(np.repeat(list(formats), _shares(count, formats)))
     grayscale = np.zeros(count, dtype=bool)  # WebP has no single-channel mode: gray files are JPEG or PNG
-    grayscale[plan.permutation(np.flatnonzero(formats != "webp"))[: round(count * GRAYSCALE_SHARE)]] = True
+    grayscale[plan.permutation(np.flatnonzero(kinds != "webp"))[: round(count * GRAYSCALE_SHARE)]] = True
     for name in names:
         (out / name).mkdir(parents=True)
     sides, nbytes, upscaled = [], 0, 0
@@ -128,8 +142,8 @@ def build_photos(
         rng = np.random.default_rng([seed, 1, i])
         image, up = _crop_resized(rng, sources[name], int(rng.integers(min_side, max_side + 1)))
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY if grayscale[i] else cv2.COLOR_RGB2BGR)
-        data = _encode(str(formats[i]), image, int(rng.integers(75, 96)))
-        _write_atomically(out / name / f"{name}_{i:05d}.{formats[i]}", data)
+        data = _encode(str(kinds[i]), image, int(rng.integers(75, 96)))
+        _write_atomically(out / name / f"{name}_{i:05d}.{kinds[i]}", data)
         sides.append(max(image.shape[:2]))
         nbytes, upscaled = nbytes + len(data), upscaled + up
         if progress:
@@ -139,7 +153,7 @@ def build_photos(
         count=count,
         sources=tuple(names),
         packages=packages,
-        formats=tuple((f, int((formats == f).sum())) for f, _ in FORMAT_SHARES),
+        formats=tuple((f, int((kinds == f).sum())) for f in formats),
         grayscale=int(grayscale.sum()),
         upscaled=upscaled,
         longer_side=(min(sides), int(median(sides)), max(sides)),
@@ -147,9 +161,10 @@ def build_photos(
     )
 
 
-def _shares(count: int) -> list[int]:
-    """Files per format: the shares rounded, the remainder to the first (JPEG)."""
-    rest = [round(count * share) for _, share in FORMAT_SHARES[1:]]
+def _shares(count: int, formats: tuple[str, ...] = FORMATS) -> list[int]:
+    """Files per format in ``formats``: their shares (renormalised to sum to 1) rounded, the remainder to the first."""
+    shares = [share for f, share in FORMAT_SHARES if f in formats]
+    rest = [round(count * share / sum(shares)) for share in shares[1:]]
     return [count - sum(rest), *rest]
 
 

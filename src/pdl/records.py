@@ -6,7 +6,7 @@ lives here too: ``upgrade`` migrates a dict of an older schema version to the cu
 version, as pyperf keeps its own; the readers only ever see the current shape.
 
 To add a measured quantity: one field in ``Point`` (with a default if old files lack it), set in
-``measure._point``; add its name to ``results.CSV_FIELDS`` if the CSV should carry it.
+``measure.make_point``; add its name to ``results.CSV_FIELDS`` if the CSV should carry it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .system import CpuInfo as Cpu  # the cores a run could use, and why: one re
 
 SCHEMA = "pdl.results"
 VERSION = 2
-KINDS = ("run", "sweep-workers", "sweep-batch", "tune")
+KINDS = ("run", "sweep-workers", "sweep-batch", "tune", "decode")
 R = TypeVar("R")
 
 
@@ -158,6 +158,9 @@ class Point:
     epoch_first_batch_s: float | None = None
     """Each timed epoch's first batch, from asking for it to holding it (median over rounds): what every epoch
     after the first waits before its first step, workers started and warm; ``first_batch_s`` is the cold one."""
+    reduce_decode: bool = False
+    """Whether JPEGs were decoded at a reduced scale (``ImageFolder.reduce_decode``); files written before this
+    field was recorded read False (their options' ``reduce_decode`` says what the whole run used)."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}

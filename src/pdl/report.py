@@ -395,8 +395,45 @@ def tune_grid(rs: ResultSet) -> Grid:
     return grid
 
 
+MAD_NOTE = (
+    "MAD: mean absolute difference between the pipeline's outputs from full and from reduced decoding, same "
+    "per-image seeds, over the images decoded reduced only (uint8: 0–255; a float pipeline: in its own units)"
+)
+
+
+def decode_grid(rs: ResultSet) -> Grid:
+    """`pdl decode`: per pipeline, images/s with full and with reduced decoding, the gain, who was reduced, MAD."""
+    pts = rs.points
+    first = pts[0] if pts else None
+    workers = f" · {first.workers} workers" if first and first.workers else ""
+    where = f"{first.loader}{workers} · batch {first.batch_size}" if first else ""
+    grid = Grid(
+        f"pdl decode: what --reduce-decode gains · {where} · {rs.machine.summary()}",
+        ["pipeline", "images/s full", "images/s reduced", "gain × (min–max)", "reduced n (scales)", "full n", "MAD"],
+    )
+    told = {str(d["pipeline"]): d for d in rs.options.get("decode") or []}
+    full = {p.pipeline: p for p in pts if not p.reduce_decode}
+    reduced = [p for p in pts if p.reduce_decode]
+    for p in reduced:
+        d, base = told.get(p.pipeline, {}), full.get(p.pipeline)
+        scales = ", ".join(f"1/{f}: {n}" for f, n in (d.get("scales") or {}).items() if n)
+        dtype = d.get("output_dtype", "uint8")
+        mad = "" if "mad" not in d else f"{d['mad']:.2f}" if dtype == "uint8" else f"{d['mad']:.3g} ({dtype})"
+        grid.rows.append([
+            p.pipeline, f"{base.images_per_s:.0f}" if base else "", f"{p.images_per_s:.0f}", speedup_cell(p),
+            f"{d.get('reduced', '')}" + (f" ({scales})" if scales else ""), str(d.get("full", "")), mad,
+        ])  # fmt: skip
+    grid.notes = [f"{name}: no image decoded reduced ({d['why_none']})" for name, d in told.items() if d.get("why_none")]
+    grid.notes += [*_noise_note(reduced), MAD_NOTE]
+    if not rs.complete:
+        grid.notes.append("the run did not finish: these are the pipelines measured before it stopped")
+    return grid
+
+
 def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
     """The tables the command that wrote ``rs`` printed."""
+    if rs.kind == "decode":
+        return [decode_grid(rs)]
     if rs.kind == "tune":
         return [tune_grid(rs)]
     if rs.kind == "sweep-workers":

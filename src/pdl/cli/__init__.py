@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from .._version import __version__
 from .common import say
+from .decode_cmd import decode_cmd
 from .misc import info, inputs, pipelines
 from .report_cmd import report
 from .run import run
@@ -73,6 +74,7 @@ app.command("sweep-workers")(sweep_workers)
 app.command("sweep-batch")(sweep_batch)
 app.command("report")(report)
 app.command("tune")(tune_cmd)
+app.command("decode")(decode_cmd)
 app.command("inputs")(inputs)
 app.command("info")(info)
 app.command("pipelines")(pipelines)

@@ -11,7 +11,16 @@ from rich.text import Text
 
 from ..errors import ConfigError
 from ..inputs import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate
-from ..photos import DEFAULT_COUNT, DEFAULT_MAX_SIDE, DEFAULT_MIN_SIDE, build_photos, check_options, summary
+from ..photos import (
+    DEFAULT_COUNT,
+    DEFAULT_MAX_SIDE,
+    DEFAULT_MIN_SIDE,
+    FORMATS,
+    build_photos,
+    check_options,
+    parse_formats,
+    summary,
+)
 from .common import DEFAULT_INPUTS, err, guarded, out
 
 
@@ -32,6 +41,10 @@ def inputs(
     max_side: Annotated[
         int | None, typer.Option("--max-side", help=f"--photos: longest longer side, px (default {DEFAULT_MAX_SIDE}).")
     ] = None,
+    formats: Annotated[
+        str | None,
+        typer.Option("--formats", help="--photos: comma list among jpg,png,webp (default: all, 70/15/15%); jpg: JPEG only."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same images.")] = 0,
 ) -> None:
     """Write a deterministic image set: photo-like JPEGs (`--classes 111 --per-class 1000` is the report's scale),
@@ -41,19 +54,22 @@ def inputs(
     other = (
         {"--classes": classes, "--per-class": per_class}
         if photos
-        else {"--count": count, "--min-side": min_side, "--max-side": max_side}
+        else {"--count": count, "--min-side": min_side, "--max-side": max_side, "--formats": formats}
     )
     if given := [(name, value) for name, value in other.items() if value is not None]:
         name, value = given[0]
-        fix = "drop it and use --count/--min-side/--max-side" if photos else "add --photos, or use --classes/--per-class"
+        fix = (
+            "drop it and use --count/--min-side/--max-side/--formats" if photos else "add --photos, or use --classes/--per-class"
+        )
         raise ConfigError(f"{name} {value} does not apply {'with' if photos else 'without'} --photos: {fix}")
     if photos:
         target = out_dir or Path("photos")
         n = DEFAULT_COUNT if count is None else count
         sides = (DEFAULT_MIN_SIDE if min_side is None else min_side, DEFAULT_MAX_SIDE if max_side is None else max_side)
+        kinds = parse_formats(formats) if formats is not None else FORMATS
         check_options(n, *sides, seed)
         with progress_bar(n, quiet=False) as tick:
-            made = build_photos(target, n, *sides, seed, progress=lambda done, total: tick(f"writing {target}"))
+            made = build_photos(target, n, *sides, seed, lambda done, total: tick(f"writing {target}"), kinds)
         err.print(summary(made), soft_wrap=True)
         return
     target = out_dir or Path("inputs")

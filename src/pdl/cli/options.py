@@ -76,6 +76,8 @@ class Shared:
         for name, var in SHARD_VARS.items():  # not given: the launcher's (torchrun sets RANK and WORLD_SIZE)
             if given[name] is None:
                 given[name] = from_env(var, _DEFAULTS[name])
+        if "loaders" in fields:  # the command names its loaders itself (decode: one, no baseline)
+            return Experiment(inputs=inputs, **given, **fields)
         names = name_list(self.loaders)
         if ALL in names:  # every installed loader, in registry order; say which were left out
             present, missing = installed()
@@ -197,17 +199,25 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
 }
 
 
-def measuring_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Give ``fn(shared: Shared, **own)`` the shared options: its signature gains them, after its own."""
+def measuring_options(fn: Callable[..., Any] | None = None, *, leave_out: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """Give ``fn(shared: Shared, **own)`` the shared options: its signature gains them, after its own.
+
+    ``@measuring_options(leave_out=(...))``: those options are not offered; ``Shared`` holds their defaults.
+    """
+    if fn is None:
+        return functools.partial(measuring_options, leave_out=leave_out)
+    unknown = set(leave_out) - set(_SHARED)
+    assert not unknown, f"not shared options: {unknown}"
+    offered = {name: entry for name, entry in _SHARED.items() if name not in leave_out}
     own = inspect.signature(fn)
     hints = get_type_hints(fn, include_extras=True)
     kind = inspect.Parameter.KEYWORD_ONLY
     params = [p.replace(annotation=hints[p.name], kind=kind) for p in own.parameters.values() if p.name != "shared"]
-    params += [inspect.Parameter(name, kind, annotation=ann, default=default) for name, (ann, default) in _SHARED.items()]
+    params += [inspect.Parameter(name, kind, annotation=ann, default=default) for name, (ann, default) in offered.items()]
 
     @functools.wraps(fn)
     def command(**kwargs: Any) -> Any:
-        shared = Shared(**{name: kwargs.pop(name) for name in _SHARED})
+        shared = Shared(**{name: kwargs.pop(name) if name in offered else default for name, (_, default) in _SHARED.items()})
         return fn(shared, **kwargs)
 
     command.__signature__ = own.replace(parameters=params, return_annotation=None)  # type: ignore[attr-defined]
