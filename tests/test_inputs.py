@@ -89,6 +89,16 @@ def test_several_formats_share_as_the_default_mix_renormalised(tmp_path: Path) -
     assert Counter(p.suffix for p in tmp_path.rglob("*.*")) == {".png": 5, ".webp": 5}
 
 
+def test_no_upscale_uses_only_photos_large_enough_and_never_enlarges(tmp_path: Path) -> None:
+    made = build(tmp_path, count=12, min_side=800, max_side=1400, upscale=False)
+    assert made.upscaled == 0
+    assert set(made.sources) == {"hubble_deep_field", "retina"}  # the shipped photos with a longer side ≥ 800 px
+    sides = [max(cv2.imread(str(p), cv2.IMREAD_UNCHANGED).shape[:2]) for p in tmp_path.rglob("*.*")]
+    assert len(sides) == 12 and max(sides) <= 1411  # retina, the largest source, is 1411 px
+    upscaled = build(tmp_path / "up", count=12, min_side=800, max_side=1400)
+    assert upscaled.upscaled > 0  # the same request, allowed to enlarge, does: the flag is what keeps it out
+
+
 def test_formats_are_parsed_in_a_fixed_order_each_once() -> None:
     assert parse_formats("webp, JPG,jpg") == ("jpg", "webp")
     for bad, why in (("gif", "'gif' is not one of jpg, png, webp"), (" , ", "give at least one of jpg, png, webp")):
@@ -172,6 +182,8 @@ def test_cli_formats_jpg_writes_jpegs_only_and_says_so(tmp_path: Path) -> None:
         (["--count", "10"], "--count 10 does not apply without --photos: add --photos"),
         (["--photos", "--formats", "jpg,gif"], "--formats 'jpg,gif': 'gif' is not one of jpg, png, webp"),
         (["--formats", "jpg"], "--formats jpg does not apply without --photos: add --photos"),
+        (["--no-upscale"], "--no-upscale does not apply without --photos: add --photos"),
+        (["--photos", "--no-upscale", "--min-side", "2000", "--max-side", "3000"], "no shipped photo is that large"),
     ],
 )
 def test_bad_options_exit_2_with_one_line_naming_option_value_and_fix(tmp_path: Path, args: list[str], message: str) -> None:

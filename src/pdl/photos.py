@@ -107,6 +107,7 @@ def build_photos(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     formats: tuple[str, ...] = FORMATS,
+    upscale: bool = True,
 ) -> PhotoSet:
     """Write ``count`` images under ``out/<source>/``, dealt round-robin over the source photos.
 
@@ -117,7 +118,9 @@ def build_photos(
     them (the sources' longer sides are 451 to 1411 px). Exactly 70/15/15% (rounded) are JPEG
     (quality 75–95), PNG and WebP (quality 75–95), and 10% are single-channel grayscale JPEGs or PNGs, all spread
     by the seed. ``formats`` keeps only some of the three (their shares renormalised): ``("jpg",)`` writes JPEGs
-    only, as ImageNet is; WebP alone has no grayscale files (it has no single-channel mode).
+    only, as ImageNet is; WebP alone has no grayscale files (it has no single-channel mode). ``upscale=False``
+    keeps only the sources whose longer side reaches ``min_side`` and never enlarges a crop: an image whose crop
+    (at its aspect ratio) cannot reach its drawn size keeps the crop's own, so every pixel is a photographed one.
 
     The same seed gives the same bytes with the same package and OpenCV versions. Each file is written under a
     hidden temporary name and renamed, so an interrupted run leaves no half-written image. Refuses to write into
@@ -126,6 +129,14 @@ def build_photos(
     check_options(count, min_side, max_side, seed)
     formats = parse_formats(",".join(formats))
     sources, packages = load_sources()
+    if not upscale:
+        sources = {name: src for name, src in sources.items() if max(src.shape[:2]) >= min_side}
+        if not sources:
+            largest = max(max(src.shape[:2]) for src in load_sources()[0].values())
+            raise ConfigError(
+                f"--no-upscale --min-side {min_side}: no shipped photo is that large (the largest is {largest} px); "
+                f"lower --min-side to at most {largest}"
+            )
     names = list(sources)[:count]
     taken = [out / name for name in names if (out / name).exists()]
     if taken:
@@ -140,7 +151,7 @@ def build_photos(
     for i in range(count):
         name = names[i % len(names)]
         rng = np.random.default_rng([seed, 1, i])
-        image, up = _crop_resized(rng, sources[name], int(rng.integers(min_side, max_side + 1)))
+        image, up = _crop_resized(rng, sources[name], int(rng.integers(min_side, max_side + 1)), upscale)
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY if grayscale[i] else cv2.COLOR_RGB2BGR)
         data = _encode(str(kinds[i]), image, int(rng.integers(75, 96)))
         _write_atomically(out / name / f"{name}_{i:05d}.{kinds[i]}", data)
@@ -168,13 +179,16 @@ def _shares(count: int, formats: tuple[str, ...] = FORMATS) -> list[int]:
     return [count - sum(rest), *rest]
 
 
-def _crop_resized(rng: np.random.Generator, src: np.ndarray, side: int) -> tuple[np.ndarray, bool]:
-    """A random crop of ``src`` resized so its longer side is ``side``, and whether that meant upscaling."""
+def _crop_resized(rng: np.random.Generator, src: np.ndarray, side: int, upscale: bool = True) -> tuple[np.ndarray, bool]:
+    """A random crop of ``src`` resized so its longer side is ``side`` (with ``upscale`` off, at most the largest
+    crop's), and whether that meant upscaling."""
     h, w = src.shape[:2]
     aspect = math.exp(rng.uniform(math.log(2 / 3), math.log(3 / 2)))  # width / height
     full_w = min(w, h * aspect)
     full_h = full_w / aspect
     longest = max(full_w, full_h)
+    if not upscale:
+        side = min(side, math.floor(longest))
     crop_long = max(longest * math.sqrt(rng.uniform(0.3, 1.0)), min(side, longest))
     cw, ch = max(1, round(full_w * crop_long / longest)), max(1, round(full_h * crop_long / longest))
     x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))

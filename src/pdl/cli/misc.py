@@ -45,6 +45,10 @@ def inputs(
         str | None,
         typer.Option("--formats", help="--photos: comma list among jpg,png,webp (default: all, 70/15/15%); jpg: JPEG only."),
     ] = None,
+    no_upscale: Annotated[
+        bool,
+        typer.Option("--no-upscale", help="--photos: never enlarge a crop (only photos at least --min-side large are used)."),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same images.")] = 0,
 ) -> None:
     """Write a deterministic image set: photo-like JPEGs (`--classes 111 --per-class 1000` is the report's scale),
@@ -54,14 +58,21 @@ def inputs(
     other = (
         {"--classes": classes, "--per-class": per_class}
         if photos
-        else {"--count": count, "--min-side": min_side, "--max-side": max_side, "--formats": formats}
+        else {
+            "--count": count,
+            "--min-side": min_side,
+            "--max-side": max_side,
+            "--formats": formats,
+            "--no-upscale": no_upscale or None,
+        }
     )
     if given := [(name, value) for name, value in other.items() if value is not None]:
         name, value = given[0]
         fix = (
             "drop it and use --count/--min-side/--max-side/--formats" if photos else "add --photos, or use --classes/--per-class"
         )
-        raise ConfigError(f"{name} {value} does not apply {'with' if photos else 'without'} --photos: {fix}")
+        given_as = name if value is True else f"{name} {value}"  # a flag is named alone
+        raise ConfigError(f"{given_as} does not apply {'with' if photos else 'without'} --photos: {fix}")
     if photos:
         target = out_dir or Path("photos")
         n = DEFAULT_COUNT if count is None else count
@@ -69,7 +80,7 @@ def inputs(
         kinds = parse_formats(formats) if formats is not None else FORMATS
         check_options(n, *sides, seed)
         with progress_bar(n, quiet=False) as tick:
-            made = build_photos(target, n, *sides, seed, lambda done, total: tick(f"writing {target}"), kinds)
+            made = build_photos(target, n, *sides, seed, lambda done, total: tick(f"writing {target}"), kinds, not no_upscale)
         err.print(summary(made), soft_wrap=True)
         return
     target = out_dir or Path("inputs")
