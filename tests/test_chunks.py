@@ -3,6 +3,7 @@ bit for bit; slots come back after every way an epoch can end; a failing image i
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import time
 from pathlib import Path
@@ -115,6 +116,30 @@ def test_every_worker_works_and_the_tail_is_measured(images) -> None:
         busy = par.stats.worker_busy_s
         assert sorted(busy) == [0, 1] and all(s > 0 for s in busy.values())
         assert 0 <= par.stats.tail_idle_s() < sum(busy.values())
+
+
+class SlowFirstWorker(Pipeline):
+    """The light pipeline, 40 ms slower per image in the first worker process only."""
+
+    def __call__(self, image: np.ndarray, seed: int) -> np.ndarray:
+        if multiprocessing.current_process().name == "pdl-worker-0":
+            time.sleep(0.04)
+        return super().__call__(image, seed)
+
+
+def test_a_free_worker_takes_the_next_chunk_so_a_slow_one_makes_few(images) -> None:
+    light = load_pipeline("light")
+    slow = SlowFirstWorker(light.name, light.description, light.source, light.spec, light.output_shape, light.output_dtype)
+    ds = ImageFolder(images)
+    ref = collect(SequentialLoader(ds, light, batch_size=8, shuffle=True, seed=1))
+    with ParallelLoader(ds, slow, batch_size=8, num_workers=2, chunk_size=1, shuffle=True, seed=1) as par:
+        got = collect(par)  # 21 one-image chunks, every one of them queued at once (the window holds the epoch)
+        tasks = par.stats.worker_tasks
+    assert_same(ref, got)
+    assert sum(tasks.values()) == 21
+    # dealt out at dispatch time, worker 0 would have been given about half; taking them when free, it makes a
+    # few while worker 1 makes the rest (a 40 ms image against ~2 ms ones)
+    assert tasks[0] <= 5 < 16 <= tasks[1]
 
 
 def test_reduced_decode_gives_the_same_batches_in_every_loader_and_never_decodes_below_the_resize(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ def worker(ds: ImageFolder, pipeline: Pipeline, spec: LoaderSpec) -> Iterator[tu
     ctx = mp.get_context("fork")
     task_r, task_w = ctx.Pipe(duplex=False)
     res_r, res_w = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=worker_loop, args=(0, ds, pipeline, spec, task_r, res_w, None, None), daemon=True)
+    args = (0, ds, pipeline, spec, task_r, ctx.Lock(), res_w, None, None)
+    proc = ctx.Process(target=worker_loop, args=args, daemon=True)
     with forking("fork", pipeline):  # as the loader forks: OpenCV's pool kept out of the child
         proc.start()
     task_r.close()
@@ -51,7 +52,7 @@ def test_a_worker_answers_ready_then_each_chunk_then_stops_on_none(images: Path)
         assert results.poll(30)
         assert results.recv() == (READY, 0, proc.pid)
         indices = np.array([5, 2, 9])
-        tasks.send((7, 1, indices[1:], None, 1, 3))  # chunk of rows 1-2 of a 3-image batch, no slot: pickled back
+        tasks.send((7, 1, indices[1:].tolist(), None, 1, 3))  # chunk of rows 1-2 of a 3-image batch, no slot: pickled back
         kind, task, (part, t_start, t_done) = results.recv()
         want = make_batch(ds, light, indices[1:], 1, spec)
         assert (kind, task) == (DONE, 7) and isinstance(part, Part) and part.offset == 1 and t_done >= t_start
@@ -67,7 +68,7 @@ def test_a_failing_image_comes_back_as_failed_naming_it(tmp_path: Path) -> None:
     (folder / "bad.jpg").write_bytes(b"not an image")
     with worker(ImageFolder(tmp_path), load_pipeline("light"), LoaderSpec(batch_size=1, num_workers=1)) as (proc, tasks, results):
         assert results.recv()[0] == READY
-        tasks.send((1, 0, np.array([0]), None, 0, 1))
+        tasks.send((1, 0, [0], None, 0, 1))
         kind, task, error = results.recv()
         assert (kind, task) == (FAILED, 1) and isinstance(error, WorkerError)
         assert error.path == str(folder / "bad.jpg") and "bad.jpg: cannot decode" in str(error)

@@ -67,6 +67,7 @@ class LoaderStats:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     worker_busy_s: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))  # per worker
     worker_last_s: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))  # its last task's end
+    worker_tasks: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))  # tasks each worker made
 
     def tail_idle_s(self) -> float:
         """Worker-seconds idle at the end of the epoch: each worker from its last task's end to the last one's."""

@@ -1,14 +1,17 @@
-"""ParallelLoader: persistent worker processes, whole-batch tasks, a bounded window, in-order delivery.
+"""ParallelLoader: persistent worker processes, batches cut into chunks, a bounded window, in-order delivery.
 
-Each worker has its own task pipe and result pipe; the parent blocks in ``connection.wait`` on the result
-pipes and the workers' sentinels together, so a batch and a dead worker both wake it at once, with no polling.
+The workers share one task pipe, so whichever worker is free takes the next chunk; each has its own result
+pipe. The parent blocks in ``connection.wait`` on the result pipes and the workers' sentinels together, so a
+finished chunk and a dead worker both wake it at once, with no polling.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import math
 import multiprocessing as mp
+import os
 import signal
 import time
 import warnings
@@ -65,6 +68,15 @@ def _raw_images(raw: np.ndarray | None, part: Part) -> list[np.ndarray]:
     return [view(raw, shape, np.uint8, off) for off, shape in part.raw_offsets]
 
 
+def _widen(conn: connection.Connection) -> None:
+    """Let the task pipe hold a whole window of chunks (Linux: up to 1 MiB, fs.pipe-max-size), so that
+    dispatching never blocks the parent while the workers are busy; elsewhere, or if refused, 64 KiB it stays."""
+    try:
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (AttributeError, OSError):
+        pass
+
+
 class ParallelLoader(Loader):
     name = "process"
 
@@ -90,14 +102,13 @@ class ParallelLoader(Loader):
         if not self.use_shared_memory:
             self.name = "process-pickle"  # measured side by side with "process": what the ring gains
         self._procs: list[Any] = []
-        self._tasks: list[connection.Connection] = []
+        self._tasks: connection.Connection | None = None  # the shared task pipe's writing end
         self._results: list[connection.Connection] = []
         self._ring: SlotRing | None = None
         self._task_ids = itertools.count()
         self._pending: dict[int, tuple[_InFlight, int, int]] = {}  # task → (its batch, chunk number, images)
         self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
         self._stale: list[_InFlight] = []  # abandoned batches whose chunks are still in flight
-        self._load = [0] * self.num_workers
         self._started = self._closed = False
 
     @property
@@ -128,26 +139,27 @@ class ParallelLoader(Loader):
         if self.start_method == "forkserver":
             ctx.set_forkserver_preload(["pdl.loaders.worker", "albumentations"])
         self._ring = self._make_ring()
+        task_r, self._tasks = ctx.Pipe(duplex=False)
+        _widen(self._tasks)
+        take = ctx.Lock()
         with forking(self.start_method, self.pipeline):
             for wid in range(self.num_workers):
-                self._spawn(ctx, wid)
+                self._spawn(ctx, wid, task_r, take)
+        task_r.close()
         ready = 0
         deadline = time.monotonic() + START_TIMEOUT_S
         while ready < self.num_workers:  # verify the pool really started before anything is timed
             for kind, *_ in self._receive(deadline, "start"):
                 ready += kind == READY
 
-    def _spawn(self, ctx: Any, wid: int) -> None:
-        task_r, task_w = ctx.Pipe(duplex=False)
+    def _spawn(self, ctx: Any, wid: int, task_r: connection.Connection, take: Any) -> None:
         res_r, res_w = ctx.Pipe(duplex=False)
         ring = self._ring
-        args = (wid, self.dataset, self.pipeline, self.spec, task_r, res_w, ring and ring.name, ring and ring.slot_bytes)
+        args = (wid, self.dataset, self.pipeline, self.spec, task_r, take, res_w, ring and ring.name, ring and ring.slot_bytes)
         proc = ctx.Process(target=worker_loop, args=args, name=f"pdl-worker-{wid}", daemon=True)
         proc.start()
-        task_r.close()
         res_w.close()
         self._procs.append(proc)
-        self._tasks.append(task_w)
         self._results.append(res_r)
 
     def _make_ring(self) -> SlotRing | None:
@@ -221,24 +233,23 @@ class ParallelLoader(Loader):
             self._batches = {}
 
     def _dispatch(self, epoch: int, number: int, indices: np.ndarray) -> None:
-        """Cut the batch into chunks, each sent to the worker with the fewest images outstanding."""
+        """Cut the batch into chunks, queued in order on the shared pipe: the first free worker takes each."""
         slot = self._ring.acquire() if self._ring else None  # None: every slot is held by batches the caller kept
         offsets = split(len(indices), self.num_workers, self.spec.chunk_size)
         made = self._batches[number] = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
+        assert self._tasks is not None
         for part, (offset, count) in enumerate(offsets):
-            wid = min(range(self.num_workers), key=self._load.__getitem__)
             task = next(self._task_ids)
             self._pending[task] = (made, part, count)
-            self._load[wid] += count
+            chunk = indices[offset : offset + count].tolist()  # a list of ints: a few bytes a message, not an array's
             try:
-                self._tasks[wid].send((task, epoch, indices[offset : offset + count], slot, offset, len(indices)))
-            except OSError:  # the worker is gone: say how
-                self._died(wid)
+                self._tasks.send((task, epoch, chunk, slot, offset, len(indices)))
+            except OSError:  # no worker reads the pipe any more: say which died and how
+                self._any_died()
 
     def _collect(self, messages: list[tuple[Any, ...]]) -> None:
         for kind, wid, task, payload in messages:
-            made, part, count = self._pending.pop(task)
-            self._load[wid] -= count
+            made, part, _count = self._pending.pop(task)
             made.outstanding -= 1
             if made.abandoned:
                 if not made.outstanding:
@@ -249,6 +260,7 @@ class ParallelLoader(Loader):
             made.parts[part], t_start, t_done = payload
             made.t_done = max(made.t_done, t_done)
             self.stats.worker_busy_s[wid] += t_done - t_start
+            self.stats.worker_tasks[wid] += 1
             self.stats.worker_last_s[wid] = max(self.stats.worker_last_s[wid], t_done)
 
     def _release(self, made: _InFlight) -> None:
@@ -314,6 +326,12 @@ class ParallelLoader(Loader):
                     self._died(wid)
         return messages
 
+    def _any_died(self) -> None:
+        for wid, proc in enumerate(self._procs):
+            if not proc.is_alive():
+                self._died(wid)
+        raise WorkerDiedError("the workers stopped reading their tasks", exc_type="WorkerDied")
+
     def _died(self, wid: int) -> None:
         proc = self._procs[wid]
         proc.join(1.0)
@@ -337,11 +355,13 @@ class ParallelLoader(Loader):
         if self._closed:
             return
         self._closed = True
-        for conn in self._tasks:
+        if self._tasks is not None:
             try:
-                conn.send(None)
+                os.set_blocking(self._tasks.fileno(), False)  # a full pipe (workers stuck) must not hang close
+                for _ in self._procs:
+                    self._tasks.send(None)  # one stop per worker: each reads one and exits
             except (OSError, ValueError):
-                pass
+                pass  # full or gone: the workers are stopped below
         deadline = time.monotonic() + 2.0
         for proc in self._procs:
             proc.join(max(0.0, deadline - time.monotonic()))
@@ -352,7 +372,7 @@ class ParallelLoader(Loader):
             if proc.is_alive():
                 proc.kill()
                 proc.join(1.0)
-        for conn in (*self._tasks, *self._results):
+        for conn in (*([self._tasks] if self._tasks is not None else []), *self._results):
             conn.close()
         for proc in self._procs:
             try:

@@ -1,6 +1,8 @@
-"""The worker process: a module-level loop that blocks on its task pipe and writes batches into the ring.
+"""The worker process: a module-level loop that blocks on the shared task pipe and writes chunks into the ring.
 
-Imported by the forkserver before any worker forks (preload), so a new worker costs a fork, not an import.
+Every worker reads the one task pipe, so a chunk goes to whichever worker is free first (a pull, not a guess
+made at dispatch time); a lock makes one worker read a message whole. Imported by the forkserver before any
+worker forks (preload), so a new worker costs a fork, not an import.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def worker_loop(
     pipeline: Pipeline,
     spec: LoaderSpec,
     tasks: connection.Connection,
+    take: Any,
     results: connection.Connection,
     shm_name: str | None,
     slot_bytes: int | None,
@@ -52,19 +55,34 @@ def worker_loop(
         ready = connection.wait(watch)  # blocks: no polling; wakes when a task comes or the parent dies
         if tasks not in ready:
             return
-        try:
-            task = tasks.recv()
-        except (EOFError, OSError):
-            return
+        task = _take(tasks, take)
+        if task is _TAKEN:
+            continue
         if task is None:
             return
-        task_id, epoch, indices, slot, offset, batch_len = task
+        task_id, epoch, listed, slot, offset, batch_len = task
+        indices = np.asarray(listed, dtype=np.int64)
         t_start = time.perf_counter()
         try:
             part = _run(dataset, pipeline, spec, epoch, indices, slot, offset, batch_len, buf, slot_bytes or 0, augment)
             results.send((DONE, task_id, (part, t_start, time.perf_counter())))
         except Exception as exc:
             results.send((FAILED, task_id, worker_error(exc, getattr(exc, "path", None), "reading")))
+
+
+_TAKEN = object()  # another worker read the task this one woke for
+
+
+def _take(tasks: connection.Connection, take: Any) -> Any:
+    """The next task, if it is still there: every idle worker wakes when one arrives, one reads it (whole, under
+    the lock); None when the parent said stop or is gone."""
+    with take:
+        if not tasks.poll():
+            return _TAKEN
+        try:
+            return tasks.recv()
+        except (EOFError, OSError):
+            return None
 
 
 def _run(
