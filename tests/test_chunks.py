@@ -41,6 +41,9 @@ def test_chunk_sizes_cover_the_batch_once() -> None:
     assert chunk_size(64, 2) == 8 and chunk_size(10, 2) == 3 and chunk_size(1, 4) == 1 and chunk_size(64, 2, 5) == 5
     assert chunk_size(1000, 2) == 8  # a batch as large as the epoch is still cut small: every core to the end
     assert split(10, 2, 4) == chunk_offsets(10, 4) and split(64, 2) == chunk_offsets(64, 8)
+    # an epoch's first and last batches: auto chunks cut finer; a size the user asked for is kept
+    assert split(64, 2, edge=True) == chunk_offsets(64, 2) and split(5, 2, edge=True) == chunk_offsets(5, 1)
+    assert split(64, 2, 5, edge=True) == chunk_offsets(64, 5)
 
 
 def test_stacking_chunks_skips_one_whose_images_were_all_skipped() -> None:

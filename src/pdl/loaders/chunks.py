@@ -19,6 +19,7 @@ from ..pipeline import Pipeline
 from .batching import StageTimes
 
 MAX_AUTO_CHUNK = 8  # images: ~10-50 ms of work per message with the shipped pipelines; the tail is one chunk
+EDGE_DIVISOR = 4  # an epoch's first and last batches are cut this much finer (auto size only): see ``split``
 
 
 def chunk_size(batch_size: int, num_workers: int, requested: int = 0) -> int:
@@ -34,9 +35,18 @@ def chunk_offsets(batch_len: int, size: int) -> list[tuple[int, int]]:
     return [(lo, min(size, batch_len - lo)) for lo in range(0, batch_len, size)]
 
 
-def split(batch_len: int, num_workers: int, requested: int = 0) -> list[tuple[int, int]]:
-    """The chunks of one batch, as ``chunk_offsets`` gives them, at the size ``chunk_size`` picks."""
-    return chunk_offsets(batch_len, chunk_size(batch_len, num_workers, requested))
+def split(batch_len: int, num_workers: int, requested: int = 0, edge: bool = False) -> list[tuple[int, int]]:
+    """The chunks of one batch, as ``chunk_offsets`` gives them, at the size ``chunk_size`` picks.
+
+    ``edge``: the epoch's first or last batch. The consumer waits on the first with nothing else in flight, and
+    after the last chunk of the epoch the workers idle: there, the finer the chunks, the less one worker's last
+    chunk outlasts the others' (a chunk is ~10-50 ms). So, unless a size was requested, they are cut
+    EDGE_DIVISOR times finer; in between, the window keeps every worker busy and coarser chunks cost fewer
+    messages."""
+    size = chunk_size(batch_len, num_workers, requested)
+    if edge and not requested:
+        size = max(1, size // EDGE_DIVISOR)
+    return chunk_offsets(batch_len, size)
 
 
 @dataclass

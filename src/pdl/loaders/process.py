@@ -203,7 +203,7 @@ class ParallelLoader(Loader):
                 # batches dispatched but not yet handed out (in flight or in the reorder buffer) stay within
                 # the window, so they never need more slots than the ring has
                 while sent < len(plan) and sent - number < window:
-                    self._dispatch(epoch, sent, plan[sent])
+                    self._dispatch(epoch, sent, plan[sent], len(plan) - 1)
                     sent += 1
                 t0 = time.perf_counter()
                 deadline = None if self.spec.timeout is None else time.monotonic() + self.spec.timeout
@@ -232,10 +232,10 @@ class ParallelLoader(Loader):
                     self._release(made)
             self._batches = {}
 
-    def _dispatch(self, epoch: int, number: int, indices: np.ndarray) -> None:
+    def _dispatch(self, epoch: int, number: int, indices: np.ndarray, last: int) -> None:
         """Cut the batch into chunks, queued in order on the shared pipe: the first free worker takes each."""
         slot = self._ring.acquire() if self._ring else None  # None: every slot is held by batches the caller kept
-        offsets = split(len(indices), self.num_workers, self.spec.chunk_size)
+        offsets = split(len(indices), self.num_workers, self.spec.chunk_size, edge=number in (0, last))
         made = self._batches[number] = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
         assert self._tasks is not None
         for part, (offset, count) in enumerate(offsets):

@@ -56,7 +56,7 @@ class ThreadLoader(Loader):
         try:
             for _ in range(len(plan)):
                 while sent < len(plan) and len(window) < self.num_workers * self.spec.prefetch:
-                    window.append(self._submit(plan[sent], epoch))
+                    window.append(self._submit(plan[sent], epoch, edge=sent in (0, len(plan) - 1)))
                     sent += 1
                 t0 = time.perf_counter()
                 out, futures = window.popleft()
@@ -79,9 +79,9 @@ class ThreadLoader(Loader):
                 for future in futures:
                     future.cancel()
 
-    def _submit(self, indices: np.ndarray, epoch: int) -> tuple[np.ndarray | None, list[Future[Part]]]:
+    def _submit(self, indices: np.ndarray, epoch: int, edge: bool) -> tuple[np.ndarray | None, list[Future[Part]]]:
         """The batch's chunks, queued to the pool: any free thread takes the next, so threads share the work
-        of one batch (and of the epoch's last) to the end."""
+        of one batch (and of the epoch's last) to the end; the epoch's first and last batches in finer ones."""
         assert self._pool is not None
         shape = self.pipeline.output_shape
         out = None
@@ -89,7 +89,7 @@ class ThreadLoader(Loader):
             out = np.empty((len(indices), *shape), dtype=self.pipeline.output_dtype)
         futures = [
             self._pool.submit(self._make, indices[lo : lo + n], epoch, lo, None if out is None else out[lo : lo + n])
-            for lo, n in split(len(indices), self.num_workers, self.spec.chunk_size)
+            for lo, n in split(len(indices), self.num_workers, self.spec.chunk_size, edge)
         ]
         return out, futures
 
