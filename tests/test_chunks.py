@@ -44,6 +44,7 @@ def test_chunk_sizes_cover_the_batch_once() -> None:
     # an epoch's first and last batches: auto chunks cut finer; a size the user asked for is kept
     assert split(64, 2, edge=True) == chunk_offsets(64, 2) and split(5, 2, edge=True) == chunk_offsets(5, 1)
     assert split(64, 2, 5, edge=True) == chunk_offsets(64, 5)
+    assert split(300, 2, edge=True) == chunk_offsets(300, 8)  # 16 chunks a worker already: no more messages
 
 
 def test_stacking_chunks_skips_one_whose_images_were_all_skipped() -> None:

@@ -19,7 +19,7 @@ from ..pipeline import Pipeline
 from .batching import StageTimes
 
 MAX_AUTO_CHUNK = 8  # images: ~10-50 ms of work per message with the shipped pipelines; the tail is one chunk
-EDGE_DIVISOR = 4  # an epoch's first and last batches are cut this much finer (auto size only): see ``split``
+EDGE_CHUNKS = 16  # an epoch's first and last batches: at least this many chunks per worker (auto size): ``split``
 
 
 def chunk_size(batch_size: int, num_workers: int, requested: int = 0) -> int:
@@ -40,12 +40,12 @@ def split(batch_len: int, num_workers: int, requested: int = 0, edge: bool = Fal
 
     ``edge``: the epoch's first or last batch. The consumer waits on the first with nothing else in flight, and
     after the last chunk of the epoch the workers idle: there, the finer the chunks, the less one worker's last
-    chunk outlasts the others' (a chunk is ~10-50 ms). So, unless a size was requested, they are cut
-    EDGE_DIVISOR times finer; in between, the window keeps every worker busy and coarser chunks cost fewer
-    messages."""
+    chunk outlasts the others' (a chunk is ~10-50 ms). So, unless a size was requested, they get at least
+    EDGE_CHUNKS chunks per worker (batch 64, 2 workers: chunks of 2, not 8); a batch that large already has
+    them, and in between the window keeps every worker busy: coarser chunks cost fewer messages."""
     size = chunk_size(batch_len, num_workers, requested)
     if edge and not requested:
-        size = max(1, size // EDGE_DIVISOR)
+        size = max(1, min(size, math.ceil(batch_len / (EDGE_CHUNKS * max(1, num_workers)))))
     return chunk_offsets(batch_len, size)
 
 
