@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import PdlError
+from ..results import ResultWriter
 
 # Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 160 columns
 # rather than Rich's 80, unless COLUMNS says otherwise.
@@ -108,6 +109,20 @@ def resolve_inputs(inputs: Path | None, quiet: bool) -> Path:
             err.print(f"{DEFAULT_INPUTS}/ holds no images: generating the default set ({n} photo-like JPEGs) first", markup=False)
         generate(DEFAULT_INPUTS, DEFAULT_CLASSES, DEFAULT_PER_CLASS)
     return DEFAULT_INPUTS
+
+
+@contextmanager
+def keeping(writer: ResultWriter, what: str) -> Iterator[None]:
+    """Around a measurement that saves as it goes through ``writer``: if it stops (Ctrl-C, SIGTERM, a pdl
+    error or a bug), say where what was measured is kept, or leave no empty file; then let it propagate."""
+    try:
+        yield
+    except BaseException:
+        if writer.saved:
+            err.print(f"the {what} measured before it stopped are saved in {writer.path}", markup=False)
+        else:
+            writer.discard_if_unused()
+        raise
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from ..pipeline import LEVELS
 from ..report import decode_grid
 from ..results import ResultWriter
 from ..system import cpu_info
-from .common import check_choice, err, guarded, progress_bar, resolve_inputs, show
+from .common import check_choice, err, guarded, keeping, progress_bar, resolve_inputs, show
 from .options import Shared, measuring_options, name_list
 
 
@@ -41,15 +41,8 @@ def decode_cmd(
     )
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
     writer = ResultWriter(shared.results, "decode")
-    try:
-        with progress_bar(len(plan.pipelines) * epochs_per_pipeline(exp.repeats), shared.quiet) as tick:
-            results, _ = decode_gains(plan, writer.save, tick)
-    except BaseException:  # Ctrl-C, SIGTERM, a pdl error or a bug: keep what was saved, leave no empty file
-        if writer.saved:
-            err.print(f"the pipelines measured before it stopped are saved in {writer.path}", markup=False)
-        else:
-            writer.discard_if_unused()
-        raise
+    with keeping(writer, "pipelines"), progress_bar(len(plan.pipelines) * epochs_per_pipeline(exp.repeats), shared.quiet) as tick:
+        results, _ = decode_gains(plan, writer.save, tick)
     show(decode_grid(results))
     if not shared.quiet:
         err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)

@@ -11,7 +11,7 @@ from ..records import ResultSet
 from ..report import grids
 from ..results import ResultWriter
 from ..system import cpu_info
-from .common import err, progress_bar, show
+from .common import err, keeping, progress_bar, show
 
 
 def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False) -> ResultSet:
@@ -24,15 +24,8 @@ def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: 
             "such points are oversubscribed (marked ⚠), so their speedup is bounded by the cores, not the loader"
         )
     writer = ResultWriter(results_dir, exp.kind)
-    try:
-        with progress_bar(exp.points * exp.epochs_per_point(), quiet) as tick:
-            results = execute(plan, writer.save, tick)
-    except BaseException:  # Ctrl-C, SIGTERM, a pdl error or a bug: keep what was saved, leave no empty file
-        if writer.saved:
-            err.print(f"the points measured before it stopped are saved in {writer.path}", markup=False)
-        else:
-            writer.discard_if_unused()
-        raise
+    with keeping(writer, "points"), progress_bar(exp.points * exp.epochs_per_point(), quiet) as tick:
+        results = execute(plan, writer.save, tick)
     for grid in grids(results, stages=stages):
         show(grid)
     if exp.cache == "cold" and not quiet:

@@ -11,7 +11,7 @@ from ..report import tune_grid
 from ..results import ResultWriter
 from ..system import cpu_info
 from ..tune import check_tune, parse_target, tune
-from .common import err, guarded, progress_bar, resolve_inputs, show
+from .common import err, guarded, keeping, progress_bar, resolve_inputs, show
 from .options import Shared, measuring_options
 
 
@@ -43,15 +43,8 @@ def tune_cmd(
     check_tune(exp, most, budget_s)
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
     writer = ResultWriter(shared.results, "tune")
-    try:
-        with progress_bar((most + 1) * (exp.repeats + 1) + 1, shared.quiet) as tick:
-            results, _ = tune(plan, most, target, budget_s, writer.save, tick)
-    except BaseException:
-        if writer.saved:
-            err.print(f"the trials measured before it stopped are saved in {writer.path}", markup=False)
-        else:
-            writer.discard_if_unused()
-        raise
+    with keeping(writer, "trials"), progress_bar((most + 1) * (exp.repeats + 1) + 1, shared.quiet) as tick:
+        results, _ = tune(plan, most, target, budget_s, writer.save, tick)
     show(tune_grid(results))
     if not shared.quiet:
         err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)
