@@ -69,6 +69,12 @@ class LoaderStats:
     worker_last_s: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))  # its last task's end
     worker_tasks: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))  # tasks each worker made
 
+    def worker_did(self, wid: int, t_start: float, t_done: float) -> None:
+        """Worker ``wid`` made one task (a chunk or a batch) from ``t_start`` to ``t_done`` (perf_counter)."""
+        self.worker_busy_s[wid] += t_done - t_start
+        self.worker_tasks[wid] += 1
+        self.worker_last_s[wid] = max(self.worker_last_s[wid], t_done)
+
     def tail_idle_s(self) -> float:
         """Worker-seconds idle at the end of the epoch: each worker from its last task's end to the last one's."""
         if not self.worker_last_s:

@@ -259,9 +259,7 @@ class ParallelLoader(Loader):
                 raise payload
             made.parts[part], t_start, t_done = payload
             made.t_done = max(made.t_done, t_done)
-            self.stats.worker_busy_s[wid] += t_done - t_start
-            self.stats.worker_tasks[wid] += 1
-            self.stats.worker_last_s[wid] = max(self.stats.worker_last_s[wid], t_done)
+            self.stats.worker_did(wid, t_start, t_done)
 
     def _release(self, made: _InFlight) -> None:
         if made.slot is not None and self._ring is not None:

@@ -323,8 +323,7 @@ class RayLoader(Loader):
         made.parts[part], t_start, t_done = result
         made.outstanding -= 1
         self.node_tasks[self._actor_nodes[wid]] += 1
-        self.stats.worker_busy_s[wid] += t_done - t_start
-        self.stats.worker_last_s[wid] = max(self.stats.worker_last_s[wid], t_done)
+        self.stats.worker_did(wid, t_start, t_done)
 
     def _failure(self, exc: Exception, doing: str, wid: int | None = None) -> WorkerError:
         """Ray's exception as one line naming the loader (and the worker and its node)."""

@@ -163,8 +163,7 @@ class TorchLoader(Loader):
                 if isinstance(item, WorkerError):
                     raise item
                 images, indices, skipped, times, labels, (wid, t_start, t_done) = item
-                self.stats.worker_busy_s[wid] += t_done - t_start
-                self.stats.worker_last_s[wid] = max(self.stats.worker_last_s[wid], t_done)
+                self.stats.worker_did(wid, t_start, t_done)
                 if t_done >= t0:  # made while we waited: the time to get it (before any augmenting here)
                     self.stats.handoff_s.append(time.perf_counter() - t_done)
                 if self.spec.augment_in == "workers":
