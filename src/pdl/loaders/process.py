@@ -106,7 +106,7 @@ class ParallelLoader(Loader):
         self._results: list[connection.Connection] = []
         self._ring: SlotRing | None = None
         self._task_ids = itertools.count()
-        self._pending: dict[int, tuple[_InFlight, int, int]] = {}  # task → (its batch, chunk number, images)
+        self._pending: dict[int, tuple[_InFlight, int]] = {}  # task → (its batch, chunk number)
         self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
         self._stale: list[_InFlight] = []  # abandoned batches whose chunks are still in flight
         self._started = self._closed = False
@@ -203,7 +203,7 @@ class ParallelLoader(Loader):
                 # batches dispatched but not yet handed out (in flight or in the reorder buffer) stay within
                 # the window, so they never need more slots than the ring has
                 while sent < len(plan) and sent - number < window:
-                    self._dispatch(epoch, sent, plan[sent], len(plan) - 1)
+                    self._dispatch(epoch, sent, plan[sent], edge=sent in (0, len(plan) - 1))
                     sent += 1
                 t0 = time.perf_counter()
                 deadline = None if self.spec.timeout is None else time.monotonic() + self.spec.timeout
@@ -232,15 +232,15 @@ class ParallelLoader(Loader):
                     self._release(made)
             self._batches = {}
 
-    def _dispatch(self, epoch: int, number: int, indices: np.ndarray, last: int) -> None:
+    def _dispatch(self, epoch: int, number: int, indices: np.ndarray, edge: bool) -> None:
         """Cut the batch into chunks, queued in order on the shared pipe: the first free worker takes each."""
         slot = self._ring.acquire() if self._ring else None  # None: every slot is held by batches the caller kept
-        offsets = split(len(indices), self.num_workers, self.spec.chunk_size, edge=number in (0, last))
+        offsets = split(len(indices), self.num_workers, self.spec.chunk_size, edge)
         made = self._batches[number] = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
         assert self._tasks is not None
         for part, (offset, count) in enumerate(offsets):
             task = next(self._task_ids)
-            self._pending[task] = (made, part, count)
+            self._pending[task] = (made, part)
             chunk = indices[offset : offset + count].tolist()  # a list of ints: a few bytes a message, not an array's
             try:
                 self._tasks.send((task, epoch, chunk, slot, offset, len(indices)))
@@ -249,7 +249,7 @@ class ParallelLoader(Loader):
 
     def _collect(self, messages: list[tuple[Any, ...]]) -> None:
         for kind, wid, task, payload in messages:
-            made, part, _count = self._pending.pop(task)
+            made, part = self._pending.pop(task)
             made.outstanding -= 1
             if made.abandoned:
                 if not made.outstanding:
@@ -370,7 +370,9 @@ class ParallelLoader(Loader):
             if proc.is_alive():
                 proc.kill()
                 proc.join(1.0)
-        for conn in (*([self._tasks] if self._tasks is not None else []), *self._results):
+        if self._tasks is not None:
+            self._tasks.close()
+        for conn in self._results:
             conn.close()
         for proc in self._procs:
             try:
