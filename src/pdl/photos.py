@@ -130,9 +130,9 @@ def build_photos(
     formats = parse_formats(",".join(formats))
     sources, packages = load_sources()
     if not upscale:
+        largest = max(max(src.shape[:2]) for src in sources.values())
         sources = {name: src for name, src in sources.items() if max(src.shape[:2]) >= min_side}
         if not sources:
-            largest = max(max(src.shape[:2]) for src in load_sources()[0].values())
             raise ConfigError(
                 f"--no-upscale --min-side {min_side}: no shipped photo is that large (the largest is {largest} px); "
                 f"lower --min-side to at most {largest}"

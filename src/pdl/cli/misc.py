@@ -69,7 +69,9 @@ def inputs(
     if given := [(name, value) for name, value in other.items() if value is not None]:
         name, value = given[0]
         fix = (
-            "drop it and use --count/--min-side/--max-side/--formats" if photos else "add --photos, or use --classes/--per-class"
+            "drop it and use --count/--min-side/--max-side/--formats/--no-upscale"
+            if photos
+            else "add --photos, or use --classes/--per-class"
         )
         given_as = name if value is True else f"{name} {value}"  # a flag is named alone
         raise ConfigError(f"{given_as} does not apply {'with' if photos else 'without'} --photos: {fix}")
