@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +22,59 @@ from pdl import ImageFolder, SequentialLoader, load_pipeline  # noqa: E402
 from pdl.inputs import generate  # noqa: E402
 from pdl.loaders import LoaderSpec, make_loader  # noqa: E402
 
+from .processes import live_children, stopping_what_it_starts  # noqa: E402
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-@pytest.fixture
-def cluster() -> Iterator[object]:
-    """Two nodes of one CPU each, their session files in a folder of their own; all stopped and removed after."""
+@contextmanager
+def two_nodes() -> Iterator[cluster_utils.Cluster]:
+    """Two nodes of one CPU each. Everything Ray writes, its default temp dir included (RAY_TMPDIR: Ray writes the
+    cluster's address there, whatever ``temp_dir`` says), lives in one new folder, removed after; every process it
+    started is stopped after, also when the setup fails half-way (the head started, the second node not)."""
     if ray.is_initialized():
         ray.shutdown()
-    temp = tempfile.mkdtemp(prefix="pdl-cluster-")  # short: Ray's socket paths must fit in 107 characters
-    node = dict(num_cpus=1, include_dashboard=False, temp_dir=temp, object_store_memory=100 * 2**20)
-    made = cluster_utils.Cluster(initialize_head=True, head_node_args=node)
-    try:
-        made.add_node(**node)
-        made.wait_for_nodes()
+    temp = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths under it must fit in 107 characters
+    node = dict(num_cpus=1, include_dashboard=False, temp_dir=str(temp), object_store_memory=100 * 2**20)
+    with pytest.MonkeyPatch.context() as env, stopping_what_it_starts():
+        env.setenv("RAY_TMPDIR", str(temp))
+        (temp / "ray").mkdir()  # Ray's default temp dir under RAY_TMPDIR: where it writes the address file
+        made = cluster_utils.Cluster()  # no node yet: the head is the first add_node, inside the try
+        try:
+            made.add_node(**node)
+            made.add_node(**node)
+            made.wait_for_nodes()
+            yield made
+        finally:
+            ray.shutdown()
+            made.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[cluster_utils.Cluster]:
+    with two_nodes() as made:
         yield made
-    finally:
-        started = [proc for proc in psutil.Process().children(recursive=True)]
-        ray.shutdown()
-        made.shutdown()
-        psutil.wait_procs([p for p in started if p.is_running()], timeout=30)
-        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_setup_that_fails_after_the_head_started_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    add_node = cluster_utils.Cluster.add_node
+    started: list[int] = []
+
+    def head_then_fail(self: cluster_utils.Cluster, **kwargs: object) -> object:
+        if self.head_node is not None:
+            raise RuntimeError("the second node did not start")
+        node = add_node(self, **kwargs)
+        started.extend(p.pid for p in live_children())
+        return node
+
+    monkeypatch.setattr(cluster_utils.Cluster, "add_node", head_then_fail)
+    with pytest.raises(RuntimeError, match="second node"):
+        with two_nodes():
+            pytest.fail("the setup should have failed")
+    assert len(started) >= 2  # the head's GCS and raylet (at least) were running when the setup failed
+    assert live_children() == []  # and are stopped now
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in started)
 
 
 def test_batches_made_on_both_nodes_match_the_sequential_loaders(cluster, tmp_path: Path) -> None:

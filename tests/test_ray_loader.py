@@ -31,7 +31,8 @@ from pdl.loaders import Loader, make_loader  # noqa: E402
 from pdl.loaders.base import LoaderSpec  # noqa: E402
 from pdl.loaders.ray_ref import RayLoader  # noqa: E402
 
-from .conftest import live_children, shm_entries, write_image  # noqa: E402
+from .conftest import write_image  # noqa: E402
+from .processes import check_nothing_left, live_children, shm_entries, stopping_what_it_starts, stray  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 module_ray: list[psutil.Process] = []  # the processes of the module's Ray instance (GCS, raylet, …)
@@ -39,39 +40,46 @@ module_ray: list[psutil.Process] = []  # the processes of the module's Ray insta
 
 @pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
-    before = {p.pid for p in psutil.Process().children()}
-    temp = tempfile.mkdtemp(prefix="pdl-test-ray-")  # its session files, removed after: not /tmp/ray
-    ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-        object_store_memory=200 * 2**20, _temp_dir=temp,
-    )  # fmt: skip
-    module_ray[:] = [p for p in psutil.Process().children() if p.pid not in before]
-    yield
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
+    """One local Ray instance for the module, its files (and Ray's default temp dir, RAY_TMPDIR) in a folder of its
+    own; whatever it started is stopped after, and if ray.init fails half-way."""
+    temp = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths under it must fit in 107 characters
+    with pytest.MonkeyPatch.context() as env, stopping_what_it_starts():
+        env.setenv("RAY_TMPDIR", str(temp))
+        (temp / "ray").mkdir()  # Ray's default temp dir under RAY_TMPDIR: where it writes the address file
+        before = {p.pid for p in psutil.Process().children()}
+        try:
+            ray.init(
+                num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                object_store_memory=200 * 2**20, _temp_dir=str(temp),
+            )  # fmt: skip
+            module_ray[:] = [p for p in psutil.Process().children() if p.pid not in before]
+            yield
+        finally:
+            ray.shutdown()
+            module_ray.clear()
+            shutil.rmtree(temp, ignore_errors=True)
 
 
-def strays() -> list[psutil.Process]:
-    """Live children of the test process, less the module's Ray instance and its workers."""
+def module_pids() -> set[int]:
+    """The module's Ray instance and its workers: they outlive each test (the last test checks Ray's own)."""
     ours = set()
     for proc in module_ray:
         with contextlib.suppress(psutil.Error):
             ours |= {proc.pid, *(child.pid for child in proc.children(recursive=True))}
-    return [p for p in live_children() if p.pid not in ours]
+    return ours
+
+
+def strays() -> list[psutil.Process]:
+    """Live children of the test process, less the module's Ray instance and its workers."""
+    return stray(module_pids)
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind() -> Iterator[None]:
-    """conftest's check, but the module's Ray instance outlives each test (the last test checks Ray's own),
-    and only this process's segments count (another run on the machine may hold its own)."""
+    """conftest's check, the module's Ray instance exempt."""
     before = shm_entries()
     yield
-    deadline = time.monotonic() + 3
-    while strays() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert strays() == [], "a test left child processes alive"
-    ours = {name for name in shm_entries() - before if name.startswith(f"pdl-{os.getpid()}-")}
-    assert ours == set(), "a test left shared memory in /dev/shm"
+    check_nothing_left(before, module_pids)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,106 @@
+"""What tests start, stopped: the children a test left, named and stopped, and a guard for fixtures whose setup
+starts processes and can fail half-way (a Ray head started, the second node not)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+
+import psutil
+
+from pdl.loaders.shm import SHM_PREFIX
+
+
+def shm_entries() -> set[str]:
+    """This test process's pdl segments (named pdl-<creator pid>-...), whatever other pdl runs do meanwhile."""
+    mine = f"{SHM_PREFIX}{os.getpid()}-"
+    try:
+        return {name for name in os.listdir("/dev/shm") if name.startswith(mine)}
+    except FileNotFoundError:
+        return set()
+
+
+def live_children() -> list[psutil.Process]:
+    """Children of the test process, ignoring multiprocessing's own helpers and finished zombies."""
+    alive = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+            if child.status() == psutil.STATUS_ZOMBIE or "resource_tracker" in cmd or "forkserver" in cmd:
+                continue
+        except psutil.Error:
+            continue
+        alive.append(child)
+    return alive
+
+
+def describe(proc: psutil.Process) -> str:
+    """'pid 123: gcs_server --arg …' (the command line cut at 160 characters)."""
+    try:
+        cmd = " ".join(proc.cmdline()) or proc.name()
+    except psutil.Error:
+        cmd = "(gone)"
+    return f"pid {proc.pid}: {cmd[:160]}"
+
+
+def stop(procs: list[psutil.Process], grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL whatever is still there after ``grace_s``; each one reaped (no zombie stays)."""
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+
+
+def stop_leftovers(before: Collection[int] = ()) -> list[str]:
+    """Stop every live child not in ``before`` (pids); returns what was stopped, described."""
+    left = [p for p in live_children() if p.pid not in before]
+    described = [describe(p) for p in left]
+    stop(left)
+    return described
+
+
+def remove_segments(names: set[str]) -> None:
+    for name in names:
+        try:
+            os.unlink(os.path.join("/dev/shm", name))
+        except FileNotFoundError:
+            pass
+
+
+def check_nothing_left(shm_before: set[str], exempt: Callable[[], Collection[int]] = tuple) -> None:
+    """After a test: wait up to 3 s for its children and segments to go; then stop and remove what stayed, and
+    fail naming it (pid and command line; segment names). ``exempt``: pids a module's fixture keeps alive."""
+    deadline = time.monotonic() + 3
+    while (stray(exempt) or shm_entries() - shm_before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped = stop_leftovers(exempt())
+    segments = shm_entries() - shm_before
+    remove_segments(segments)
+    assert not stopped, "a test left child processes alive (now stopped): " + "; ".join(stopped)
+    assert not segments, "a test left shared memory in /dev/shm (now removed): " + ", ".join(sorted(segments))
+
+
+def stray(exempt: Callable[[], Collection[int]] = tuple) -> list[psutil.Process]:
+    kept = exempt()
+    return [p for p in live_children() if p.pid not in kept]
+
+
+@contextmanager
+def stopping_what_it_starts() -> Iterator[None]:
+    """Around a setup that starts processes: whatever it started and left alive is stopped on the way out,
+    whether the body finished, raised half-way, or was interrupted."""
+    before = {p.pid for p in live_children()}
+    try:
+        yield
+    finally:
+        stop_leftovers(before)
