@@ -49,11 +49,19 @@ def results(kind: str, points: list[Point], machine: Machine = MACHINE, **fields
     return replace(made, **fields)
 
 
-def sweep_workers(factor: float = 1.0) -> ResultSet:
-    """Two pipelines × workers 1, 2, 4, 8 on a 4-core machine; walls divided by ``factor``."""
-    base = [8.0, 8.0, 8.0]
+def sweep_workers(
+    factor: float = 1.0, rounds: int = 3, jitter: float = 0.0, calibration_s: float | None = None, cost: float = 1.0
+) -> ResultSet:
+    """Two pipelines × workers 1, 2, 4, 8 on a 4-core machine; the loaders' walls divided by ``factor``, every wall
+    (the sequential loop's too) times ``cost`` (a per-image cost change: speedups stay). ``jitter``: the rounds'
+    walls spread by up to that share, in a fixed pattern (a rank test needs rounds that differ); ``calibration_s``:
+    every round's calibration seconds (none by default, as in a file from an older pdl)."""
+    pattern = [1 + jitter * ((r * 7) % 5 - 2) / 2 for r in range(rounds)]
+    base = [8.0 * cost * j for j in pattern]
     points = []
     for pipe, curve in (("light", {1: 1.0, 2: 1.9, 4: 3.2, 8: 2.5}), ("heavy", {1: 1.0, 2: 2.0, 4: 3.8, 8: 3.9})):
         for w, s in curve.items():
-            points.append(point("process", w, base, [8.0 / (s * factor)] * 3, pipeline=pipe))
-    return results("sweep-workers", points)
+            walls = [8.0 * cost / (s * factor) * j for j in reversed(pattern)]
+            cal = {} if calibration_s is None else {"calibration_s": (calibration_s,) * rounds}
+            points.append(point("process", w, base, walls, pipeline=pipe, **cal))
+    return results("sweep-workers", points, calibration=None if calibration_s is None else "test")

@@ -139,7 +139,8 @@ def test_sweep_workers_writes_one_point_per_configuration(images: Path, tmp_path
     res = invoke("sweep-workers", "--inputs", str(images), "--workers", "1,2", "--pipelines", "light,medium",
                  "--results", str(tmp_path), *QUICK)  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "Table 1" in res.stdout and "ideal" in res.stdout and "best:" in res.stdout
+    assert "Table 1" in res.stdout and "ideal" in res.stdout
+    assert "light: cannot tell the worker counts apart" in " ".join(res.stdout.split())  # one round: no evidence
     data = json.loads(files(tmp_path)[0].read_text())
     assert sorted((p["pipeline"], p["workers"]) for p in data["points"]) == [
         ("light", 1),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pdl.cli import app
 from pdl.export import EXPORTERS, FORMATS, Shown
-from pdl.gate import Verdict
+from pdl.gate import Gate, Verdict
 from pdl.report import grids
 from pdl.results import ResultWriter
 
@@ -17,19 +18,57 @@ from .factories import point, results, sweep_workers
 
 
 def test_formats_are_the_terminal_table_then_the_exporters() -> None:
-    assert FORMATS == ("table", "markdown", "csv", "json")
+    assert FORMATS == ("table", "markdown", "csv", "json", "github-action-benchmark", "bmf")
 
 
 def test_gate_json_is_the_verdicts_own_fields() -> None:
-    v = Verdict(("light", "process", 2, 8, "workers"), "regressed", 2.0, 1.5, "-25%, rounds do not overlap")
-    text = EXPORTERS["json"](Shown((sweep_workers(),), (), (v,)))
+    v = Verdict(("light", "process", 2, 8, "workers"), "images/s", "regressed", 200.0, 150.0, -0.25, "-25%, p = 0.004")
+    text = EXPORTERS["json"](Shown((sweep_workers(),), (), Gate((v,), ("a note",))))
     assert json.loads(text) == {
         "machine": "Test CPU 3000 · 4 usable of 4 logical cores · testbox",
         "verdicts": [
             {"pipeline": "light", "loader": "process", "workers": 2, "batch_size": 8, "augment_in": "workers",
-             "status": "regressed", "baseline": 2.0, "current": 1.5, "change": -0.25, "reason": "-25%, rounds do not overlap"}
+             "measure": "images/s", "status": "regressed", "baseline": 200.0, "current": 150.0, "change": -0.25,
+             "reason": "-25%, p = 0.004"}
         ],
+        "notes": ["a note"],
     }  # fmt: skip
+
+
+def _run_file():
+    pts = [
+        point("sequential", 0, [2.0, 2.5, 2.2], [2.0, 2.5, 2.2]),
+        point("process", 2, [2.0, 2.5, 2.2], [1.0, 1.25, 1.0], augment_in="main"),
+    ]
+    return results("run", pts)
+
+
+def test_github_action_benchmark_is_custom_bigger_is_better() -> None:
+    """benchmark-action/github-action-benchmark, tool: customBiggerIsBetter: name, unit, value; range and extra optional."""
+    data = json.loads(EXPORTERS["github-action-benchmark"](Shown((_run_file(),), ())))
+    extra = "3 rounds; Test CPU 3000 · 4 usable of 4 logical cores · testbox"
+    assert data == [
+        {"name": "light · sequential · batch 8 · images/s", "unit": "images/s", "value": 36.36, "range": "32.0–40.0", "extra": extra},
+        {"name": "light · process · 2 workers · batch 8 · augment in main · images/s", "unit": "images/s", "value": 80.0,
+         "range": "64.0–80.0", "extra": extra},
+        {"name": "light · process · 2 workers · batch 8 · augment in main · speedup", "unit": "×", "value": 2.0,
+         "range": "2.000–2.200", "extra": extra},
+    ]  # fmt: skip
+    for row in data:
+        assert set(row) <= {"name", "unit", "value", "range", "extra"} and isinstance(row["value"], float)
+
+
+def test_bmf_is_bencher_metric_format() -> None:
+    data = json.loads(EXPORTERS["bmf"](Shown((_run_file(),), ())))
+    assert data == {
+        "light · sequential · batch 8": {
+            "throughput": {"value": pytest.approx(80 / 2.2), "lower_value": 32.0, "upper_value": 40.0},
+        },
+        "light · process · 2 workers · batch 8 · augment in main": {
+            "throughput": {"value": 80.0, "lower_value": 64.0, "upper_value": 80.0},
+            "speedup": {"value": 2.0, "lower_value": 2.0, "upper_value": pytest.approx(2.2)},
+        },
+    }
 
 
 NO_STEP = ",,,,,,,,"  # step_ms … wait_p99_ms: empty without --step-ms

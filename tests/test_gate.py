@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pdl.cli import app
 from pdl.errors import ConfigError, ResultsError
-from pdl.gate import compare, exit_code, judge, parse_threshold
+from pdl.gate import Limits, compare, exit_code, judge, parse_threshold
 from pdl.results import ResultWriter
 
 from .factories import MACHINE, point, results, sweep_workers
@@ -19,50 +19,95 @@ from .factories import MACHINE, point, results, sweep_workers
 V1_SWEEP = Path(__file__).parent / "data" / "v1-sweep.json"
 
 
+BASE5 = [2.0, 2.1, 1.9, 2.05, 1.95]
+TEN = Limits(images=0.10, speedup=0.10)
+
+
 def test_judge_needs_both_size_and_evidence() -> None:
-    assert judge([2.0, 2.1, 1.9], [1.95, 2.0, 2.05], 0.10) == ("ok", "within ±10%")
-    assert judge([2.0, 2.1, 1.9], [1.2, 1.3, 1.25], 0.10)[0] == "regressed"
-    assert judge([2.0, 2.1, 1.9], [2.6, 2.7, 2.5], 0.10)[0] == "improved"
-    noisy = judge([2.0, 2.1, 1.9], [1.5, 1.6, 2.0], 0.10)
-    assert noisy == ("inconclusive", "rounds overlap: too noisy to tell; re-run with more --repeats")
-    assert judge([2.0], [1.0], 0.10) == ("inconclusive", "too few rounds to tell (need 3 on each side)")
+    assert judge(BASE5, [1.95, 2.0, 2.05, 1.98, 2.02], 0.10)[::2] == ("ok", "within ±10%")
+    status, change, reason = judge(BASE5, [1.2, 1.3, 1.25, 1.22, 1.28], 0.10)
+    assert (status, round(change, 3)) == ("regressed", -0.375)
+    assert reason == "-38%, p = 0.00397 (Mann–Whitney U, 5 + 5 rounds)"  # 1 / C(10, 5): every round below every one
+    assert judge(BASE5, [2.6, 2.7, 2.5, 2.65, 2.55], 0.10)[0] == "improved"
+    noisy = judge(BASE5, [1.5, 1.6, 2.2, 1.55, 1.58], 0.10)
+    assert (
+        noisy[0] == "inconclusive"
+        and noisy[2] == "rounds overlap, p = 0.0754 (Mann–Whitney U, 5 + 5 rounds): re-run with more --repeats"
+    )
+    few = judge([2.0, 2.1, 1.9], [1.0, 1.1, 1.05], 0.10)
+    assert few[::2] == ("inconclusive", "too few rounds to tell (need 5 on each side for p ≤ 0.01; got 3 and 3)")
 
 
 def test_compare_matches_points_by_configuration() -> None:
-    base, cur = sweep_workers(), sweep_workers()
-    slower = point("process", 1, [8.0] * 3, [16.0, 15.0, 17.0], pipeline="light")  # 1.0× → 0.5×
-    new = point("process", 16, [8.0] * 3, [1.0] * 3, pipeline="light")
+    base, cur = sweep_workers(rounds=5, jitter=0.02), sweep_workers(rounds=5, jitter=0.02)
+    slower = point("process", 1, list(base.points[0].baseline_wall_s), [16.0, 15.0, 17.0, 15.5, 16.5], pipeline="light")
+    new = point("process", 16, list(base.points[0].baseline_wall_s), [1.0] * 5, pipeline="light")
     cur = replace(cur, points=(slower, *cur.points[1:-1], new))  # heavy, 8 workers not measured
-    verdicts = {v.key[:3]: v for v in compare(cur, base, 0.10)}
-    assert verdicts[("light", "process", 1)].status == "regressed"
-    assert verdicts[("light", "process", 1)].change == pytest.approx(0.5 - 1)
-    assert verdicts[("heavy", "process", 8)].status == "missing"
-    assert verdicts[("light", "process", 16)].status == "new"
-    assert verdicts[("light", "process", 2)].status == "ok"
-    assert exit_code(list(verdicts.values())) == 1
+    gate = compare(cur, base, TEN)
+    verdicts = {(*v.key[:3], v.measure): v for v in gate.verdicts}
+    assert verdicts[("light", "process", 1, "speedup")].status == "regressed"
+    assert verdicts[("light", "process", 1, "speedup")].change == pytest.approx(0.5 - 1, abs=0.02)
+    assert verdicts[("light", "process", 1, "images/s")].status == "regressed"
+    assert verdicts[("heavy", "process", 8, "speedup")].status == "missing"
+    assert verdicts[("light", "process", 16, "speedup")].status == "new"
+    assert verdicts[("light", "process", 2, "speedup")].status == "ok"
+    assert verdicts[("light", "sequential", 0, "images/s")].status == "ok"  # from the baseline rounds the points carry
+    assert gate.exit_code == 1
+
+
+def test_a_per_image_cost_regression_is_caught_by_throughput_though_speedups_hold() -> None:
+    base = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.01)
+    cur = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.01, cost=1.5)  # every loader 1.5× slower per image
+    gate = compare(cur, base, TEN)
+    assert {v.status for v in gate.verdicts if v.measure == "speedup"} == {"ok"}
+    rates = [v for v in gate.verdicts if v.measure == "images/s"]
+    assert len(rates) == 10 and {v.status for v in rates} == {"regressed"}  # 8 points and both sequential loops
+    assert all(v.change == pytest.approx(1 / 1.5 - 1) for v in rates) and gate.exit_code == 1
+    assert gate.notes == ("images/s change: drift-corrected (images/s × the calibration workload's seconds in the same round)",)
+
+
+def test_machine_drift_is_cancelled_by_the_calibration_rounds() -> None:
+    base = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.01)
+    drifted = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.013, cost=1.3)  # the machine 30% slower: all of it
+    assert {v.status for v in compare(drifted, base, TEN).verdicts} == {"ok"}
+    raw = compare(sweep_workers(rounds=5, jitter=0.02, cost=1.3), sweep_workers(rounds=5, jitter=0.02), TEN)
+    assert {v.status for v in raw.verdicts if v.measure == "images/s"} == {"regressed"}  # uncalibrated: it cannot tell
+    assert raw.notes == (
+        "images/s change: raw, machine drift NOT cancelled (a file without calibration rounds, from an older pdl)",
+    )
+
+
+def test_a_disturbed_baseline_is_no_speedup_verdict() -> None:
+    base = sweep_workers(rounds=5, jitter=0.02)
+    disturbed = replace(base.points[1], disturbed=True)
+    cur = replace(base, points=(base.points[0], disturbed, *base.points[2:]))
+    v = next(v for v in compare(cur, base, TEN).verdicts if v.key[:3] == ("light", "process", 2) and v.measure == "speedup")
+    assert v.status == "inconclusive" and v.reason.startswith("disturbed baseline in the current results")
 
 
 def test_exit_codes() -> None:
-    same = compare(sweep_workers(), sweep_workers(), 0.10)
-    assert {v.status for v in same} == {"ok"} and exit_code(same) == 0
-    faster = compare(sweep_workers(factor=1.5), sweep_workers(), 0.10)
-    assert {v.status for v in faster} == {"improved"} and exit_code(faster) == 0
-    fewer = sweep_workers()
-    fewer = replace(fewer, points=tuple(point(p.loader, p.workers, [8.0], list(p.wall_s[:1]), p.pipeline) for p in fewer.points))
-    assert exit_code(compare(sweep_workers(factor=0.5), fewer, 0.10)) == 3
+    same = compare(sweep_workers(rounds=5, jitter=0.02), sweep_workers(rounds=5, jitter=0.02), TEN).verdicts
+    assert {v.status for v in same} == {"ok"} and exit_code(list(same)) == 0
+    faster = compare(sweep_workers(factor=1.5, rounds=5, jitter=0.02), sweep_workers(rounds=5, jitter=0.02), TEN)
+    assert {v.status for v in faster.verdicts if v.key[1] != "sequential"} == {"improved"}
+    assert faster.exit_code == 0
+    fewer = compare(sweep_workers(factor=0.5), sweep_workers(), TEN)  # 3 rounds: too few for evidence
+    assert fewer.exit_code == 3
 
 
 def test_a_baseline_from_another_machine_is_refused_unless_allowed() -> None:
     other = replace(sweep_workers(), machine=replace(MACHINE, cpu=replace(MACHINE.cpu, usable=16)))
     with pytest.raises(ResultsError, match="another machine.*--allow-other-machine"):
-        compare(sweep_workers(), other, 0.10)
-    assert exit_code(compare(sweep_workers(), other, 0.10, allow_other_machine=True)) == 0
+        compare(sweep_workers(), other, TEN)
+    allowed = compare(sweep_workers(), other, TEN, allow_other_machine=True)
+    assert allowed.exit_code == 0 and {v.measure for v in allowed.verdicts} == {"speedup"}
+    assert allowed.notes == ("another machine: images/s not compared (it depends on the machine); speedups only",)
 
 
 def test_threshold_parsing() -> None:
-    assert parse_threshold("10%") == pytest.approx(0.10) and parse_threshold("0.25") == 0.25
-    with pytest.raises(ConfigError, match="--max-slowdown 'lots'"):
-        parse_threshold("lots")
+    assert parse_threshold("--max-slowdown", "10%") == pytest.approx(0.10) and parse_threshold("--x", "0.25") == 0.25
+    with pytest.raises(ConfigError, match="--max-speedup-drop 'lots': give a percentage"):
+        parse_threshold("--max-speedup-drop", "lots")
 
 
 def _save(folder: Path, rs) -> Path:
@@ -72,13 +117,29 @@ def _save(folder: Path, rs) -> Path:
 
 
 @pytest.mark.parametrize(("factor", "code", "word"), [(1.0, 0, "ok"), (0.5, 1, "REGRESSED"), (1.5, 0, "improved")])
-def test_gate_exit_codes_through_the_cli(tmp_path: Path, factor: float, code: int, word: str) -> None:
-    base = _save(tmp_path / "b", sweep_workers())
-    cur = _save(tmp_path / "c", sweep_workers(factor=factor))
+def test_gate_exit_codes_through_the_cli(tmp_path: Path, factor: float, code: int, word: str, monkeypatch) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    base = _save(tmp_path / "b", sweep_workers(rounds=5, jitter=0.02))
+    cur = _save(tmp_path / "c", sweep_workers(factor=factor, rounds=5, jitter=0.02))
     res = CliRunner().invoke(app, ["report", str(cur), "--baseline", str(base), "--format", "markdown"])
     assert res.exit_code == code, res.output
-    assert res.stdout.startswith("**regression gate (max slowdown 25%) · Test CPU 3000 · 4 usable of 4 logical cores")
+    assert res.stdout.startswith(
+        "**regression gate (max slowdown 10% in images/s, 25% in speedup) · Test CPU 3000 · 4 usable of 4 logical cores"
+    )
     assert f"| {word} |" in res.stdout
+
+
+def test_the_gate_table_is_appended_to_the_github_step_summary(tmp_path: Path, monkeypatch) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    base = _save(tmp_path / "b", sweep_workers(rounds=5, jitter=0.02))
+    cur = _save(tmp_path / "c", sweep_workers(factor=0.5, rounds=5, jitter=0.02))
+    res = CliRunner().invoke(app, ["report", str(cur), "--baseline", str(base)])
+    assert res.exit_code == 1, res.output
+    text = summary.read_text()
+    assert text.startswith("earlier step\n**regression gate (max slowdown 10% in images/s, 25% in speedup)")
+    assert "| light | process | 2 | 8 | speedup | 1.90× | 0.95× | -50.0% | REGRESSED |" in text
 
 
 def test_report_formats_and_errors(tmp_path: Path) -> None:
@@ -105,17 +166,17 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 
 
 def test_gate_json_export_comes_from_the_verdicts(tmp_path: Path) -> None:
-    base = _save(tmp_path / "b", sweep_workers())
-    cur = _save(tmp_path / "c", sweep_workers(factor=0.5))
+    base = _save(tmp_path / "b", sweep_workers(rounds=5))
+    cur = _save(tmp_path / "c", sweep_workers(factor=0.5, rounds=5))
     res = CliRunner().invoke(app, ["report", str(cur), "--baseline", str(base), "--format", "json"])
     assert res.exit_code == 1, res.output
     data = json.loads(res.stdout)
     assert data["machine"] == "Test CPU 3000 · 4 usable of 4 logical cores · testbox"
-    row = next(r for r in data["verdicts"] if (r["pipeline"], r["workers"]) == ("light", 2))
+    row = next(r for r in data["verdicts"] if (r["pipeline"], r["workers"], r["measure"]) == ("light", 2, "speedup"))
     assert row == {
         "pipeline": "light", "loader": "process", "workers": 2, "batch_size": 8, "augment_in": "workers",
-        "status": "regressed", "baseline": pytest.approx(1.9), "current": pytest.approx(0.95),
-        "change": pytest.approx(-0.5), "reason": "-50%, rounds do not overlap",
+        "measure": "speedup", "status": "regressed", "baseline": pytest.approx(1.9), "current": pytest.approx(0.95),
+        "change": pytest.approx(-0.5), "reason": "-50%, p = 0.00199 (Mann–Whitney U, 5 + 5 rounds)",
     }  # fmt: skip
 
 
@@ -129,7 +190,8 @@ def test_a_version_1_baseline_still_gates_a_new_file(tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "another machine (AMD EPYC, 2 usable cores" in refused.stderr
     res = CliRunner().invoke(app, [*args, "--allow-other-machine"])
     assert res.exit_code == 0, res.output
-    assert res.stdout.count("| ok |") == 4 and res.stdout.endswith("- 4 ok\n")  # light, heavy × 1, 2 workers
+    assert res.stdout.count("| ok |") == 4  # light, heavy × 1, 2 workers: their speedups
+    assert res.stdout.endswith("- 4 ok\n- another machine: images/s not compared (it depends on the machine); speedups only\n")
 
 
 def test_a_file_from_a_newer_pdl_is_refused_in_one_line(tmp_path: Path) -> None:

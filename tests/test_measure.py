@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from pdl.loaders import LoaderSpec
 from pdl.loaders.base import Loader
 from pdl.loaders.batching import Batch, LoaderStats, StageTimes
 from pdl.measure import Workload, measure
+from pdl.system import cpu_info
 
 
 def test_speedup_is_the_median_of_per_round_ratios() -> None:
@@ -106,3 +108,40 @@ def test_memory_epochs_fill_the_points_memory_fields(monkeypatch: pytest.MonkeyP
     assert sampled == [("sequential", 2), ("process", 2)]
     assert seq.memory_peak_mb == (100.0, 101.5) and par.memory_peak_mb == (120.0, 121.0) and par.batch_mb == 0.5
     assert par.wall_s == (1.0,)  # the memory epochs are not timed
+
+
+def test_every_round_is_calibrated_before_and_after(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+
+    clock, log = FakeClock(), []
+    script = {"sequential": [9.0, 10.0, 12.0, 11.0], "process": [9.0, 5.0, 5.0, 6.0]}
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, script[kind], clock, log))
+    seconds = iter([0.010, 0.012, 0.020, 0.020, 0.011, 0.013])  # round 1 opens and closes, round 2, round 3
+    monkeypatch.setattr(measure_mod, "calibration_s", lambda: next(seconds))
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 3)
+    seq, par = measure(work, clock=clock)
+    assert seq.calibration_s == par.calibration_s == pytest.approx((0.011, 0.020, 0.012))
+    assert par.rates() == (4 / 5.0, 4 / 5.0, 4 / 6.0) and par.baseline_rates() == (0.4, 4 / 12.0, 4 / 11.0)
+
+
+def test_a_speedup_the_cores_cannot_give_is_flagged_as_a_disturbed_baseline(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+    from pdl.compare import impossible
+
+    assert impossible(2.25, 2, 2) and not impossible(2.15, 2, 2) and not impossible(2.25, 4, 4) and impossible(1.2, 1, 8)
+    clock, log = FakeClock(), []
+    script = {"sequential": [9.0, 10.0, 12.0, 11.0], "process": [9.0, 4.0, 4.5, 4.4]}  # 2.5×, 2.67×, 2.5× with 2 workers
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, script[kind], clock, log))
+    monkeypatch.setattr(measure_mod, "cpu_info", lambda: replace(cpu_info(), usable=2))
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 3)
+    seq, par = measure(work, clock=clock)
+    assert par.disturbed and not seq.disturbed
+    from pdl.report import run_grid
+
+    from .factories import results
+
+    grid = run_grid(results("run", [seq, par]))
+    assert grid.rows[1][5].endswith("‼")
+    assert any(
+        n.startswith("‼ disturbed baseline: process (2 workers, 2.50×) above what the usable cores allow") for n in grid.notes
+    )

@@ -21,7 +21,7 @@ def test_sweep_workers_markdown() -> None:
         "| heavy | 1.00× (1.00–1.00) | 2.00× (2.00–2.00) | 3.80× (3.80–3.80) | 3.90× (3.90–3.90) ★ |\n"
         "| ideal | 1.00× | 2.00× | 4.00× | 4.00× |\n"
         "\n"
-        "- light: best: 4 workers (3.20×); adding workers past 4 slows it down\n"
+        "- light: best: 4 workers (3.20×); adding workers past 4 slows it down (rank test, p ≤ 0.05)\n"
         "- heavy: best: 8 workers (3.90×); the 4 usable cores bound it\n"
         "- ★ best of the row; ideal = min(workers, usable cores = 4); "
         "⚠ workers + the main process exceed the 4 usable cores (oversubscribed)\n"

@@ -1,12 +1,18 @@
-"""Pure maths of comparison: per-round ratios, medians, spread, the noise flag. No I/O, no clock."""
+"""Pure maths of comparison: per-round ratios, medians, spread, the noise flag, and the evidence that two sets
+of rounds differ (a one-sided Mann–Whitney U test, as asv's ``continuous`` uses). No I/O, no clock."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 NOISE_THRESHOLD = 0.10  # rounds disagreeing by more than 10% of their median: flag, as pyperf/hyperfine do
+GATE_ALPHA = 0.01  # the gate's "regressed": p < 1% that the rounds are one population (5 rounds a side can show it)
+CLAIM_ALPHA = 0.05  # a table's sentence ("slows it down"): p ≤ 5% (3 rounds a side, none overlapping, can show it)
+Direction = Literal["lower", "higher"]
 
 
 @dataclass(frozen=True)
@@ -42,3 +48,54 @@ def median(values: Sequence[float]) -> float:
 def ideal_speedup(workers: int, usable_cores: int) -> float:
     """What perfect scaling would give: one core per worker, never more cores than the machine has."""
     return float(max(1, min(workers, usable_cores)))
+
+
+def one_sided_p(base: Sequence[float], current: Sequence[float], direction: Direction) -> float:
+    """p-value that ``current``'s rounds are no ``direction`` than ``base``'s, by the Mann–Whitney U rank test (exact
+    for small samples without ties). It assumes nothing about the distribution: a single wild round moves it little."""
+    from scipy.stats import mannwhitneyu
+
+    alternative = "less" if direction == "lower" else "greater"
+    return float(mannwhitneyu(list(current), list(base), alternative=alternative).pvalue)
+
+
+def rounds_needed(alpha: float) -> int:
+    """The fewest rounds a side with which complete separation reaches p ≤ alpha (one-sided: 1 / C(2n, n))."""
+    n = 1
+    while 1 / math.comb(2 * n, n) > alpha:
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Whether ``current``'s rounds differ from ``base``'s in the direction of their medians, and how strongly."""
+
+    change: float  # median(current) / median(base) - 1
+    p: float | None  # None: too few rounds to test
+    alpha: float
+    rounds: tuple[int, int]
+
+    @property
+    def significant(self) -> bool:
+        return self.p is not None and self.p <= self.alpha
+
+    def describe(self) -> str:
+        """'p = 0.004 (Mann–Whitney U, 5 + 5 rounds)', or why it cannot say."""
+        if self.p is None:
+            return f"too few rounds to tell (need {rounds_needed(self.alpha)} on each side for p ≤ {self.alpha:g}; got {self.rounds[0]} and {self.rounds[1]})"
+        return f"p = {self.p:.3g} (Mann–Whitney U, {self.rounds[0]} + {self.rounds[1]} rounds)"
+
+
+def evidence(base: Sequence[float], current: Sequence[float], alpha: float) -> Evidence:
+    b, c = median(base), median(current)
+    change = c / b - 1 if b else 0.0
+    rounds = (len(base), len(current))
+    if min(rounds) < rounds_needed(alpha):
+        return Evidence(change, None, alpha, rounds)
+    return Evidence(change, one_sided_p(base, current, "lower" if change < 0 else "higher"), alpha, rounds)
+
+
+def impossible(speedup: float, workers: int, usable_cores: int) -> bool:
+    """A speedup above what the cores allow by more than the noise: the baseline was disturbed, not the loader fast."""
+    return speedup > ideal_speedup(workers, usable_cores) * (1 + NOISE_THRESHOLD)

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ._env import keep_freed_memory, limit_threads
+from .calibrate import CALIBRATION
 from .config import Experiment
 from .dataset import ImageFolder
 from .measure import Progress, Workload, measure
 from .pipeline import Pipeline, load_pipeline
-from .records import ResultSet, machine_from_info
-from .system import default_start_method, system_info
+from .records import ResultSet, machine_from_info, source_from_info
+from .system import default_start_method, git_source, system_info
 
 
 @dataclass(frozen=True)
@@ -59,4 +60,6 @@ def start_results(plan: Plan, kind: str | None = None) -> ResultSet:
     options = exp.options()
     options.update(inputs=str(exp.inputs), images=len(plan.dataset), thread_settings=thread_settings)
     machine = machine_from_info(system_info(start_method))
-    return ResultSet(kind or exp.kind, options, machine, (), tuple(sys.argv), time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    source = source_from_info(git_source())
+    return ResultSet(kind or exp.kind, options, machine, (), tuple(sys.argv), created, source=source, calibration=CALIBRATION)

@@ -2,6 +2,12 @@
 
 Each exporter takes the same ``Shown`` and returns text; adding a format is one function and one entry in
 ``EXPORTERS``. The "table" format is the CLI's own: Rich, on the terminal or recorded into a file.
+
+Two are for the CI tools that keep benchmark histories: ``github-action-benchmark`` (the JSON array that
+benchmark-action/github-action-benchmark reads with ``tool: customBiggerIsBetter``: ``name``, ``unit``,
+``value``, optional ``range`` and ``extra``) and ``bmf`` (Bencher Metric Format: ``{benchmark: {measure: {value,
+lower_value, upper_value}}}``). Both carry each point's images/s (the median round, with the slowest and fastest)
+and, for parallel loaders, its speedup.
 """
 
 from __future__ import annotations
@@ -10,8 +16,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .gate import Verdict
-from .records import ResultSet
+from .gate import Gate
+from .records import Point, ResultSet
 from .report import Grid, to_markdown
 from .results import to_csv, to_json
 
@@ -22,7 +28,7 @@ class Shown:
 
     sets: tuple[ResultSet, ...]
     grids: tuple[Grid, ...]
-    verdicts: tuple[Verdict, ...] | None = None  # with --baseline
+    gate: Gate | None = None  # with --baseline
 
 
 def markdown(shown: Shown) -> str:
@@ -37,11 +43,62 @@ def csv_text(shown: Shown) -> str:
 
 def json_text(shown: Shown) -> str:
     """Gating: the machine and one object per verdict. Otherwise the results files themselves."""
-    if shown.verdicts is None:
+    if shown.gate is None:
         return "\n".join(to_json(rs) for rs in shown.sets)
     machine = shown.sets[0].machine.summary() if shown.sets else ""
-    return json.dumps({"machine": machine, "verdicts": [v.to_dict() for v in shown.verdicts]}, indent=1)
+    body = {"machine": machine, "verdicts": [v.to_dict() for v in shown.gate.verdicts], "notes": list(shown.gate.notes)}
+    return json.dumps(body, indent=1)
 
 
-EXPORTERS: dict[str, Callable[[Shown], str]] = {"markdown": markdown, "csv": csv_text, "json": json_text}
+def benchmark_name(p: Point) -> str:
+    """'medium · process · 2 workers · batch 64' (and ' · augment in main' when it was)."""
+    workers = "" if p.loader == "sequential" else f" · {p.workers} workers"
+    where = " · augment in main" if p.augment_in == "main" else ""
+    return f"{p.pipeline} · {p.loader}{workers} · batch {p.batch_size}{where}"
+
+
+def _points(shown: Shown) -> list[tuple[ResultSet, Point]]:
+    return [(rs, p) for rs in shown.sets for p in rs.points]
+
+
+def github_action_benchmark(shown: Shown) -> str:
+    """benchmark-action/github-action-benchmark, ``tool: customBiggerIsBetter``: a JSON array of
+    ``{"name", "unit", "value", "range", "extra"}``; images/s for every point, the speedup for parallel ones."""
+    rows: list[dict[str, object]] = []
+    for rs, p in _points(shown):
+        rates = p.rates()
+        extra = f"{p.rounds} rounds; {rs.machine.summary()}" + (f"; commit {rs.source.commit[:12]}" if rs.source else "")
+        name = benchmark_name(p)
+        rows.append({
+            "name": f"{name} · images/s", "unit": "images/s", "value": round(p.images_per_s, 2),
+            "range": f"{min(rates):.1f}–{max(rates):.1f}", "extra": extra,
+        })  # fmt: skip
+        if p.loader != "sequential":
+            rows.append({
+                "name": f"{name} · speedup", "unit": "×", "value": round(p.speedup, 4),
+                "range": f"{p.speedup_min:.3f}–{p.speedup_max:.3f}", "extra": extra + ("; disturbed baseline" if p.disturbed else ""),
+            })  # fmt: skip
+    return json.dumps(rows, indent=1, ensure_ascii=False)
+
+
+def bmf(shown: Shown) -> str:
+    """Bencher Metric Format: ``{"<benchmark>": {"throughput": {"value", "lower_value", "upper_value"}}}``, images/s
+    (median round, slowest, fastest), with ``speedup`` beside it for parallel loaders."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for _, p in _points(shown):
+        rates = p.rates()
+        measures = {"throughput": {"value": p.images_per_s, "lower_value": min(rates), "upper_value": max(rates)}}
+        if p.loader != "sequential":
+            measures["speedup"] = {"value": p.speedup, "lower_value": p.speedup_min, "upper_value": p.speedup_max}
+        out[benchmark_name(p)] = measures
+    return json.dumps(out, indent=1, ensure_ascii=False)
+
+
+EXPORTERS: dict[str, Callable[[Shown], str]] = {
+    "markdown": markdown,
+    "csv": csv_text,
+    "json": json_text,
+    "github-action-benchmark": github_action_benchmark,
+    "bmf": bmf,
+}
 FORMATS = ("table", *EXPORTERS)

@@ -19,7 +19,8 @@ from typing import Any
 import psutil
 
 from .cache import ColdCache
-from .compare import NOISE_THRESHOLD, speedup
+from .calibrate import calibration_s
+from .compare import NOISE_THRESHOLD, impossible, speedup
 from .loaders import Loader, LoaderSpec, make_loader
 from .loaders.batching import STAGES
 from .loaders.chunks import chunk_size
@@ -29,6 +30,7 @@ from .protocol import Dataset
 from .records import Point, cluster_from_info
 from .stall import percentile, stall_share
 from .step import Sleep, Step, take_step
+from .system import cpu_info
 
 Clock = Callable[[], float]
 Progress = Callable[[str], None]  # called after each timed or warm-up epoch, with what was just run
@@ -49,6 +51,7 @@ class EpochTiming:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     waits_s: list[float] = field(default_factory=list)  # per batch, as the consumer saw it: asking → holding
     step_s: float = 0.0  # in the simulated training step
+    calibration_s: float | None = None  # the calibration workload in this epoch's round (calibrate.py)
 
 
 def _cpu(pids: Iterable[int]) -> float:
@@ -150,7 +153,7 @@ def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sle
             stack.callback(loader.close)
             loaders.append(loader)
         before = cold.evict if cold is not None else None
-        warm, runs = interleaved(loaders, work.loaders, work.repeats, clock, tick, work.step, sleep, before)
+        warm, runs = interleaved(loaders, work.loaders, work.repeats, clock, tick, work.step, sleep, before, calibration_s)
         points = [make_point(work, loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
         if cold is not None:
             points = [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
@@ -167,10 +170,12 @@ def interleaved(
     step: Step | None = None,
     sleep: Sleep = time.sleep,
     before_epoch: Callable[[], object] | None = None,
+    calibrate: Callable[[], float] | None = None,
 ) -> tuple[list[WarmUp], list[list[EpochTiming]]]:
     """Warm every loader up, then ``repeats`` rounds of one timed epoch each, the order flipping every round so
     drift hits all sides alike. Returns the warm-ups and each loader's epochs, in ``loaders``' order. The caller
-    owns (and closes) the loaders; ``before_epoch`` runs before every warm-up and timed epoch (cache eviction)."""
+    owns (and closes) the loaders; ``before_epoch`` runs before every warm-up and timed epoch (cache eviction).
+    ``calibrate`` is timed before and after every round; each epoch of the round records the mean of the two."""
     # the loaders that fork start first, before any other has started threads (Ray's, SPDL's event loop,
     # torchdata's readers, a thread pool): a child forked from a process with threads can hang
     early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
@@ -183,11 +188,16 @@ def interleaved(
     runs: list[list[EpochTiming]] = [[] for _ in loaders]
     for r in range(repeats):
         order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
+        opened = calibrate() if calibrate is not None else None
         for i in order:
             if before_epoch is not None:
                 before_epoch()
             runs[i].append(time_epoch(loaders[i], clock, step, sleep))
             tick(f"round {r + 1} {names[i]}")
+        if calibrate is not None and opened is not None:
+            mean = (opened + calibrate()) / 2
+            for timings in runs:
+                timings[-1].calibration_s = mean
     return warm, runs
 
 
@@ -239,6 +249,7 @@ def make_point(
     sp = speedup([b.wall_s for b in base], walls)
     med = statistics.median
     handoff = [h for r in runs for h in r.handoff_s]
+    calibrated = all(r.calibration_s is not None for r in runs)
     return Point(
         pipeline=work.pipeline.name,
         loader=loader.name,
@@ -275,6 +286,8 @@ def make_point(
         same_batches=warm.digest == base_digest if warm.digest and base_digest else None,
         epoch_first_batch_s=med([r.waits_s[0] for r in runs]) if all(r.waits_s for r in runs) else None,
         reduce_decode=bool(getattr(work.dataset, "reduce_decode", False)),
+        calibration_s=tuple(r.calibration_s or 0.0 for r in runs) if calibrated else (),
+        disturbed=loader.num_workers > 0 and impossible(sp.median, loader.num_workers, cpu_info().usable),
     )
 
 

@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from .compare import ideal_speedup
 from .errors import MissingDependencyError, ResultsError
+from .history import History
 from .records import Point, ResultSet
 
 
-def plot(results: ResultSet, path: Path) -> None:
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -18,6 +19,42 @@ def plot(results: ResultSet, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError("--plot needs matplotlib: pip install 'pdl[plot]'") from None
+    return plt
+
+
+def plot_history(h: History, path: Path) -> None:
+    """Each configuration's images/s over the runs (bars: slowest–fastest round); a triangle where it changed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
+    xs = list(range(1, len(h.runs) + 1))
+    for t in h.trends:
+        pts = [(x, v, lo or v, hi or v) for x, v, lo, hi in zip(xs, t.values, t.lows, t.highs, strict=True) if v is not None]
+        if not pts:
+            continue
+        line = ax.errorbar(
+            [p[0] for p in pts], [p[1] for p in pts], yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
+            marker="o", markersize=4, capsize=2, label=t.label,
+        )  # fmt: skip
+        for c in t.changes:
+            ax.plot(c.run + 1, t.values[c.run], "v" if c.change < 0 else "^", markersize=13, color=line[0].get_color())
+            ax.annotate(
+                f"{c.change:+.0%}", (c.run + 1, t.values[c.run] or 0), textcoords="offset points", xytext=(8, 6), fontsize=8
+            )
+    ax.set_xticks(xs, [r.label.split(" · ")[-1] for r in h.runs], rotation=30, ha="right", fontsize=7)
+    unit = "images/s at the first run's machine speed" if h.corrected else "images/s (raw)"
+    ax.set_ylabel(f"{unit}\n(median round; bars: slowest–fastest)")
+    ax.set_title(
+        f"history: {len(h.runs)} runs · ▼▲ first run of a significant change\n{h.runs[-1].results.machine.summary()}", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot(results: ResultSet, path: Path) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     pts = [p for p in results.points if p.loader != "sequential"]
     if results.kind == "sweep-batch":

@@ -161,6 +161,13 @@ class Point:
     reduce_decode: bool = False
     """Whether JPEGs were decoded at a reduced scale (``ImageFolder.reduce_decode``); files written before this
     field was recorded read False (their options' ``reduce_decode`` says what the whole run used)."""
+    calibration_s: tuple[float, ...] = ()
+    """Seconds of the calibration workload (``calibrate.py``) in each round, the mean of its timing before and after
+    the round: the machine's speed then. Images/s × these seconds is throughput with the machine's drift cancelled,
+    what the gate compares. Empty in files written before it was measured."""
+    disturbed: bool = False
+    """The speedup is above what the usable cores allow by more than the noise (``compare.impossible``): the
+    sequential baseline was slowed by something else, so the speedup is not a result."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}
@@ -174,10 +181,27 @@ class Point:
     def rounds(self) -> int:
         return len(self.wall_s)
 
+    def rates(self) -> tuple[float, ...]:
+        """Images/s of each round."""
+        return tuple(self.images / w if w > 0 else 0.0 for w in self.wall_s)
+
+    def baseline_rates(self) -> tuple[float, ...]:
+        """The sequential baseline's images/s in each round."""
+        return tuple(self.images / w if w > 0 else 0.0 for w in self.baseline_wall_s)
+
     @property
     def ideal_images_per_s(self) -> float | None:
         """With --step-ms: the step-bound ideal, batch / step (what a loader that never stalls would reach)."""
         return None if not self.step_ms else self.batch_size * 1e3 / self.step_ms
+
+
+@dataclass(frozen=True)
+class Source:
+    """The git checkout pdl ran in, when it ran in one: what a history of results is ordered and labelled by."""
+
+    commit: str
+    branch: str  # "HEAD" when detached
+    dirty: bool  # uncommitted changes to tracked files
 
 
 @dataclass(frozen=True)
@@ -191,6 +215,8 @@ class ResultSet:
     command: tuple[str, ...]  # the command line that measured it
     created: str  # local time, ISO 8601
     complete: bool = False  # False while measuring, and in a file an interruption left
+    source: Source | None = None  # the git commit and branch of the directory pdl ran in; None outside a repository
+    calibration: str | None = None  # which calibration workload the points' calibration_s timed (calibrate.CALIBRATION)
     schema: str = SCHEMA
     version: int = VERSION
 
@@ -283,6 +309,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 def machine_from_info(info: Mapping[str, Any]) -> Machine:
     """The typed machine from what ``system.system_info`` returns."""
     return _build(Machine, info, "system.")
+
+
+def source_from_info(info: Mapping[str, Any] | None) -> Source | None:
+    """The typed source from what ``system.git_source`` returns."""
+    return None if info is None else _build(Source, info, "source.")
 
 
 def cluster_from_info(info: Mapping[str, Any] | None) -> Cluster | None:

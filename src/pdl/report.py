@@ -9,13 +9,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .compare import ideal_speedup, median
-from .gate import Verdict
+from .compare import CLAIM_ALPHA, NOISE_THRESHOLD, evidence, ideal_speedup, median
+from .gate import Gate
+from .history import History
 from .records import Point, ResultSet
 from .stall import answer, answer_line, cores_needed, cpu_ms_per_image
 
 BEST = "★"
 NOISY = "~"
+DISTURBED = "‼"
 
 
 @dataclass
@@ -32,20 +34,28 @@ def _x(value: float) -> str:
 
 def speedup_cell(p: Point) -> str:
     """'1.85× (1.80–1.90)': median of per-round ratios with their min–max; '~' marks a noisy point."""
-    flag = NOISY if p.noisy else ""
+    flag = (NOISY if p.noisy else "") + (DISTURBED if p.disturbed else "")
     if len(p.speedup_rounds) < 2:
         return f"{_x(p.speedup)}{flag}"
     return f"{_x(p.speedup)} ({p.speedup_min:.2f}–{p.speedup_max:.2f}){flag}"
 
 
 def _noise_note(points: Sequence[Point]) -> list[str]:
+    notes = []
     noisy = [p for p in points if p.noisy]
-    if not noisy:
-        return []
-    return [
-        f"{NOISY} {len(noisy)} point(s) noisy: their rounds disagree by more than 10%; re-run with more --repeats "
-        "(and a quieter machine) before trusting them"
-    ]
+    if noisy:
+        notes.append(
+            f"{NOISY} {len(noisy)} point(s) noisy: their rounds disagree by more than {NOISE_THRESHOLD:.0%}; re-run with "
+            "more --repeats (and a quieter machine) before trusting them"
+        )
+    disturbed = [p for p in points if p.disturbed]
+    if disturbed:
+        names = ", ".join(f"{p.loader} ({p.workers} workers, {p.speedup:.2f}×)" for p in disturbed)
+        notes.append(
+            f"{DISTURBED} disturbed baseline: {names} above what the usable cores allow by more than the noise: "
+            "something slowed the sequential loop; not a result: re-run on a quieter machine"
+        )
+    return notes
 
 
 def run_grid(rs: ResultSet) -> Grid:
@@ -327,11 +337,30 @@ def _cell(p: Point | None, best: Point) -> str:
 
 
 def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:
+    """The row's conclusion, only as far as its rounds support it (a one-sided rank test at ``CLAIM_ALPHA``):
+    'best' when the others are lower with evidence; 'slows it down' when more workers are; else it says which
+    counts cannot be told apart from the best."""
     w = best.workers
+
+    def lower(p: Point) -> bool:
+        found = evidence(best.speedup_rounds, p.speedup_rounds, CLAIM_ALPHA)
+        return found.significant and found.change < 0
+
+    tied = [k for k, p in sorted(by_w.items()) if p is not best and not lower(p)]
+    if len(tied) == len(by_w) - 1 and tied:
+        return (
+            f"cannot tell the worker counts apart: {w} workers measured highest ({_x(best.speedup)}), but no other "
+            f"count's rounds are lower with evidence (need p ≤ {CLAIM_ALPHA:g}: re-run with more --repeats)"
+        )
     line = f"best: {w} workers ({_x(best.speedup)})"
-    beyond = [p for k, p in sorted(by_w.items()) if k > w]
-    if beyond:
-        return line + f"; adding workers past {w} slows it down"
+    if tied:
+        line += f", within noise of {', '.join(map(str, tied))} workers"
+    beyond = [k for k in sorted(by_w) if k > w]
+    slower = [k for k in beyond if k not in tied]
+    if slower == beyond and slower:
+        return line + f"; adding workers past {w} slows it down (rank test, p ≤ {CLAIM_ALPHA:g})"
+    if slower:
+        return line + f"; {', '.join(map(str, slower))} workers are slower (rank test, p ≤ {CLAIM_ALPHA:g})"
     if w == max(by_w) and len(by_w) > 1:
         return line + (f"; the {usable} usable cores bound it" if w >= usable else "; more workers may still help")
     return line
@@ -455,20 +484,58 @@ def to_markdown(grid: Grid) -> str:
     return "\n".join(out) + "\n"
 
 
-def verdict_grid(verdicts: Sequence[Verdict], current: ResultSet, threshold: float) -> Grid:
-    """The gate's table: per point ok / improved / regressed / inconclusive, with baseline, current, change."""
+def verdict_grid(gate: Gate, current: ResultSet) -> Grid:
+    """The gate's table: per configuration and measure (images/s, speedup), ok / improved / regressed /
+    inconclusive, with baseline, current, the change and the evidence."""
     grid = Grid(
-        f"regression gate (max slowdown {threshold:.0%}) · {current.machine.summary()}",
-        ["pipeline", "loader", "workers", "batch", "baseline ×", "current ×", "change", "verdict", "why"],
+        f"regression gate ({gate.limits.describe()}) · {current.machine.summary()}",
+        ["pipeline", "loader", "workers", "batch", "measure", "baseline", "current", "change", "verdict", "evidence"],
     )
     order = {"regressed": 0, "inconclusive": 1, "missing": 2, "improved": 3, "ok": 4, "new": 5}
-    for v in sorted(verdicts, key=lambda v: (order[v.status], v.key)):
+
+    def value(v: float | None, measure: str) -> str:
+        return "–" if v is None else f"{v:.2f}×" if measure == "speedup" else f"{v:.0f}"
+
+    for v in sorted(gate.verdicts, key=lambda v: (order[v.status], v.key, v.measure)):
         pipeline, loader, workers, batch, _ = v.key
         grid.rows.append([
-            str(pipeline), str(loader), str(workers), str(batch),
-            "–" if v.baseline is None else f"{v.baseline:.2f}", "–" if v.current is None else f"{v.current:.2f}",
+            str(pipeline), str(loader), str(workers), str(batch), v.measure,
+            value(v.baseline, v.measure), value(v.current, v.measure),
             "–" if v.change is None else f"{v.change:+.1%}", v.status.upper() if v.status == "regressed" else v.status, v.reason,
         ])  # fmt: skip
-    counts = {s: sum(v.status == s for v in verdicts) for s in order}
+    counts = {s: sum(v.status == s for v in gate.verdicts) for s in order}
+    regressed = sorted({v.measure for v in gate.verdicts if v.status == "regressed"})
     grid.notes = [", ".join(f"{n} {s}" for s, n in counts.items() if n)]
+    if regressed:
+        grid.notes.append(f"regressed in: {' and '.join(regressed)}")
+    grid.notes += list(gate.notes)
+    return grid
+
+
+def history_grid(h: History) -> Grid:
+    """Each configuration's images/s run after run (drift-corrected when every run was calibrated); ▼/▲ marks
+    the first run where a change became significant, against the run the trend was at before it."""
+    unit = "images/s at the first run's machine speed" if h.corrected else "images/s (raw: not every run calibrated)"
+    machine = h.runs[-1].results.machine.summary()
+    grid = Grid(
+        f"history · {len(h.runs)} runs · {h.runs[0].results.kind} · {unit} · {machine}",
+        ["#", "run", *(t.label for t in h.trends)],
+    )
+    marks = {(c.run, t.key): c for t in h.trends for c in t.changes}
+    for i, run in enumerate(h.runs):
+        cells = []
+        for t in h.trends:
+            v, change = t.values[i], marks.get((i, t.key))
+            mark = "" if change is None else f" {'▼' if change.change < 0 else '▲'} {change.change:+.0%}"
+            cells.append("–" if v is None else f"{v:.0f}{mark}")
+        grid.rows.append([str(i + 1), run.label, *cells])
+    for t in h.trends:
+        for c in t.changes:
+            word = "slower" if c.change < 0 else "faster"
+            grid.notes.append(f"{t.label}: significantly {word} from run {c.run + 1} ({h.runs[c.run].label}): {c.reason}")
+    if not any(t.changes for t in h.trends):
+        grid.notes.append("no significant change in any configuration over these runs")
+    machines = {run.results.machine.summary() for run in h.runs}
+    if len(machines) > 1:
+        grid.notes.append(f"measured on {len(machines)} machines: images/s compare only within one")
     return grid

@@ -145,6 +145,10 @@ def load(path: Path) -> ResultSet:
         raise ResultsError(f"results file '{path}' does not exist; pass a file written by pdl (see results/)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"results file '{path}' is damaged or not JSON ({exc}); re-run the measurement") from None
+    except RecursionError:  # JSON nested deeper than Python's stack: nothing pdl wrote
+        raise ResultsError(
+            f"'{path}' is not a pdl results file (JSON nested too deep to read); pass a file written by pdl"
+        ) from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ResultsError(f'\'{path}\' is not a pdl results file (no "schema": "{SCHEMA}"); pass a file written by pdl')
     version = data.get("version")
@@ -159,11 +163,20 @@ def load(path: Path) -> ResultSet:
         )
     try:
         return ResultSet.from_dict(upgrade(data))
+    except RecursionError:
+        raise ResultsError(f"'{path}' is not a pdl results file (a field nested too deep); pass a file written by pdl") from None
     except (TypeError, KeyError, ValueError) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) else exc  # a KeyError's str() is quoted
         raise ResultsError(
             f"results file '{path}' is damaged (missing or wrong field: {reason}); re-run the measurement"
         ) from None
+
+
+def load_folder(directory: Path) -> list[tuple[Path, ResultSet]]:
+    """Every results file in ``directory`` (its ``*.json``), loaded; one that is not is one line naming it."""
+    if not directory.is_dir():
+        raise ResultsError(f"--history '{directory}': not a folder; pass the folder your results files are saved in")
+    return [(path, load(path)) for path in sorted(directory.glob("*.json"))]
 
 
 def newest(directory: Path) -> Path:

@@ -216,3 +216,20 @@ def machine_line(info: dict[str, object]) -> str:
     cpu = info["cpu"]
     assert isinstance(cpu, dict)
     return f"{cpu['model']} · {cpu['usable']} usable of {cpu['logical']} logical cores · {info['hostname']}"
+
+
+def git_source(directory: str | None = None) -> dict[str, object] | None:
+    """The commit, branch and dirtiness of the git checkout ``directory`` (default: the current one) is in;
+    None outside a repository, without git, or when git does not answer within 5 s."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        branch = git("rev-parse", "--abbrev-ref", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "branch": branch, "dirty": dirty}

@@ -2,8 +2,8 @@
 
 Worker counts go from few to many at one prefetch; the search stops at the first count whose stall is within
 the target, or once one more worker no longer lowers the stall measurably: with the gate's evidence, at least
-``gate.MIN_ROUNDS`` rounds on each side and the two ranges of per-round stalls apart (and by at least
-``MIN_DROP``). Then, at the chosen count, a smaller prefetch is tried when the target was met (less memory for
+``MIN_ROUNDS`` rounds on each side and the per-round stalls lower by a rank test at ``compare.CLAIM_ALPHA`` (with 3
+rounds a side: the two ranges apart), and by at least ``MIN_DROP``. Then, at the chosen count, a smaller prefetch is tried when the target was met (less memory for
 the same stall), a larger one when it was not.
 
 Measuring is injected (``Measure``), so a test scripts the stall figures and checks where the search stops.
@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .compare import CLAIM_ALPHA, evidence, rounds_needed
 from .config import Experiment
 from .errors import ConfigError
 from .experiments import Plan, start_results
-from .gate import MIN_ROUNDS, parse_share
+from .gate import parse_share
 from .loaders import loader_class
 from .measure import Progress, Workload, measure
 from .memory import peak_memory
@@ -28,6 +29,7 @@ from .records import Point, ResultSet
 from .stall import TARGET_STALL
 
 MIN_DROP = 0.01  # one percentage point of stall: less is not worth a worker
+MIN_ROUNDS = rounds_needed(CLAIM_ALPHA)  # rounds a trial needs for its stall to be told apart from another's
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,8 @@ class Tuning:
 
 def lowered(before: Sequence[float], after: Sequence[float], min_drop: float = MIN_DROP) -> bool:
     """Whether ``after``'s rounds show a lower stall than ``before``'s: enough rounds, ranges apart, a real drop."""
-    if min(len(before), len(after)) < MIN_ROUNDS:
-        return False
-    return max(after) < min(before) and statistics.median(before) - statistics.median(after) >= min_drop
+    found = evidence(before, after, CLAIM_ALPHA)
+    return found.significant and found.change < 0 and statistics.median(before) - statistics.median(after) >= min_drop
 
 
 def search(
