@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +34,25 @@ def nothing_left_behind():
     check_nothing_left(before)
 
 
+_EXIT_GRACE_S = 60
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """However the session ends (-x, Ctrl-C, a crash in a fixture), stop what is left: pytest would otherwise
-    wait at exit on a pool's thread that waits on them."""
+    """However the session ends (-x, Ctrl-C, a crash in a fixture), stop what is left; then, should the interpreter
+    hang on its way out (joining a pool's thread that waits on a process gone), leave after a grace period with
+    the session's own exit status, naming the threads it waited on: a CI job never sits until its time limit."""
     stop_leftovers()
+    if session.config.rootpath != Path(__file__).resolve().parent.parent:
+        return  # a session pytester runs inside this one: the outer session's exit is what counts
+
+    def leave() -> None:
+        time.sleep(_EXIT_GRACE_S)
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.current_thread())
+        sys.stderr.write(f"pytest did not exit {_EXIT_GRACE_S} s after the session (threads alive: {names}); exiting\n")
+        sys.stderr.flush()
+        os._exit(int(exitstatus))
+
+    threading.Thread(target=leave, name="pdl-exit-watchdog", daemon=True).start()
 
 
 def write_image(path: Path, array: np.ndarray) -> Path:

@@ -273,6 +273,38 @@ def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypa
         assert_same(ref, collect(par))
 
 
+def test_a_small_dev_shm_gets_a_smaller_window_not_pickling(images, heavy, monkeypatch) -> None:
+    """Docker's 64 MB /dev/shm: as many slots as fit (a smaller window, said in one line), no batch pickled;
+    pickling only when not even two fit."""
+    import math
+
+    import numpy as np
+
+    from pdl.errors import PdlWarning
+    from pdl.loaders import process, shm
+
+    assert shm.fitting_slots(6, 10, None) == 6 and shm.fitting_slots(6, 10, 60) == 6
+    assert shm.fitting_slots(6, 10, 35) == 3 and shm.fitting_slots(6, 10, 5) == 2  # below 2: the ring refuses
+    slot = 4 * math.prod(heavy.output_shape) * np.dtype(heavy.output_dtype).itemsize
+    room = 3 * slot + slot // 2  # three slots and a half: 2 workers × prefetch 2 + 2 = 6 wanted
+    monkeypatch.setattr(shm, "shm_free_bytes", lambda: room)
+    monkeypatch.setattr(process, "shm_free_bytes", lambda: room)
+    ds = ImageFolder(images)
+    sequential = SequentialLoader(ds, heavy, batch_size=4)
+    refs = [collect(sequential), collect(sequential)]  # two epochs: each its own per-image seeds
+    with pytest.warns(PdlWarning) as warned:
+        par = ParallelLoader(ds, heavy, batch_size=4, num_workers=2)
+        par.start()
+    [line] = [str(w.message) for w in warned]
+    assert line.startswith(f"shared memory: 6 batch slots of {slot / 2**20:.0f} MiB do not fit the ")
+    assert "using 3 (a window of 1 batch(es) in flight instead of 4); enlarge /dev/shm (docker: --shm-size)" in line
+    with par:
+        assert par.ring is not None and par.ring.slots == 3
+        for ref in refs:
+            assert_same(ref, collect(par))
+            assert par.stats.copied_batches == 0  # every batch through shared memory
+
+
 def test_the_ring_hands_out_the_slot_freed_last_so_spare_slots_stay_untouched() -> None:
     from pdl.loaders.shm import SlotRing
 

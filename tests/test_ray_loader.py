@@ -8,6 +8,7 @@ tests stop it and check that a loader (or `pdl run`) which starts its own instan
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -119,6 +120,31 @@ def test_same_batches_as_sequential(ray_session: None, folder: Path, shuffle: bo
     assert ray.is_initialized()  # found running: not the loader's to stop
     _, alive = psutil.wait_procs([psutil.Process(pid) for pid in actors if psutil.pid_exists(pid)], timeout=30)
     assert not alive  # its actors are killed on close
+
+
+@pytest.mark.parametrize(("workers", "taken"), [(1, 0), (2, 1), (2, 3), (1, 4)])
+def test_a_state_resumes_on_ray_and_a_ray_state_elsewhere(ray_session: None, folder: Path, workers: int, taken: int) -> None:
+    """16 images in batches of 5 (4 batches): before the first, after it, before the last, the whole epoch."""
+    dataset, pipeline = ImageFolder(folder), load_pipeline("medium")
+    spec = LoaderSpec(batch_size=5, shuffle=True, seed=3)
+    reference = SequentialLoader(dataset, pipeline, spec)
+    epochs = [[(b.indices, b.images) for b in reference] for _ in range(2)]
+    with RayLoader(dataset, pipeline, spec, num_workers=workers) as ray_loader:
+        it = iter(ray_loader)
+        for _ in range(taken):
+            next(it)
+        it.close()  # type: ignore[attr-defined]
+        state = json.loads(json.dumps(ray_loader.state_dict()))
+        resumed = SequentialLoader(dataset, pipeline, spec)
+        resumed.load_state_dict(state)
+        rest = [(b.indices.copy(), np.array(b.images, copy=True)) for _ in range(2 if taken < 4 else 1) for b in resumed]
+        ray_loader.load_state_dict(state)  # the same state on Ray itself
+        again = [(b.indices.copy(), np.array(b.images, copy=True)) for _ in range(2 if taken < 4 else 1) for b in ray_loader]
+    want = (epochs[0][taken:] + epochs[1]) if taken < 4 else epochs[1]  # the epoch's rest, then the next
+    for got in (rest, again):
+        assert [g[0].tolist() for g in got] == [w[0].tolist() for w in want]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g[1], w[1])
 
 
 @pytest.mark.parametrize("world", [2, 3, 4])

@@ -1,14 +1,14 @@
-"""The calibration workload: a small fixed piece of image work, the same in every pdl, timed in every round.
+"""The calibration workload: a small fixed piece of image-like work, the same in every pdl, timed in every round.
 
 A shared machine drifts (±30% over minutes here): a loader measured today and the same loader measured tomorrow
-differ by more than most regressions. The calibration is independent of the user's pipeline and data — it
-decodes one JPEG made from a fixed seed, blurs it, resizes it and flips it, with OpenCV in the calling thread
-— so timed beside the loaders in the same rounds it tracks the machine's speed, and a loader's throughput
+differ by more than most regressions. The calibration is independent of the user's pipeline and data, and of
+the libraries whose upgrades the gate must catch (OpenCV, albumentations): it is numpy only — a box blur, a
+2× downscale, a flip and a float conversion of one fixed 384×384 RGB image made from a fixed seed, in the calling
+thread. Timed beside the loaders in the same rounds it tracks the machine's speed, and a loader's throughput
 times the calibration's seconds (images per calibration unit) cancels that drift. The gate compares those.
 
-It is never changed: a different workload would make every stored calibration incomparable. Its version is
-stored with the results (``CALIBRATION``); the gate compares drift-corrected throughput only between equal
-versions.
+It is never changed silently: a different workload makes stored calibrations incomparable, so its description
+is stored with the results (``CALIBRATION``) and the gate corrects for drift only between equal ones.
 """
 
 from __future__ import annotations
@@ -17,42 +17,36 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 
-CALIBRATION = "v1: decode 256² JPEG q90, blur 5×5, resize to 128², flip; ×96, timed whole"
-_REPEATS = 96
+import numpy as np
+
+CALIBRATION = "v2: numpy box blur 5, 2x downscale, flip, float32 of a 384x384x3 uint8 image; x36, timed whole"
+_REPEATS = 36
 
 
 @lru_cache(maxsize=1)
-def _jpeg() -> bytes:
-    import cv2
-    import numpy as np
-
+def _image() -> np.ndarray:
     rng = np.random.default_rng(20261201)
-    y, x = np.mgrid[0:256, 0:256].astype(np.float32)
-    image = np.stack([(x + y) / 2, x, 255 - y], axis=-1) + rng.normal(0, 12, (256, 256, 3))  # gradients and grain
-    ok, buf = cv2.imencode(".jpg", np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert ok
-    return bytes(buf)
+    y, x = np.mgrid[0:384, 0:384].astype(np.float32)
+    image = np.stack([(x + y) / 3, x / 1.5, 255 - y / 1.5], axis=-1) + rng.normal(0, 12, (384, 384, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def _work(data: bytes) -> int:
-    import cv2
-    import numpy as np
-
-    raw = np.frombuffer(data, np.uint8)
-    total = 0
+def _work(image: np.ndarray) -> float:
+    total = 0.0
     for _ in range(_REPEATS):
-        decoded = cv2.imdecode(raw, cv2.IMREAD_COLOR)
-        assert decoded is not None  # pdl's own JPEG
-        image = cv2.GaussianBlur(decoded, (5, 5), 0)
-        image = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
-        total += int(cv2.flip(image, 1)[0, 0, 0])
+        padded = np.pad(image.astype(np.uint16), ((2, 2), (2, 2), (0, 0)), mode="edge")
+        rows = padded[:-4] + padded[1:-3] + padded[2:-2] + padded[3:-1] + padded[4:]
+        blurred = (rows[:, :-4] + rows[:, 1:-3] + rows[:, 2:-2] + rows[:, 3:-1] + rows[:, 4:]) // 25
+        small = (blurred[0::2, 0::2] + blurred[1::2, 0::2] + blurred[0::2, 1::2] + blurred[1::2, 1::2]) // 4
+        flipped = small[:, ::-1].astype(np.float32) / 255.0
+        total += float(flipped[0, 0, 0])
     return total
 
 
 def calibration_s(clock: Callable[[], float] = time.perf_counter) -> float:
     """Seconds the calibration workload takes on this machine now, timed whole: what the machine gives the
     loaders at that moment, a neighbour's share of the cores included (a best-of-n would filter that out)."""
-    data = _jpeg()
+    image = _image()
     t0 = clock()
-    _work(data)
+    _work(image)
     return clock() - t0

@@ -1,4 +1,5 @@
-"""Loader: the interface every loader offers: iterate for one epoch, ``close()``, context manager."""
+"""Loader: the interface every loader offers: iterate for one epoch, ``close()``, context manager, and
+``state_dict()`` / ``load_state_dict()`` to resume mid-epoch (``resume.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 from ..errors import ConfigError
 from ..pipeline import Pipeline
 from ..protocol import Dataset, labels_of
-from .batching import Batch, LoaderStats, shard_size
+from .batching import Batch, LoaderStats, epoch_plan, shard_size
+from .resume import State, check_state, make_state
 from .spec import LoaderSpec
 
 
@@ -36,8 +38,10 @@ class Loader:
             )
         self.dataset, self.pipeline, self.spec = dataset, pipeline, spec
         self.num_workers = spec.num_workers
-        self.epoch = 0
+        self.epoch = 0  # the next epoch to iterate
         self.stats = LoaderStats()
+        self._skip = 0  # batches of the epoch being started that a resumed state says were handed out already
+        self._position: tuple[int, int] | None = None  # (epoch, batches handed out) while an epoch is iterated
 
     def cluster_info(self) -> dict[str, Any] | None:
         """The cluster the loader ran on (Ray: address, nodes, CPUs); None on one machine."""
@@ -59,10 +63,47 @@ class Loader:
         self.start()
         epoch, self.epoch = self.epoch, self.epoch + 1
         self.stats = LoaderStats()
-        return self._epoch(epoch)
+        self._position = (epoch, self._skip)
+        self._skip = 0
+        return self._counted(epoch)
+
+    def _counted(self, epoch: int) -> Iterator[Batch]:
+        """The epoch's batches, each counted as handed out when the caller receives it (what ``state_dict`` says)."""
+        batches = self._epoch(epoch)
+        try:
+            for batch in batches:
+                self._position = (epoch, (self._position or (epoch, 0))[1] + 1)
+                yield batch
+        finally:
+            close = getattr(batches, "close", None)  # an early break: the loader's own cleanup runs now
+            if close is not None:
+                close()
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         raise NotImplementedError
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """The batches of ``epoch`` this iteration hands out: the whole epoch, or after ``load_state_dict`` the
+        batches of the resumed epoch that were not handed out yet. Every loader's ``_epoch`` makes these."""
+        done = self._position[1] if self._position is not None and self._position[0] == epoch else 0
+        return epoch_plan(len(self.dataset), self.spec, epoch)[done:]
+
+    # -- resuming ----------------------------------------------------------------------------------------------
+    def state_dict(self) -> State:
+        """Where this loader is, small and JSON-serialisable (for a training checkpoint): the epoch, the batches of
+        it handed out, and what identifies the work. ``load_state_dict`` on any pdl loader, whatever its kind or
+        worker count, carries on from there with the same batches, bit for bit."""
+        epoch, handed = self._position if self._position is not None else (self.epoch, self._skip)
+        if handed >= len(self):  # the epoch was handed out whole: the next one starts from its first batch
+            epoch, handed = epoch + 1, 0
+        return make_state(self.dataset, self.spec, epoch, handed)
+
+    def load_state_dict(self, state: State) -> None:
+        """Carry on where ``state`` was taken: the next iteration yields the batches the original loader would
+        have yielded next. A state of other work (another dataset, seed, batch size, shuffle, drop_last or shard)
+        is refused in one line naming what differs."""
+        epoch, handed = check_state(state, self.dataset, self.spec, len(self))
+        self.epoch, self._skip, self._position = epoch, handed, None
 
     def _to_batch(
         self, images: np.ndarray, indices: np.ndarray, skipped: list[tuple[str, str]], labels: np.ndarray | None = None

@@ -33,7 +33,7 @@ from .._env import limit_threads
 from ..pipeline import Pipeline
 from ..protocol import Dataset, describe
 from .base import Loader
-from .batching import Batch, Produced, augment_into, epoch_plan, make_batch
+from .batching import Batch, Produced, augment_into, make_batch
 from .peers import Reaper, check_alive, checked, process_alive, safely, version, wait_for
 from .spec import LoaderSpec
 
@@ -136,7 +136,7 @@ class BatchUpLoader(Loader):
             raise
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
-        plan = epoch_plan(len(self.dataset), self.spec, epoch)
+        plan = self.plan(epoch)
         tasks = ((_make, (*self._shared, epoch, indices)) for indices in plan)
         stream = self._pool.work_stream(tasks, task_buffer_size=self.num_workers * self.spec.prefetch)
         buffer = stream._WorkStream__result_buffer  # the AsyncResults in flight, head first

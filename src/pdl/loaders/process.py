@@ -25,12 +25,12 @@ import numpy as np
 from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, PdlWarning, SharedMemoryError, WorkerDiedError
 from ..pipeline import Pipeline
 from ..protocol import Dataset, check_picklable, describe, sample_image
-from ..system import default_start_method
+from ..system import default_start_method, shm_free_bytes
 from .base import Loader
-from .batching import Batch, augment_into, epoch_plan
+from .batching import Batch, augment_into
 from .chunks import Part, compact, merged, merged_labels, split, stack
 from .forking import forking
-from .shm import RingState, SlotRing, view
+from .shm import RingState, SlotRing, fitting_slots, view
 from .spec import LoaderSpec
 from .worker import FAILED, READY, worker_loop
 
@@ -105,6 +105,7 @@ class ParallelLoader(Loader):
         self._tasks: connection.Connection | None = None  # the shared task pipe's writing end
         self._results: list[connection.Connection] = []
         self._ring: SlotRing | None = None
+        self._window = self.num_workers * self.spec.prefetch  # batches dispatched ahead; smaller if the ring is
         self._task_ids = itertools.count()
         self._pending: dict[int, tuple[_InFlight, int]] = {}  # task → (its batch, chunk number)
         self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
@@ -175,11 +176,23 @@ class ParallelLoader(Loader):
         else:
             slot_bytes = spec.batch_size * self._raw_image_bytes()
         n_slots = self.num_workers * spec.prefetch + 2  # the window, the batch being consumed, and one spare
+        free = shm_free_bytes()
+        fit = fitting_slots(n_slots, slot_bytes, free)
         try:
-            return SlotRing(n_slots, slot_bytes)
+            ring = SlotRing(fit, slot_bytes)
         except SharedMemoryError as exc:
             warnings.warn(f"{exc}; falling back to pickling batches (slower)", PdlWarning, stacklevel=3)
             return None
+        if fit < n_slots:  # a smaller window in the room there is, rather than every batch pickled
+            self._window = max(1, fit - 2)
+            warnings.warn(
+                f"shared memory: {n_slots} batch slots of {slot_bytes / 2**20:.0f} MiB do not fit the "
+                f"{(free or 0) / 2**20:.0f} MiB free in /dev/shm; using {fit} (a window of {self._window} "
+                f"batch(es) in flight instead of {n_slots - 2}); enlarge /dev/shm (docker: --shm-size) for the full window",
+                PdlWarning,
+                stacklevel=3,
+            )
+        return ring
 
     def _raw_image_bytes(self) -> int:
         """Room per raw image when workers only read: 1.5× the largest of some sample images (each chunk gets
@@ -195,8 +208,8 @@ class ParallelLoader(Loader):
     # -- one epoch -------------------------------------------------------------------------------------------
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         self._drain_stale()
-        plan = epoch_plan(len(self.dataset), self.spec, epoch)
-        window = self.num_workers * self.spec.prefetch
+        plan = self.plan(epoch)
+        window = self._window
         sent = 0
         try:
             for number in range(len(plan)):

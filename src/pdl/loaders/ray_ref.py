@@ -46,7 +46,7 @@ from ..pipeline import Pipeline
 from ..protocol import describe
 from ..system import cpu_info
 from .base import Loader
-from .batching import Batch, augment_into, epoch_plan, make_batch
+from .batching import Batch, augment_into, make_batch
 from .chunks import Part, merged, merged_labels, split, stack
 from .spec import LoaderSpec
 
@@ -263,7 +263,7 @@ class RayLoader(Loader):
 
     # -- one epoch -------------------------------------------------------------------------------------------
     def _epoch(self, epoch: int) -> Iterator[Batch]:
-        plan = epoch_plan(len(self.dataset), self.spec, epoch)
+        plan = self.plan(epoch)
         self._pending.clear()  # an abandoned epoch's chunks: their results are dropped when they land
         self._load = [0] * self.num_workers
         batches: dict[int, _InFlight] = {}

@@ -31,7 +31,7 @@ from ..pipeline import Pipeline
 from ..protocol import Dataset
 from ..system import default_start_method
 from .base import Loader
-from .batching import Batch, Produced, epoch_plan
+from .batching import Batch, Produced
 from .forking import forking
 from .peers import augment_decoded, checked, one_image, safely, wait_for
 from .spec import LoaderSpec
@@ -122,7 +122,7 @@ class ReportLoader(Loader):
             raise
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
-        plan = epoch_plan(len(self.dataset), self.spec, epoch)
+        plan = self.plan(epoch)
         order = np.concatenate(plan) if plan else np.empty(0, dtype=np.int64)
         worker_cycle = itertools.cycle(self._index_queues)
         cache: list[tuple[Key, Produced]] = []

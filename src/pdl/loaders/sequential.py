@@ -9,7 +9,7 @@ from typing import Any
 from ..pipeline import Pipeline
 from ..protocol import Dataset
 from .base import Loader
-from .batching import Batch, epoch_plan, make_batch
+from .batching import Batch, make_batch
 from .spec import LoaderSpec
 
 
@@ -20,7 +20,7 @@ class SequentialLoader(Loader):
         super().__init__(dataset, pipeline, LoaderSpec.of(spec, **options, num_workers=0))
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
-        for indices in epoch_plan(len(self.dataset), self.spec, epoch):
+        for indices in self.plan(epoch):
             t0 = time.perf_counter()
             made = make_batch(self.dataset, self.pipeline, indices, epoch, self.spec)
             self.stats.stages.append(made.times)

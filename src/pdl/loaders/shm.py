@@ -25,6 +25,15 @@ from ..system import shm_free_bytes
 SHM_PREFIX = "pdl-"
 
 
+def fitting_slots(wanted: int, slot_bytes: int, free: int | None) -> int:
+    """How many of ``wanted`` slots to make: all of them where they fit the free /dev/shm (or it cannot be read),
+    else as many as fit but at least 2 (one batch in flight, one being consumed); below 2 the ring's own check
+    refuses it, and batches are pickled."""
+    if free is None or wanted * slot_bytes <= free:
+        return wanted
+    return max(2, min(wanted, free // max(1, slot_bytes)))
+
+
 @dataclass(frozen=True)
 class RingState:
     name: str  # the segment in /dev/shm

@@ -41,7 +41,7 @@ from ..pipeline import Pipeline
 from ..protocol import Dataset
 from ..system import default_start_method
 from .base import Loader
-from .batching import Batch, Produced, epoch_plan
+from .batching import Batch, Produced
 from .forking import forking
 from .peers import Reaper, checked, join_images, one_image, process_alive, safely, version, wait_s
 from .spec import LoaderSpec
@@ -143,7 +143,7 @@ class SpdlLoader(Loader):
         return builder.build(num_threads=self.num_workers, max_failures=0)
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
-        plan = epoch_plan(len(self.dataset), self.spec, epoch)
+        plan = self.plan(epoch)
         if not plan:
             return
         pipe = self._pipe = self._build(epoch, np.concatenate(plan))

@@ -25,7 +25,7 @@ from ..errors import LoaderTimeoutError
 from ..pipeline import Pipeline
 from ..protocol import Dataset, describe
 from .base import Loader
-from .batching import Batch, augment_into, epoch_plan, make_batch
+from .batching import Batch, augment_into, make_batch
 from .chunks import Part, compact, merged, merged_labels, split, stack
 from .spec import LoaderSpec
 
@@ -50,7 +50,7 @@ class ThreadLoader(Loader):
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         assert self._pool is not None
-        plan = epoch_plan(len(self.dataset), self.spec, epoch)
+        plan = self.plan(epoch)
         window: deque[tuple[np.ndarray | None, list[Future[Part]]]] = deque()
         sent = 0
         try:

@@ -34,7 +34,7 @@ from .._env import limit_threads
 from ..pipeline import Pipeline
 from ..protocol import Dataset, describe
 from .base import Loader
-from .batching import Batch, augment_into, epoch_plan, make_batch
+from .batching import Batch, augment_into, make_batch
 from .peers import POLL_S, Reaper, checked, safely, version, wait_for
 from .spec import LoaderSpec
 
@@ -111,7 +111,7 @@ class TorchdataLoader(Loader):
             raise
 
     def _epoch(self, epoch: int) -> Iterator[Batch]:
-        plan = epoch_plan(len(self.dataset), self.spec, epoch)
+        plan = self.plan(epoch)
         for indices in plan:
             self._tasks.put((epoch, indices))
         done = 0
