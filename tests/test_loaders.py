@@ -305,6 +305,34 @@ def test_a_small_dev_shm_gets_a_smaller_window_not_pickling(images, heavy, monke
             assert par.stats.copied_batches == 0  # every batch through shared memory
 
 
+def test_a_squeezed_ring_gives_its_pages_back_between_epochs() -> None:
+    """So that whatever else needs the small /dev/shm between this loader's epochs (another loader measured beside
+    it, the training process) has the room."""
+    import gc
+
+    from pdl.loaders.shm import SlotRing
+
+    ring = SlotRing(2, 2**20)
+    try:
+        held = ring.lease(ring.acquire())
+        other = ring.lease(ring.acquire())
+        held[:] = 1
+        other[:] = 2
+        assert ring.resident_bytes >= 2 * 2**20  # both slots written: both backed by pages
+        del other
+        gc.collect()
+        ring.give_back(True)  # the epoch ended: the free slot's pages go back now
+        assert 2**20 <= ring.resident_bytes < 2 * 2**20
+        del held
+        gc.collect()  # a slot released while idle goes back when it is
+        assert ring.resident_bytes == 0
+        ring.give_back(False)
+        slot = ring.acquire()
+        assert slot is not None and int(ring.lease(slot)[:4096].sum()) == 0  # pages come back zeroed when written again
+    finally:
+        ring.close()
+
+
 def test_the_ring_hands_out_the_slot_freed_last_so_spare_slots_stay_untouched() -> None:
     from pdl.loaders.shm import SlotRing
 

@@ -106,6 +106,7 @@ class ParallelLoader(Loader):
         self._results: list[connection.Connection] = []
         self._ring: SlotRing | None = None
         self._window = self.num_workers * self.spec.prefetch  # batches dispatched ahead; smaller if the ring is
+        self._squeezed = False  # the ring was cut to fit a small /dev/shm
         self._task_ids = itertools.count()
         self._pending: dict[int, tuple[_InFlight, int]] = {}  # task → (its batch, chunk number)
         self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
@@ -185,6 +186,7 @@ class ParallelLoader(Loader):
             return None
         if fit < n_slots:  # a smaller window in the room there is, rather than every batch pickled
             self._window = max(1, fit - 2)
+            self._squeezed = True  # its pages go back to /dev/shm between epochs
             warnings.warn(
                 f"shared memory: {n_slots} batch slots of {slot_bytes / 2**20:.0f} MiB do not fit the "
                 f"{(free or 0) / 2**20:.0f} MiB free in /dev/shm; using {fit} (a window of {self._window} "
@@ -208,6 +210,8 @@ class ParallelLoader(Loader):
     # -- one epoch -------------------------------------------------------------------------------------------
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         self._drain_stale()
+        if self._squeezed and self._ring is not None:
+            self._ring.give_back(False)
         plan = self.plan(epoch)
         window = self._window
         sent = 0
@@ -244,6 +248,8 @@ class ParallelLoader(Loader):
                 else:
                     self._release(made)
             self._batches = {}
+            if self._squeezed and self._ring is not None:
+                self._ring.give_back(True)
 
     def _dispatch(self, epoch: int, number: int, indices: np.ndarray, edge: bool) -> None:
         """Cut the batch into chunks, queued in order on the shared pipe: the first free worker takes each."""

@@ -66,6 +66,7 @@ class SlotRing:
         self._free: deque[int] = deque(range(self.n_slots))
         self._lock = threading.Lock()
         self._closed = False
+        self._idle = False  # between epochs with ``give_back``: a slot released then returns its pages at once
 
     @property
     def name(self) -> str:
@@ -79,6 +80,40 @@ class SlotRing:
         with self._lock:
             if not self._closed:
                 self._free.append(slot)
+                if self._idle:
+                    self._punch(slot)
+
+    def give_back(self, idle: bool) -> None:
+        """``idle=True`` (an epoch ended): the free slots' pages go back to /dev/shm now, and each slot released
+        later goes back when it is; ``False`` (an epoch starts): slots keep their pages again. For a ring squeezed
+        into a small /dev/shm, so that whatever else needs it between this loader's epochs (another loader, the
+        training process) has the room; tmpfs hands the pages out again, zeroed, when a worker next writes."""
+        with self._lock:
+            self._idle = idle and not self._closed
+            if self._idle:
+                for slot in self._free:
+                    self._punch(slot)
+
+    def _punch(self, slot: int) -> None:
+        """Free the backing pages of the slot's whole pages (MADV_REMOVE: tmpfs punches a hole)."""
+        page = mmap.PAGESIZE
+        start = -(-slot * self.slot_bytes // page) * page
+        stop = (slot + 1) * self.slot_bytes // page * page
+        mapping = getattr(self.shm, "_mmap", None)
+        if stop > start and mapping is not None and hasattr(mmap, "MADV_REMOVE"):
+            try:
+                mapping.madvise(mmap.MADV_REMOVE, start, stop - start)
+            except OSError:  # not tmpfs, or not allowed: the pages stay, as without this
+                pass
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of the segment backed by /dev/shm pages now (what it takes from the room)."""
+        try:
+            st = os.stat(f"/dev/shm/{self.name}")
+        except OSError:
+            return 0
+        return int(st.st_blocks * 512)
 
     @property
     def free_slots(self) -> int:
