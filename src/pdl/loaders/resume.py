@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from ..errors import ConfigError
 from ..protocol import Dataset, describe
@@ -47,19 +47,9 @@ def fingerprint(dataset: Dataset) -> str:
 
 
 def make_state(dataset: Dataset, spec: LoaderSpec, epoch: int, batches: int) -> State:
-    return State(
-        format=FORMAT,
-        epoch=epoch,
-        batches=batches,
-        dataset_length=len(dataset),
-        dataset_fingerprint=fingerprint(dataset),
-        seed=spec.seed,
-        batch_size=spec.batch_size,
-        shuffle=spec.shuffle,
-        drop_last=spec.drop_last,
-        rank=spec.rank,
-        world_size=spec.world_size,
-    )
+    where = {"format": FORMAT, "epoch": epoch, "batches": batches}
+    work = {"dataset_length": len(dataset), "dataset_fingerprint": fingerprint(dataset)}
+    return cast(State, {**where, **work, **{key: getattr(spec, key) for key in IDENTITY}})
 
 
 def check_state(state: Mapping[str, Any], dataset: Dataset, spec: LoaderSpec, per_epoch: int) -> tuple[int, int]:
