@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -36,8 +37,11 @@ def ours(token: str) -> list[psutil.Process]:
     return found
 
 
-def check(snapshot: Path, token: str, tmp: Path) -> int:
+def check(snapshot: Path, token: str, tmp: Path, grace_s: float = 10.0) -> int:
     problems = []
+    deadline = time.monotonic() + grace_s  # an orphaned helper (multiprocessing's forkserver) exits on its own
+    while ours(token) and time.monotonic() < deadline:
+        time.sleep(0.2)
     procs = ours(token)
     for proc in procs:
         try:

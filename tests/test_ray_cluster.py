@@ -6,7 +6,6 @@ its batches are the sequential loader's. On real machines: see README, "Ray acro
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 from pdl import ImageFolder, SequentialLoader, load_pipeline  # noqa: E402
 from pdl.inputs import generate  # noqa: E402
 from pdl.loaders import LoaderSpec, make_loader  # noqa: E402
+from pdl.loaders.ray_ref import ray_temp_dir  # noqa: E402
 
 from .processes import live_children, stopping_what_it_starts  # noqa: E402
 
@@ -34,7 +34,7 @@ def two_nodes() -> Iterator[cluster_utils.Cluster]:
     started is stopped after, also when the setup fails half-way (the head started, the second node not)."""
     if ray.is_initialized():
         ray.shutdown()
-    temp = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths under it must fit in 107 characters
+    temp = Path(ray_temp_dir("ray-"))  # short: Ray's socket paths under it must fit in 107 characters
     node = dict(num_cpus=1, include_dashboard=False, temp_dir=str(temp), object_store_memory=100 * 2**20)
     with pytest.MonkeyPatch.context() as env, stopping_what_it_starts():
         env.setenv("RAY_TMPDIR", str(temp))

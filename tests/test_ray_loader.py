@@ -30,7 +30,7 @@ from pdl.errors import LoaderTimeoutError, MissingDependencyError, PdlError, Wor
 from pdl.inputs import generate  # noqa: E402
 from pdl.loaders import Loader, make_loader  # noqa: E402
 from pdl.loaders.base import LoaderSpec  # noqa: E402
-from pdl.loaders.ray_ref import RayLoader  # noqa: E402
+from pdl.loaders.ray_ref import RayLoader, ray_temp_dir  # noqa: E402
 
 from .conftest import write_image  # noqa: E402
 from .processes import check_nothing_left, live_children, shm_entries, stopping_what_it_starts, stray  # noqa: E402
@@ -43,7 +43,7 @@ module_ray: list[psutil.Process] = []  # the processes of the module's Ray insta
 def ray_session() -> Iterator[None]:
     """One local Ray instance for the module, its files (and Ray's default temp dir, RAY_TMPDIR) in a folder of its
     own; whatever it started is stopped after, and if ray.init fails half-way."""
-    temp = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths under it must fit in 107 characters
+    temp = Path(ray_temp_dir("ray-"))  # short: Ray's socket paths under it must fit in 107 characters
     with pytest.MonkeyPatch.context() as env, stopping_what_it_starts():
         env.setenv("RAY_TMPDIR", str(temp))
         (temp / "ray").mkdir()  # Ray's default temp dir under RAY_TMPDIR: where it writes the address file
@@ -268,3 +268,16 @@ def test_pdl_run_with_ray_is_quiet_and_leaves_nothing(folder: Path, tmp_path: Pa
     assert [p for p in ours if not any(name in " ".join(p.info["cmdline"]) for name in tmp_before)] == []  # no Ray process
     assert {p.name for p in Path(tempfile.gettempdir()).glob("pdl-ray-*")} <= tmp_before
     assert {name for name in set(os.listdir("/dev/shm")) - shm_before if "ray" in name or "plasma" in name} == set()
+
+
+def test_ray_gets_a_temp_dir_short_enough_for_its_sockets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's socket paths must fit 107 bytes: a long $TMPDIR (a CI's nested temporary folders) falls back to /tmp."""
+    long = tmp_path / ("x" * 60)
+    long.mkdir()
+    for base, expect in ((long, "/tmp"), (Path("/tmp"), "/tmp")):
+        monkeypatch.setattr(tempfile, "tempdir", str(base))
+        made = Path(ray_temp_dir("pdl-ray-"))
+        try:
+            assert str(made.parent) == expect and len(str(made)) <= 40 and made.is_dir()
+        finally:
+            made.rmdir()

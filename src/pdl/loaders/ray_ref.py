@@ -125,6 +125,18 @@ class _InFlight:
     outstanding: int
 
 
+RAY_TEMP_MAX = 40  # Ray's sockets live at <temp>/session_<date>_<time>_<pid>/sockets/plasma_store: 107 bytes at most
+
+
+def ray_temp_dir(prefix: str) -> str:
+    """A new folder for a Ray instance's session files: under the temp dir ($TMPDIR) when its path leaves room for
+    Ray's socket paths (107 bytes, a Unix limit), else under /tmp; a long $TMPDIR would make ray.init fail."""
+    base = tempfile.gettempdir()
+    if len(os.path.join(base, prefix + "x" * 8)) > RAY_TEMP_MAX and os.path.isdir("/tmp"):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+
 class RayLoader(Loader):
     name = "ray"
     splits_batches = True
@@ -188,7 +200,7 @@ class RayLoader(Loader):
             ray.init(address=self.address, **common)
         else:
             # its session files (logs, sockets) in a folder of its own, removed by close(): not /tmp/ray
-            self._temp_dir = tempfile.mkdtemp(prefix="pdl-ray-")
+            self._temp_dir = ray_temp_dir("pdl-ray-")
             ray.init(
                 num_cpus=self.num_workers, object_store_memory=self.object_store_mb * 2**20, _temp_dir=self._temp_dir, **common
             )
