@@ -54,6 +54,7 @@ class Experiment:
     rank: int = 0  # the shard measured (data-parallel training): this rank's share of every epoch
     world_size: int = 1
     cache: Cache = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
+    prefetch_epochs: bool = False  # process loader: the next epoch's first batches made while this one ends
 
     def __post_init__(self) -> None:
         parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work
@@ -115,6 +116,7 @@ class Experiment:
             ray_address=self.ray_address,
             rank=self.rank,
             world_size=self.world_size,
+            prefetch_epochs=self.prefetch_epochs,
         )
 
     def options(self) -> dict[str, Any]:

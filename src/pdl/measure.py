@@ -88,6 +88,7 @@ def time_epoch(
             take_step(step, len(batch), clock, sleep)
             step_s += clock() - stepping
         del batch  # hand the shared-memory slot back before the next batch, as a real loop does
+    loader.settle()  # work it started ahead for its next epoch is done inside this epoch's window, not in another's
     wall = clock() - t0
     stats = loader.stats
     return EpochTiming(
@@ -233,6 +234,7 @@ def warm_up(loader: Loader, clock: Clock, startup_s: float | None = None) -> War
             digest.update(f"{part.dtype.str}{part.shape}".encode())
             digest.update(part.tobytes())
         del batch, images  # hand a shared-memory slot back before the next batch
+    loader.settle()
     return WarmUp(startup_s=startup_s, first_batch_s=first or 0.0, warmup_epoch_s=clock() - t1, digest=digest.hexdigest())
 
 

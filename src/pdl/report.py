@@ -112,7 +112,7 @@ def run_grid(rs: ResultSet) -> Grid:
 STALL_COLUMNS = ["stall", "1st batch", "of ideal images/s", "wait p50/p90/p99 ms"]
 STALL_NOTE = (
     "stall: the consumer's wait for batches / the epoch's wall time (the sequential loop's is its whole load "
-    "time); 1st batch: the part of it spent on each epoch's first batch (prefetching does not carry across "
+    "time); 1st batch: the part of it spent on each epoch's first batch (without --prefetch-epochs prefetching does not carry across "
     "epochs: fewer batches per epoch, more of it); of ideal: images/s against the step-bound ideal, batch / step; "
     "wait: per batch, over every timed round"
 )

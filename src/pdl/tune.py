@@ -152,17 +152,18 @@ def check_search(max_workers: int, budget_s: float | None, repeats: int) -> None
         )
 
 
-def loader_call(class_name: str, batch_size: int, workers: int, prefetch: int) -> str:
+def loader_call(class_name: str, batch_size: int, workers: int, prefetch: int, prefetch_epochs: bool = False) -> str:
     """The call to use: 'ParallelLoader(ds, pipe, batch_size=64, num_workers=3, prefetch=2)'."""
-    return f"{class_name}(ds, pipe, batch_size={batch_size}, num_workers={workers}, prefetch={prefetch})"
+    across = ", prefetch_epochs=True" if prefetch_epochs else ""
+    return f"{class_name}(ds, pipe, batch_size={batch_size}, num_workers={workers}, prefetch={prefetch}{across})"
 
 
-def summary(tuning: Tuning, class_name: str, batch_size: int) -> dict[str, Any]:
+def summary(tuning: Tuning, class_name: str, batch_size: int, prefetch_epochs: bool = False) -> dict[str, Any]:
     """What a results file keeps of the search (under options["tune"]) and the report reads back."""
     c = tuning.chosen
     memory = c.point.memory_peak_mb if c.point is not None else None
     return {
-        "call": loader_call(class_name, batch_size, c.workers, c.prefetch),
+        "call": loader_call(class_name, batch_size, c.workers, c.prefetch, prefetch_epochs),
         "workers": c.workers,
         "prefetch": c.prefetch,
         "stall": c.stall,
@@ -214,7 +215,7 @@ def tune(
     trials = tuple(chosen if i == at else t for i, t in enumerate(tuning.trials))
     tuning = replace(tuning, trials=trials, chosen=chosen)
     points = tuple(chosen.point if i == at and chosen.point else p for i, p in enumerate(results.points))
-    told = summary(tuning, loader_class(kind).__name__, batch_size)
+    told = summary(tuning, loader_class(kind).__name__, batch_size, exp.prefetch_epochs and kind == "process")
     results = replace(results, points=points, options={**results.options, "tune": told}, complete=True)
     on_save(results)
     return results, tuning

@@ -48,6 +48,7 @@ class Shared:
 
     inputs: Path | None
     prefetch: int
+    prefetch_epochs: bool
     chunk_size: int
     repeats: int
     limit: int | None
@@ -113,6 +114,10 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         None,
     ),
     "prefetch": (Annotated[int, typer.Option(help="Batches in flight per worker.")], _DEFAULTS["prefetch"]),
+    "prefetch_epochs": (
+        Annotated[bool, typer.Option(help="process: the window's room at an epoch's end starts the next epoch.")],
+        _DEFAULTS["prefetch_epochs"],
+    ),
     "chunk_size": (
         Annotated[int, typer.Option(help="Images per task for the loaders that split batches (process, thread); 0: auto.")],
         _DEFAULTS["chunk_size"],

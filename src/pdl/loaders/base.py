@@ -82,6 +82,10 @@ class Loader:
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Wait until the work this loader started ahead (the next epoch's first batches) is done. A measurement
+        calls it inside each epoch's timed window, so that no loader's work runs in another loader's epoch."""
+
     def plan(self, epoch: int) -> list[np.ndarray]:
         """The batches of ``epoch`` this iteration hands out: the whole epoch, or after ``load_state_dict`` the
         batches of the resumed epoch that were not handed out yet. Every loader's ``_epoch`` makes these."""

@@ -27,7 +27,7 @@ from ..pipeline import Pipeline
 from ..protocol import Dataset, check_picklable, describe, sample_image
 from ..system import default_start_method, shm_free_bytes
 from .base import Loader
-from .batching import Batch, augment_into
+from .batching import Batch, augment_into, epoch_plan
 from .chunks import Part, compact, merged, merged_labels, split, stack
 from .forking import forking
 from .shm import RingState, SlotRing, fitting_slots, view
@@ -111,6 +111,7 @@ class ParallelLoader(Loader):
         self._pending: dict[int, tuple[_InFlight, int]] = {}  # task → (its batch, chunk number)
         self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
         self._stale: list[_InFlight] = []  # abandoned batches whose chunks are still in flight
+        self._ahead: tuple[int, dict[int, _InFlight]] | None = None  # (epoch, its first batches) dispatched early
         self._started = self._closed = False
 
     @property
@@ -214,7 +215,10 @@ class ParallelLoader(Loader):
             self._ring.give_back(False)
         plan = self.plan(epoch)
         window = self._window
-        sent = 0
+        sent = self._adopt(epoch, len(plan))
+        following = epoch_plan(len(self.dataset), self.spec, epoch + 1) if self.spec.prefetch_epochs else []
+        ahead: dict[int, _InFlight] = {}
+        finished = False
         try:
             for number in range(len(plan)):
                 # batches dispatched but not yet handed out (in flight or in the reorder buffer) stay within
@@ -222,6 +226,10 @@ class ParallelLoader(Loader):
                 while sent < len(plan) and sent - number < window:
                     self._dispatch(epoch, sent, plan[sent], edge=sent in (0, len(plan) - 1))
                     sent += 1
+                # this epoch all dispatched: the room left in the window starts the next one (its order is known)
+                while sent == len(plan) and len(ahead) < len(following) and sent - number + len(ahead) < window:
+                    n = len(ahead)
+                    self._dispatch(epoch + 1, n, following[n], edge=n in (0, len(following) - 1), into=ahead)
                 t0 = time.perf_counter()
                 deadline = None if self.spec.timeout is None else time.monotonic() + self.spec.timeout
                 made = self._batches[number]
@@ -235,27 +243,59 @@ class ParallelLoader(Loader):
                     self.stats.handoff_s.append(made.t_held - made.t_done)
                 yield batch
                 del batch  # the caller may drop it before asking for the next: let its slot go then
+            finished = True
         except GeneratorExit:  # the caller stopped early (break): the loader stays usable
             raise
         except BaseException:
             self.close()  # an error, a worker's death, Ctrl-C: stop everything, leave nothing behind
             raise
         finally:
-            for made in self._batches.values():  # never handed out: abandoned (an early break)
-                made.abandoned = True
-                if made.outstanding:
-                    self._stale.append(made)  # chunks still in flight write into its slot: released when they land
-                else:
-                    self._release(made)
+            self._abandon(self._batches)  # never handed out: an early break
             self._batches = {}
+            if finished and ahead:
+                self._ahead = (epoch + 1, ahead)  # the next epoch adopts them; a break wastes them (the window at most)
+            else:
+                self._abandon(ahead)
             if self._squeezed and self._ring is not None:
                 self._ring.give_back(True)
 
-    def _dispatch(self, epoch: int, number: int, indices: np.ndarray, edge: bool) -> None:
+    def _adopt(self, epoch: int, planned: int) -> int:
+        """The batches of ``epoch`` dispatched during the last one, taken over; dropped if this iteration is not
+        that epoch from its first batch (a resumed state). Returns how many are dispatched already."""
+        if self._ahead is None:
+            return 0
+        (ahead_epoch, batches), self._ahead = self._ahead, None
+        whole = self._position is not None and self._position == (epoch, 0)
+        if ahead_epoch != epoch or not whole or len(batches) > planned:
+            self._abandon(batches)
+            return 0
+        self._batches.update(batches)
+        return len(batches)
+
+    def _abandon(self, batches: dict[int, _InFlight]) -> None:
+        for made in batches.values():
+            made.abandoned = True
+            if made.outstanding:
+                self._stale.append(made)  # chunks still in flight write into its slot: released when they land
+            else:
+                self._release(made)
+
+    def settle(self) -> None:
+        """Wait for the chunks of the next epoch's batches dispatched ahead (kept for it, not dropped)."""
+        if self._ahead is None or self._closed:
+            return
+        deadline = time.monotonic() + (self.spec.timeout or START_TIMEOUT_S)
+        while any(made.outstanding for made in self._ahead[1].values()):
+            self._collect(self._receive(deadline, "the next epoch's first batches"))
+
+    def _dispatch(
+        self, epoch: int, number: int, indices: np.ndarray, edge: bool, into: dict[int, _InFlight] | None = None
+    ) -> _InFlight:
         """Cut the batch into chunks, queued in order on the shared pipe: the first free worker takes each."""
         slot = self._ring.acquire() if self._ring else None  # None: every slot is held by batches the caller kept
         offsets = split(len(indices), self.num_workers, self.spec.chunk_size, edge)
-        made = self._batches[number] = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
+        made = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
+        (self._batches if into is None else into)[number] = made
         assert self._tasks is not None
         for part, (offset, count) in enumerate(offsets):
             task = next(self._task_ids)
@@ -265,6 +305,7 @@ class ParallelLoader(Loader):
                 self._tasks.send((task, epoch, chunk, slot, offset, len(indices)))
             except OSError:  # no worker reads the pipe any more: say which died and how
                 self._any_died()
+        return made
 
     def _collect(self, messages: list[tuple[Any, ...]]) -> None:
         for kind, wid, task, payload in messages:
