@@ -25,9 +25,17 @@ from ..errors import LoaderTimeoutError
 from ..pipeline import Pipeline
 from ..protocol import Dataset, describe
 from .base import Loader
-from .batching import Batch, augment_into, make_batch
+from .batching import Batch, augment_into, epoch_plan, make_batch
 from .chunks import Part, compact, merged, merged_labels, split, stack
 from .spec import LoaderSpec
+
+Pending = tuple[np.ndarray | None, list[Future[Part]]]  # a batch submitted: its output array and its chunks' futures
+
+
+def _cancel(batches: deque[Pending]) -> None:
+    for _, futures in batches:
+        for future in futures:
+            future.cancel()
 
 
 class ThreadLoader(Loader):
@@ -41,6 +49,7 @@ class ThreadLoader(Loader):
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._closed = False
+        self._ahead: tuple[int, deque[Pending]] | None = None  # (epoch, its first batches) submitted early
 
     def start(self) -> None:
         self._check_open()
@@ -51,13 +60,20 @@ class ThreadLoader(Loader):
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         assert self._pool is not None
         plan = self.plan(epoch)
-        window: deque[tuple[np.ndarray | None, list[Future[Part]]]] = deque()
-        sent = 0
+        window = self._adopt(epoch, len(plan))
+        sent = len(window)
+        following = epoch_plan(len(self.dataset), self.spec, epoch + 1) if self.spec.prefetch_epochs else []
+        ahead: deque[Pending] = deque()
+        room = self.num_workers * self.spec.prefetch
+        finished = False
         try:
             for _ in range(len(plan)):
-                while sent < len(plan) and len(window) < self.num_workers * self.spec.prefetch:
+                while sent < len(plan) and len(window) < room:
                     window.append(self._submit(plan[sent], epoch, edge=sent in (0, len(plan) - 1)))
                     sent += 1
+                while sent == len(plan) and len(ahead) < len(following) and len(window) + len(ahead) < room:
+                    n = len(ahead)  # this epoch all submitted: the room left starts the next one
+                    ahead.append(self._submit(following[n], epoch + 1, edge=n in (0, len(following) - 1)))
                 t0 = time.perf_counter()
                 out, futures = window.popleft()
                 parts = [self._result(f) for f in futures]
@@ -74,12 +90,33 @@ class ThreadLoader(Loader):
                 self.stats.wait_s.append(time.perf_counter() - t0)
                 self.stats.stages.append(times)
                 yield self._to_batch(images, indices, skipped, merged_labels(parts))
+            finished = True
         finally:
-            for _, futures in window:
-                for future in futures:
-                    future.cancel()
+            _cancel(window)
+            if finished and ahead:
+                self._ahead = (epoch + 1, ahead)  # the next epoch adopts them; a break wastes them (the window at most)
+            else:
+                _cancel(ahead)
 
-    def _submit(self, indices: np.ndarray, epoch: int, edge: bool) -> tuple[np.ndarray | None, list[Future[Part]]]:
+    def _adopt(self, epoch: int, planned: int) -> deque[Pending]:
+        """The batches of ``epoch`` submitted during the last one; dropped if this iteration is not that epoch
+        from its first batch (a resumed state)."""
+        if self._ahead is None:
+            return deque()
+        (ahead_epoch, batches), self._ahead = self._ahead, None
+        if ahead_epoch == epoch and self._position == (epoch, 0) and len(batches) <= planned:
+            return batches
+        _cancel(batches)
+        return deque()
+
+    def settle(self) -> None:
+        """Wait for the next epoch's batches submitted ahead (kept for it)."""
+        if self._ahead is not None:
+            for _, futures in self._ahead[1]:
+                for future in futures:
+                    self._result(future)
+
+    def _submit(self, indices: np.ndarray, epoch: int, edge: bool) -> Pending:
         """The batch's chunks, queued to the pool: any free thread takes the next, so threads share the work
         of one batch (and of the epoch's last) to the end; the epoch's first and last batches in finer ones."""
         assert self._pool is not None
