@@ -110,7 +110,7 @@ def _emit(fmt: str, output: Path | None, shown: Shown) -> None:
         return
     text = _table_text(shown) if fmt == "table" else EXPORTERS[fmt](shown)
     if output is None:
-        out.print(text, markup=False, highlight=False, soft_wrap=True, end="")
+        out.print(text, markup=False, highlight=False, soft_wrap=True, end="" if text.endswith("\n") else "\n")
     else:
         output.write_text(text if text.endswith("\n") else text + "\n")
         err.print(f"wrote {output}", markup=False)
