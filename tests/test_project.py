@@ -25,3 +25,12 @@ def test_ci_runs_the_suite_in_a_fresh_environment_and_checks_for_leftovers() -> 
     script = (ROOT / ".ci" / "run").read_text()
     assert 'TMPDIR="$work/tmp"' in script and 'HOME="$work/home"' in script and "-u RAY_TMPDIR" in script
     assert ".ci/leftovers.py check" in script
+
+
+def test_the_shipped_pipelines_are_the_ones_users_find_under_configs() -> None:
+    """The package's copy (package data: no symlink, which breaks Windows checkouts and sdists) and the top-level
+    configs/pipelines/ users read: one content, checked here, so the two can never drift."""
+    top = {p.name: p.read_bytes() for p in (ROOT / "configs" / "pipelines").glob("*.yaml")}
+    shipped = {p.name: p.read_bytes() for p in (ROOT / "src" / "pdl" / "configs" / "pipelines").glob("*.yaml")}
+    assert top and shipped == top, "edit configs/pipelines/, then copy it: cp configs/pipelines/*.yaml src/pdl/configs/pipelines/"
+    assert not (ROOT / "src" / "pdl" / "configs").is_symlink()
