@@ -1,4 +1,5 @@
-"""The package's shape: no module imports, directly or through others, a module that imports it back.
+"""The package's shape: the layer order ARCHITECTURE.md states (a module imports only layers above its own), and
+no module imports, directly or through others, a module that imports it back.
 
 Every import statement counts, those inside functions included (a lazy import is still a dependency).
 """
@@ -106,3 +107,57 @@ def test_the_core_never_imports_the_cli_typer_or_rich() -> None:
                 names = [node.module if not node.level else "." * node.level + node.module]
             offenders += [f"{name}: {n}" for n in names if n.split(".")[0] in ("typer", "rich") or ".cli" in n]
     assert offenders == []
+
+
+def layers() -> dict[str, int]:
+    """ARCHITECTURE.md's layer block: each line's names (before the description) → that line's number."""
+    text = (ROOT.parent.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    order: dict[str, int] = {}
+    level = 0
+    for line in block.splitlines():
+        names = line.split("  ", 1)[0].strip()
+        if not names:
+            continue  # a description's second line
+        order |= {name.strip().rstrip("/"): level for name in names.split(",")}
+        level += 1
+    return order
+
+
+def top(module: str) -> str:
+    """The layer unit of a module: pdl.loaders.process → loaders; pdl → pdl."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def against_layers(graph: dict[str, set[str]], order: dict[str, int]) -> list[str]:
+    """Every import that points up or sideways, as 'a → b (layer i → j)'; a unit missing from the order too."""
+    found = []
+    for name, deps in sorted(graph.items()):
+        a = top(name)
+        if a not in order:
+            found.append(f"{name}: not in ARCHITECTURE.md's layers")
+            continue
+        for dep in sorted(deps):
+            b = top(dep)
+            if a != b and b in order and order[b] >= order[a]:
+                found.append(f"{name} → {dep} (layer {order[a]} → {order[b]})")
+    return found
+
+
+def test_every_import_follows_the_layer_order_architecture_md_states() -> None:
+    found = modules()
+    graph = {name: imports(name, path, set(found)) for name, path in found.items()}
+    order = layers()
+    assert order["errors"] == 0 and order["loaders"] < order["measure"] < order["gate"] < order["report"] < order["cli"]
+    assert against_layers(graph, order) == []
+
+
+def test_a_planted_upward_import_is_named() -> None:
+    found = modules()
+    graph = {name: imports(name, path, set(found)) for name, path in found.items()}
+    planted = {**graph, "pdl.records": graph["pdl.records"] | {"pdl.measure"}}  # records (data) importing measure
+    order = layers()
+    assert against_layers(planted, order) == [f"pdl.records → pdl.measure (layer {order['records']} → {order['measure']})"]
+    sideways = {**graph, "pdl.gate": graph["pdl.gate"] | {"pdl.experiments"}}  # the same layer: not allowed either
+    assert against_layers(sideways, order) == [f"pdl.gate → pdl.experiments (layer {order['gate']} → {order['gate']})"]
