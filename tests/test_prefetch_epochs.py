@@ -110,3 +110,11 @@ def test_a_measurement_settles_the_work_started_ahead_inside_the_epochs_timed_wi
         timing = time_epoch(loader)
         assert timing.images == 21 and loader._ahead is not None
         assert ahead_done(loader)  # done before the clock stopped
+
+
+@pytest.mark.parametrize(("kind", "honours"), [("process", True), ("thread", True), ("sequential", False), ("torch", False)])
+def test_the_loaders_that_prefetch_across_epochs_say_so(kind, honours) -> None:
+    """What `pdl tune` reads to put ``prefetch_epochs=True`` in the call it prints: the thread loader too."""
+    from pdl.loaders import loader_class
+
+    assert loader_class(kind).prefetches_epochs is honours

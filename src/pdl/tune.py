@@ -3,8 +3,8 @@
 Worker counts go from few to many at one prefetch; the search stops at the first count whose stall is within
 the target, or once one more worker no longer lowers the stall measurably: with the gate's evidence, at least
 ``MIN_ROUNDS`` rounds on each side and the per-round stalls lower by a rank test at ``compare.CLAIM_ALPHA`` (with 3
-rounds a side: the two ranges apart), and by at least ``MIN_DROP``. Then, at the chosen count, a smaller prefetch is tried when the target was met (less memory for
-the same stall), a larger one when it was not.
+rounds a side: the two ranges apart), and by at least ``MIN_DROP``. Then, at the chosen count, a smaller prefetch
+is tried when the target was met (less memory for the same stall), a larger one when it was not.
 
 Measuring is injected (``Measure``), so a test scripts the stall figures and checks where the search stops.
 """
@@ -215,7 +215,8 @@ def tune(
     trials = tuple(chosen if i == at else t for i, t in enumerate(tuning.trials))
     tuning = replace(tuning, trials=trials, chosen=chosen)
     points = tuple(chosen.point if i == at and chosen.point else p for i, p in enumerate(results.points))
-    told = summary(tuning, loader_class(kind).__name__, batch_size, exp.prefetch_epochs and kind == "process")
+    cls = loader_class(kind)
+    told = summary(tuning, cls.__name__, batch_size, exp.prefetch_epochs and cls.prefetches_epochs)
     results = replace(results, points=points, options={**results.options, "tune": told}, complete=True)
     on_save(results)
     return results, tuning

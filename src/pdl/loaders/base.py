@@ -28,6 +28,7 @@ class Loader:
     min_workers = 0  # the fewest workers it can run with (the loaders with a pool need one)
     start_method: str | None = None  # how worker processes start, for loaders that have them
     splits_batches = False  # whether its workers share a batch in chunks (``LoaderSpec.chunk_size``)
+    prefetches_epochs = False  # whether it honours ``LoaderSpec.prefetch_epochs``
     _closed = False  # set by ``close()`` in loaders with workers: a closed loader is not started again
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:

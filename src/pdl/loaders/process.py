@@ -82,6 +82,7 @@ class ParallelLoader(Loader):
 
     min_workers = 1
     splits_batches = True
+    prefetches_epochs = True
     use_shared_memory = True  # batches written into the shared-memory ring; False: pickled through the pipes
 
     def __init__(

@@ -43,6 +43,7 @@ class ThreadLoader(Loader):
 
     min_workers = 1
     splits_batches = True
+    prefetches_epochs = True
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         super().__init__(dataset, pipeline, spec, **options)
