@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .config import BASELINE
 from .gate import Gate
 from .records import Point, ResultSet
 from .report import Grid, to_markdown
@@ -52,7 +53,7 @@ def json_text(shown: Shown) -> str:
 
 def benchmark_name(p: Point) -> str:
     """'medium · process · 2 workers · batch 64' (and ' · augment in main' when it was)."""
-    workers = "" if p.loader == "sequential" else f" · {p.workers} workers"
+    workers = "" if p.loader == BASELINE else f" · {p.workers} workers"
     where = " · augment in main" if p.augment_in == "main" else ""
     return f"{p.pipeline} · {p.loader}{workers} · batch {p.batch_size}{where}"
 
@@ -73,7 +74,7 @@ def github_action_benchmark(shown: Shown) -> str:
             "name": f"{name} · images/s", "unit": "images/s", "value": round(p.images_per_s, 2),
             "range": f"{min(rates):.1f}–{max(rates):.1f}", "extra": extra,
         })  # fmt: skip
-        if p.loader != "sequential":
+        if p.loader != BASELINE:
             rows.append({
                 "name": f"{name} · speedup", "unit": "×", "value": round(p.speedup, 4),
                 "range": f"{p.speedup_min:.3f}–{p.speedup_max:.3f}", "extra": extra + ("; disturbed baseline" if p.disturbed else ""),
@@ -88,7 +89,7 @@ def bmf(shown: Shown) -> str:
     for _, p in _points(shown):
         rates = p.rates()
         measures = {"throughput": {"value": p.images_per_s, "lower_value": min(rates), "upper_value": max(rates)}}
-        if p.loader != "sequential":
+        if p.loader != BASELINE:
             measures["speedup"] = {"value": p.speedup, "lower_value": p.speedup_min, "upper_value": p.speedup_max}
         out[benchmark_name(p)] = measures
     return json.dumps(out, indent=1, ensure_ascii=False)

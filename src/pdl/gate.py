@@ -101,6 +101,12 @@ class Series:
         return len(self.calibration_s) == len(self.rates) > 0
 
 
+def calibrated(sets: Sequence[ResultSet], series: Sequence[dict[Key, Series]]) -> bool:
+    """Whether throughput can be drift-corrected across ``sets``: one calibration workload, timed in every round."""
+    kinds = {rs.calibration for rs in sets}
+    return len(kinds) == 1 and None not in kinds and all(s.calibrated for ser in series for s in ser.values())
+
+
 def _key(p: Point) -> Key:
     return (p.pipeline, p.loader, p.workers, p.batch_size, p.augment_in)
 
@@ -176,20 +182,16 @@ def _speedups(current: ResultSet, baseline: ResultSet, threshold: float) -> list
 
 def _throughputs(current: ResultSet, baseline: ResultSet, threshold: float) -> tuple[list[Verdict], str]:
     cur, base = throughput(current), throughput(baseline)
-    calibrated = (
-        current.calibration == baseline.calibration is not None
-        and all(s.calibrated for s in cur.values())
-        and all(s.calibrated for s in base.values())
-    )
+    corrected = calibrated((current, baseline), (cur, base))
     verdicts = []
     for key, b in base.items():
         c = cur.get(key)
         if c is None:
             continue  # said once, by its speedup row (or the sequential loop is in every file that has points)
-        rounds = (b.corrected(), c.corrected()) if calibrated else (b.rates, c.rates)
+        rounds = (b.corrected(), c.corrected()) if corrected else (b.rates, c.rates)
         status, change, reason = judge(*rounds, threshold)
         verdicts.append(Verdict(key, "images/s", status, median(b.rates), median(c.rates), change, reason))
-    if calibrated:
+    if corrected:
         note = "images/s change: drift-corrected (images/s × the calibration workload's median seconds in the same run)"
     else:
         note = "images/s change: raw, machine drift NOT cancelled (a file without calibration rounds, from an older pdl)"

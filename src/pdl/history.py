@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .compare import median
+from .config import BASELINE
 from .errors import ResultsError
-from .gate import Key, Series, judge, throughput
+from .gate import Key, Series, calibrated, judge, throughput
 from .records import ResultSet
 
 
@@ -52,7 +53,7 @@ class Trend:
     @property
     def label(self) -> str:
         pipeline, loader, workers, batch, where = self.key
-        w = "" if loader == "sequential" else f" · {workers} w"
+        w = "" if loader == BASELINE else f" · {workers} w"
         return f"{pipeline} · {loader}{w} · b{batch}" + (" · main" if where == "main" else "")
 
 
@@ -86,11 +87,7 @@ def order(loaded: Sequence[tuple[Path, ResultSet]], where: str) -> tuple[Run, ..
 
 def history(runs: Sequence[Run], threshold: float) -> History:
     series = [throughput(run.results) for run in runs]
-    corrected = (
-        all(run.results.calibration is not None for run in runs)
-        and len({run.results.calibration for run in runs}) == 1
-        and all(s.calibrated for ser in series for s in ser.values())
-    )
+    corrected = calibrated([run.results for run in runs], series)
     keys = list(dict.fromkeys(k for ser in series for k in ser))
     reference = _reference(series) if corrected else 1.0
     trends = tuple(_trend(key, [ser.get(key) for ser in series], threshold, corrected, reference) for key in keys)

@@ -184,11 +184,14 @@ class Point:
 
     def rates(self) -> tuple[float, ...]:
         """Images/s of each round."""
-        return tuple(self.images / w if w > 0 else 0.0 for w in self.wall_s)
+        return self._per_second(self.wall_s)
 
     def baseline_rates(self) -> tuple[float, ...]:
         """The sequential baseline's images/s in each round."""
-        return tuple(self.images / w if w > 0 else 0.0 for w in self.baseline_wall_s)
+        return self._per_second(self.baseline_wall_s)
+
+    def _per_second(self, walls: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(self.images / w if w > 0 else 0.0 for w in walls)
 
     @property
     def ideal_images_per_s(self) -> float | None:

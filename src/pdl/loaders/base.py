@@ -87,6 +87,18 @@ class Loader:
         """Wait until the work this loader started ahead (the next epoch's first batches) is done. A measurement
         calls it inside each epoch's timed window, so that no loader's work runs in another loader's epoch."""
 
+    def following(self, epoch: int) -> list[np.ndarray]:
+        """The next epoch's batches, for a loader that starts them while ``epoch`` ends (``prefetch_epochs``);
+        else none."""
+        if not (self.spec.prefetch_epochs and self.prefetches_epochs):
+            return []
+        return epoch_plan(len(self.dataset), self.spec, epoch + 1)
+
+    def adoptable(self, made_for: int, epoch: int) -> bool:
+        """Whether batches started ahead for epoch ``made_for`` are the ones this iteration of ``epoch`` hands out
+        first: the same epoch, from its first batch (not a state loaded meanwhile)."""
+        return made_for == epoch and self._position == (epoch, 0)
+
     def plan(self, epoch: int) -> list[np.ndarray]:
         """The batches of ``epoch`` this iteration hands out: the whole epoch, or after ``load_state_dict`` the
         batches of the resumed epoch that were not handed out yet. Every loader's ``_epoch`` makes these."""

@@ -27,7 +27,7 @@ from ..pipeline import Pipeline
 from ..protocol import Dataset, check_picklable, describe, sample_image
 from ..system import default_start_method, shm_free_bytes
 from .base import Loader
-from .batching import Batch, augment_into, epoch_plan
+from .batching import Batch, augment_into
 from .chunks import Part, compact, merged, merged_labels, split, stack
 from .forking import forking
 from .shm import RingState, SlotRing, fitting_slots, view
@@ -216,8 +216,8 @@ class ParallelLoader(Loader):
             self._ring.give_back(False)
         plan = self.plan(epoch)
         window = self._window
-        sent = self._adopt(epoch, len(plan))
-        following = epoch_plan(len(self.dataset), self.spec, epoch + 1) if self.spec.prefetch_epochs else []
+        sent = self._adopt(epoch)
+        following = self.following(epoch)
         ahead: dict[int, _InFlight] = {}
         finished = False
         try:
@@ -260,14 +260,13 @@ class ParallelLoader(Loader):
             if self._squeezed and self._ring is not None:
                 self._ring.give_back(True)
 
-    def _adopt(self, epoch: int, planned: int) -> int:
-        """The batches of ``epoch`` dispatched during the last one, taken over; dropped if this iteration is not
-        that epoch from its first batch (a resumed state). Returns how many are dispatched already."""
+    def _adopt(self, epoch: int) -> int:
+        """The batches of ``epoch`` dispatched during the last one, taken over, or dropped (``adoptable``).
+        Returns how many are dispatched already."""
         if self._ahead is None:
             return 0
-        (ahead_epoch, batches), self._ahead = self._ahead, None
-        whole = self._position is not None and self._position == (epoch, 0)
-        if ahead_epoch != epoch or not whole or len(batches) > planned:
+        (made_for, batches), self._ahead = self._ahead, None
+        if not self.adoptable(made_for, epoch):
             self._abandon(batches)
             return 0
         self._batches.update(batches)

@@ -25,7 +25,7 @@ from ..errors import LoaderTimeoutError
 from ..pipeline import Pipeline
 from ..protocol import Dataset, describe
 from .base import Loader
-from .batching import Batch, augment_into, epoch_plan, make_batch
+from .batching import Batch, augment_into, make_batch
 from .chunks import Part, compact, merged, merged_labels, split, stack
 from .spec import LoaderSpec
 
@@ -61,9 +61,9 @@ class ThreadLoader(Loader):
     def _epoch(self, epoch: int) -> Iterator[Batch]:
         assert self._pool is not None
         plan = self.plan(epoch)
-        window = self._adopt(epoch, len(plan))
+        window = self._adopt(epoch)
         sent = len(window)
-        following = epoch_plan(len(self.dataset), self.spec, epoch + 1) if self.spec.prefetch_epochs else []
+        following = self.following(epoch)
         ahead: deque[Pending] = deque()
         room = self.num_workers * self.spec.prefetch
         finished = False
@@ -99,13 +99,12 @@ class ThreadLoader(Loader):
             else:
                 _cancel(ahead)
 
-    def _adopt(self, epoch: int, planned: int) -> deque[Pending]:
-        """The batches of ``epoch`` submitted during the last one; dropped if this iteration is not that epoch
-        from its first batch (a resumed state)."""
+    def _adopt(self, epoch: int) -> deque[Pending]:
+        """The batches of ``epoch`` submitted during the last one, taken over, or dropped (``adoptable``)."""
         if self._ahead is None:
             return deque()
-        (ahead_epoch, batches), self._ahead = self._ahead, None
-        if ahead_epoch == epoch and self._position == (epoch, 0) and len(batches) <= planned:
+        (made_for, batches), self._ahead = self._ahead, None
+        if self.adoptable(made_for, epoch):
             return batches
         _cancel(batches)
         return deque()
