@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pdl  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before anything imports albumentations)
-from pdl.inputs import generate
+from pdl.data.synth import generate
 
 from .processes import check_nothing_left, shm_entries, stop_leftovers
 

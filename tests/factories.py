@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pdl.compare import speedup
-from pdl.records import Cpu, Machine, Point, ResultSet
+from pdl.bench.records import Cpu, Machine, Point, ResultSet
+from pdl.stats import speedup
 
 MACHINE = Machine(
     hostname="testbox",

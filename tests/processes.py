@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import psutil
 
-from pdl.loaders.shm import SHM_PREFIX
+from pdl.loaders.ring import SHM_PREFIX
 
 
 def shm_entries() -> set[str]:

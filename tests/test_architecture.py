@@ -90,7 +90,7 @@ def test_the_checker_finds_a_cycle_and_reads_relative_and_lazy_imports(tmp_path:
 def test_no_module_of_pdl_imports_itself_back() -> None:
     found = modules()
     graph = {name: imports(name, path, set(found)) for name, path in found.items()}
-    assert len(graph) > 20 and graph["pdl.loaders.process"] >= {"pdl.loaders.shm", "pdl.loaders.worker"}
+    assert len(graph) > 20 and graph["pdl.loaders.process"] >= {"pdl.loaders.ring", "pdl.loaders.worker"}
     assert cycles(graph) == []
 
 
@@ -109,39 +109,66 @@ def test_the_core_never_imports_the_cli_typer_or_rich() -> None:
     assert offenders == []
 
 
-def layers() -> dict[str, int]:
-    """ARCHITECTURE.md's layer block: each line's names (before the description) → that line's number."""
+def layer_blocks() -> tuple[str, str]:
+    """ARCHITECTURE.md's two blocks under "## Layers": the top-level order, then each package's own."""
     text = (ROOT.parent.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    block = text.split("## Layers", 1)[1].split("```", 2)[1]
-    order: dict[str, int] = {}
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```")[1::2]
+    return blocks[0], blocks[1]
+
+
+def layers() -> dict[str, dict[str, int]]:
+    """Package ("pdl", "pdl.loaders", "pdl.loaders.peers", …) → its units (modules, subpackages, ``__init__``) →
+    their layer number: the top block's lines, then each package line's ``→``-separated groups."""
+    top_block, inner_block = layer_blocks()
+    order: dict[str, dict[str, int]] = {"pdl": {}}
     level = 0
-    for line in block.splitlines():
+    for line in top_block.splitlines():
         names = line.split("  ", 1)[0].strip()
-        if not names:
-            continue  # a description's second line
-        order |= {name.strip().rstrip("/"): level for name in names.split(",")}
-        level += 1
+        if names:
+            order["pdl"] |= {name.strip().rstrip("/"): level for name in names.split(",")}
+            level += 1
+    for line in inner_block.splitlines():
+        if not line.strip():
+            continue
+        package, groups = line.split(None, 1)
+        units = order.setdefault("pdl." + package.strip("/").replace("/", "."), {})
+        for level, group in enumerate(groups.split("→")):
+            units |= {name.strip().rstrip("/"): level for name in group.split(",")}
     return order
 
 
-def top(module: str) -> str:
-    """The layer unit of a module: pdl.loaders.process → loaders; pdl → pdl."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else parts[0]
+def packages() -> set[str]:
+    return {module_name(p) for p in ROOT.rglob("__init__.py")}
 
 
-def against_layers(graph: dict[str, set[str]], order: dict[str, int]) -> list[str]:
-    """Every import that points up or sideways, as 'a → b (layer i → j)'; a unit missing from the order too."""
+def unit(module: str, package: str) -> str:
+    """The unit of ``package`` that holds ``module``: pdl.loaders.peers.torch in pdl.loaders → peers; the
+    package itself → __init__."""
+    if module == package:
+        return "__init__"
+    return module[len(package) + 1 :].split(".")[0]
+
+
+def against_layers(graph: dict[str, set[str]], order: dict[str, dict[str, int]]) -> list[str]:
+    """Every import that points up or sideways, as 'a → b (package: unit i → unit j)'; a unit the order lacks too.
+
+    An import is judged in the deepest package holding both modules (a package's ``__init__`` counts as inside it).
+    """
+    pkgs = packages()
     found = []
     for name, deps in sorted(graph.items()):
-        a = top(name)
-        if a not in order:
-            found.append(f"{name}: not in ARCHITECTURE.md's layers")
-            continue
         for dep in sorted(deps):
-            b = top(dep)
-            if a != b and b in order and order[b] >= order[a]:
-                found.append(f"{name} → {dep} (layer {order[a]} → {order[b]})")
+            home = max(
+                (p for p in pkgs if all(m == p or m.startswith(p + ".") for m in (name, dep))),
+                key=len,
+            )
+            units = order.get(home)
+            a, b = unit(name, home), unit(dep, home)
+            if units is None or a not in units or b not in units:
+                found.append(f"{name} → {dep}: {home} has no order for {a if units is None or a not in units else b}")
+            elif a != b and units[b] >= units[a]:
+                found.append(f"{name} → {dep} ({home}: {a} {units[a]} → {b} {units[b]})")
     return found
 
 
@@ -149,15 +176,29 @@ def test_every_import_follows_the_layer_order_architecture_md_states() -> None:
     found = modules()
     graph = {name: imports(name, path, set(found)) for name, path in found.items()}
     order = layers()
-    assert order["errors"] == 0 and order["loaders"] < order["measure"] < order["gate"] < order["report"] < order["cli"]
+    top = order["pdl"]
+    assert top["errors"] == 0 and top["data"] < top["loaders"] < top["bench"] < top["report"] < top["cli"]
+    assert set(order) == packages()  # every package states its order
     assert against_layers(graph, order) == []
+
+
+def test_every_module_is_in_its_package_order() -> None:
+    order = layers()
+    missing = [m for m in modules() if m != "pdl" and unit(m, m.rpartition(".")[0]) not in order[m.rpartition(".")[0]]]
+    assert missing == []
 
 
 def test_a_planted_upward_import_is_named() -> None:
     found = modules()
     graph = {name: imports(name, path, set(found)) for name, path in found.items()}
-    planted = {**graph, "pdl.records": graph["pdl.records"] | {"pdl.measure"}}  # records (data) importing measure
     order = layers()
-    assert against_layers(planted, order) == [f"pdl.records → pdl.measure (layer {order['records']} → {order['measure']})"]
-    sideways = {**graph, "pdl.gate": graph["pdl.gate"] | {"pdl.experiments"}}  # the same layer: not allowed either
-    assert against_layers(sideways, order) == [f"pdl.gate → pdl.experiments (layer {order['gate']} → {order['gate']})"]
+    upward = {**graph, "pdl.data.codec": graph["pdl.data.codec"] | {"pdl.bench.timing"}}  # data importing bench
+    assert against_layers(upward, order) == [
+        f"pdl.data.codec → pdl.bench.timing (pdl: data {order['pdl']['data']} → bench {order['pdl']['bench']})"
+    ]
+    inside = {**graph, "pdl.bench.records": graph["pdl.bench.records"] | {"pdl.bench.timing"}}  # inside bench/
+    assert against_layers(inside, order) == ["pdl.bench.records → pdl.bench.timing (pdl.bench: records 0 → timing 1)"]
+    sideways = {**graph, "pdl.loaders.peers.torch": graph["pdl.loaders.peers.torch"] | {"pdl.loaders.peers.spdl"}}
+    assert against_layers(sideways, order) == [
+        "pdl.loaders.peers.torch → pdl.loaders.peers.spdl (pdl.loaders.peers: torch 1 → spdl 1)"
+    ]

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pdl import ImageFolder
-from pdl.cache import ColdCache, Eviction, dataset_files, describe, evict, resident_pages, resident_share
 from pdl.cli import app
+from pdl.data.cache import ColdCache, Eviction, dataset_files, describe, evict, resident_pages, resident_share
 from pdl.errors import PdlWarning
 from pdl.system import filesystem
 
@@ -136,11 +136,11 @@ def test_info_shows_the_filesystem_of_inputs(tmp_path: Path, monkeypatch: pytest
 
 
 def test_measure_evicts_before_the_warm_up_and_every_timed_epoch(monkeypatch: pytest.MonkeyPatch, images: Path) -> None:
-    import pdl.cache
-    import pdl.measure as measure_mod
+    import pdl.bench.timing as measure_mod
+    import pdl.data.cache
     from pdl import load_pipeline
+    from pdl.bench.timing import Workload, measure
     from pdl.loaders import LoaderSpec
-    from pdl.measure import Workload, measure
 
     from .test_measure import FakeClock, FakeLoader
 
@@ -152,7 +152,7 @@ def test_measure_evicts_before_the_warm_up_and_every_timed_epoch(monkeypatch: py
         log.append(f"evict {len(paths)}")
         return Eviction(len(paths), 0, 0.0)
 
-    monkeypatch.setattr(pdl.cache, "evict", evict)
+    monkeypatch.setattr(pdl.data.cache, "evict", evict)
     ds = ImageFolder(images, limit=5)
     work = Workload(ds, load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "thread"), 2, cache="cold")
     seq, thr = measure(work, clock=clock)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder, ParallelLoader, SequentialLoader, ThreadLoader, load_pipeline
+from pdl.data.pipeline import Pipeline
 from pdl.errors import WorkerError
 from pdl.loaders.chunks import chunk_offsets, chunk_size, split, stack
-from pdl.pipeline import Pipeline
 
 from .conftest import write_image
 from .test_loaders import assert_same, collect

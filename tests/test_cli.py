@@ -64,10 +64,10 @@ def test_run_memory_measures_five_untimed_epochs_per_loader_and_shows_them(image
 
 
 def test_run_makes_the_default_inputs_when_inputs_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pdl.inputs
+    import pdl.data.synth
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(pdl.inputs, "DEFAULT_PER_CLASS", 2)
+    monkeypatch.setattr(pdl.data.synth, "DEFAULT_PER_CLASS", 2)
     (tmp_path / "inputs").mkdir()
     (tmp_path / "inputs" / "README.md").write_text("put images here")
     res = invoke("run", "--workers", "1", "--batch-size", "4", "--repeats", "1", "--pipeline", "light")
@@ -118,7 +118,7 @@ def test_bad_yaml_names_file_line_and_column(images: Path, tmp_path: Path) -> No
 
 
 def test_a_broken_image_stops_the_run_naming_it_or_is_skipped(tmp_path: Path) -> None:
-    from pdl.inputs import generate
+    from pdl.data.synth import generate
 
     generate(tmp_path / "imgs", classes=1, per_class=6)
     broken = tmp_path / "imgs" / "class_000" / "00003.jpg"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder
-from pdl.dataset import decode, jpeg_size, read_image, reduced_scale
+from pdl.data.codec import decode, jpeg_size, read_image, reduced_scale
+from pdl.data.synth import synth_image
 from pdl.errors import DatasetError, ImageReadError
-from pdl.inputs import synth_image
 
 from .conftest import write_image
 
@@ -252,7 +252,7 @@ def as_array(data: bytes) -> np.ndarray:
 
 
 def test_header_size_of_png_bmp_gif_webp_and_jpeg() -> None:
-    from pdl.dataset import header_size
+    from pdl.data.codec import header_size
 
     assert header_size(as_array(png_header(60000, 50000))) == (50000, 60000)
     assert header_size(as_array(bmp_header(100000, -7))) == (7, 100000)  # negative height: top-down rows
@@ -284,7 +284,7 @@ def test_a_bomb_is_refused_from_its_header_before_decoding(data: bytes, says: st
 
 
 def test_the_limit_follows_opencvs_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pdl.dataset import check_size
+    from pdl.data.codec import check_size
 
     monkeypatch.setenv("OPENCV_IO_MAX_IMAGE_PIXELS", str(10 * 10))
     with pytest.raises(ImageReadError, match=r"11×10 pixels; OpenCV refuses more than 100 pixels"):
@@ -318,7 +318,7 @@ def test_bombs_among_good_images_fail_naming_the_file_or_are_skipped_and_listed(
     from typer.testing import CliRunner
 
     from pdl.cli import app
-    from pdl.inputs import generate
+    from pdl.data.synth import generate
 
     generate(tmp_path / "imgs", classes=1, per_class=6)
     png = tmp_path / "imgs" / "class_000" / "00002-bomb.png"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder, load_pipeline
-from pdl.dataset import read_image
+from pdl.data.codec import read_image
+from pdl.data.protocol import NO_LABEL, describe, get_item, labels_of, uses_timed_path
 from pdl.errors import ConfigError, ImageReadError, WorkerError
 from pdl.loaders import LoaderSpec, make_loader
-from pdl.protocol import NO_LABEL, describe, get_item, labels_of, uses_timed_path
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from pdl.bench.decode_gain import measure_gain
+from pdl.bench.files import load
 from pdl.cli import app
-from pdl.dataset import ImageFolder
-from pdl.decode import measure_gain
+from pdl.data.folder import ImageFolder
+from pdl.data.pipeline import load_pipeline
 from pdl.loaders import LoaderSpec
-from pdl.pipeline import load_pipeline
-from pdl.report import grids
-from pdl.results import load
+from pdl.report.render import grids
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
@@ -106,7 +106,7 @@ def test_the_command_writes_a_decode_results_file_that_report_shows(mixed: Path,
     [saved] = tmp_path.glob("*-decode.json")
     data = json.loads(saved.read_text())
     assert data["kind"] == "decode" and data["complete"]
-    assert [d["pipeline"] for d in data["options"]["decode"]] == ["light", "medium"]
+    assert [d["pipeline"] for d in data["decoded"]] == ["light", "medium"] and "decode" not in data["options"]
     rs = load(saved)
     assert [(p.pipeline, p.reduce_decode) for p in rs.points] == [
         ("light", False), ("light", True), ("medium", False), ("medium", True),

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-import pdl.experiments as experiments
-from pdl.config import Experiment
+import pdl.bench.runner as experiments
+from pdl.bench.experiment import Experiment
+from pdl.bench.records import Point, ResultSet
+from pdl.bench.timing import Workload
 from pdl.errors import ConfigError
-from pdl.measure import Workload
-from pdl.records import Point, ResultSet
 
 from .factories import point
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pdl.bench.files import ResultWriter
 from pdl.cli import app
-from pdl.export import EXPORTERS, FORMATS, Shown
-from pdl.gate import Gate, Verdict
-from pdl.report import grids
-from pdl.results import ResultWriter
+from pdl.report.export import EXPORTERS, FORMATS, Shown
+from pdl.report.gate import Gate, Verdict
+from pdl.report.render import grids
 
 from .factories import point, results, sweep_workers
 

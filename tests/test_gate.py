@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pdl.bench.files import ResultWriter
 from pdl.cli import app
 from pdl.errors import ConfigError, ResultsError
-from pdl.gate import Limits, compare, exit_code, judge, parse_threshold
-from pdl.results import ResultWriter
+from pdl.report.gate import Limits, compare, exit_code, judge, parse_threshold
 
 from .factories import MACHINE, point, results, sweep_workers
 
@@ -185,7 +185,7 @@ def test_gate_json_export_comes_from_the_verdicts(tmp_path: Path) -> None:
 
 
 def test_a_version_1_baseline_still_gates_a_new_file(tmp_path: Path) -> None:
-    from pdl.results import load
+    from pdl.bench.files import load
 
     old = load(V1_SWEEP)  # the same configurations, measured now on "another machine" with the same speedups
     cur = _save(tmp_path, results("sweep-workers", [replace(p, start_method="fork") for p in old.points]))
@@ -205,7 +205,7 @@ def test_a_file_from_a_newer_pdl_is_refused_in_one_line(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and "Traceback" not in res.output
         [line] = res.stderr.strip().splitlines()
-        assert "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 2: upgrade pdl" in line
+        assert "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 3: upgrade pdl" in line
 
 
 def test_paths_are_printed_verbatim_not_as_markup(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pdl.bench.files import ResultWriter, load_folder
+from pdl.bench.records import Source
 from pdl.cli import app
-from pdl.history import history, order
-from pdl.records import Source
-from pdl.results import ResultWriter, load_folder
+from pdl.report.history import history, order
 from pdl.system import git_source
 
 from .factories import sweep_workers

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from pdl import ImageFolder
 from pdl.cli import app
-from pdl.dataset import read_image
+from pdl.data.codec import read_image
+from pdl.data.photos import PhotoSet, build_photos, parse_formats, summary
 from pdl.errors import ConfigError, MissingDependencyError
-from pdl.photos import PhotoSet, build_photos, parse_formats, summary
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

@@ -258,7 +258,7 @@ def test_invalid_arguments_name_the_field_and_value(images, heavy) -> None:
 def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypatch) -> None:
     """The ring is checked against /dev/shm first, and the loader falls back to pickling."""
     from pdl.errors import PdlWarning, SharedMemoryError
-    from pdl.loaders import shm
+    from pdl.loaders import ring as shm
 
     monkeypatch.setattr(shm, "shm_free_bytes", lambda: 1000)
     with pytest.raises(SharedMemoryError, match=r"needs \d+ MiB in /dev/shm but only 0 MiB are free; lower --batch-size"):
@@ -281,7 +281,8 @@ def test_a_small_dev_shm_gets_a_smaller_window_not_pickling(images, heavy, monke
     import numpy as np
 
     from pdl.errors import PdlWarning
-    from pdl.loaders import process, shm
+    from pdl.loaders import process
+    from pdl.loaders import ring as shm
 
     assert shm.fitting_slots(6, 10, None) == 6 and shm.fitting_slots(6, 10, 60) == 6
     assert shm.fitting_slots(6, 10, 35) == 3 and shm.fitting_slots(6, 10, 5) == 2  # below 2: the ring refuses
@@ -310,7 +311,7 @@ def test_a_squeezed_ring_gives_its_pages_back_between_epochs() -> None:
     it, the training process) has the room."""
     import gc
 
-    from pdl.loaders.shm import SlotRing
+    from pdl.loaders.ring import SlotRing
 
     ring = SlotRing(2, 2**20)
     try:
@@ -334,7 +335,7 @@ def test_a_squeezed_ring_gives_its_pages_back_between_epochs() -> None:
 
 
 def test_the_ring_hands_out_the_slot_freed_last_so_spare_slots_stay_untouched() -> None:
-    from pdl.loaders.shm import SlotRing
+    from pdl.loaders.ring import SlotRing
 
     ring = SlotRing(4, 4096)
     try:

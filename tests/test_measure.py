@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pdl import measure as measure_mod
-from pdl.compare import ideal_speedup, speedup
+from pdl.bench import timing as measure_mod
+from pdl.bench.timing import Workload, measure
 from pdl.loaders import LoaderSpec
 from pdl.loaders.base import Loader
 from pdl.loaders.batching import Batch, LoaderStats, StageTimes
-from pdl.measure import Workload, measure
+from pdl.stats import ideal_speedup, speedup
 from pdl.system import cpu_info
 
 
@@ -126,7 +126,7 @@ def test_every_round_is_calibrated_before_and_after(monkeypatch: pytest.MonkeyPa
 
 def test_a_speedup_the_cores_cannot_give_is_flagged_as_a_disturbed_baseline(monkeypatch: pytest.MonkeyPatch, images) -> None:
     from pdl import ImageFolder, load_pipeline
-    from pdl.compare import impossible
+    from pdl.stats import impossible
 
     assert impossible(2.25, 2, 2) and not impossible(2.15, 2, 2) and not impossible(2.25, 4, 4) and impossible(1.2, 1, 8)
     clock, log = FakeClock(), []
@@ -136,7 +136,7 @@ def test_a_speedup_the_cores_cannot_give_is_flagged_as_a_disturbed_baseline(monk
     work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 3)
     seq, par = measure(work, clock=clock)
     assert par.disturbed and not seq.disturbed
-    from pdl.report import run_grid
+    from pdl.report.runs import run_grid
 
     from .factories import results
 

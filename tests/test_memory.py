@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder, load_pipeline
+from pdl.bench.memory import PeakSampler, pss_bytes, total_bytes
 from pdl.errors import WorkerError
 from pdl.loaders import LoaderSpec
-from pdl.memory import PeakSampler, pss_bytes, total_bytes
 
 from .conftest import write_image
 
@@ -82,7 +82,7 @@ def test_the_sampler_samples_while_the_block_runs() -> None:
 
 @pytest.mark.parametrize("kind", ["sequential", "process"])
 def test_the_probe_reports_a_peak_per_epoch_and_leaves_nothing(images, kind) -> None:
-    from pdl.memory import peak_memory
+    from pdl.bench.memory import peak_memory
 
     before = {n for n in os.listdir("/dev/shm") if n.startswith("pdl-")}
     spec = LoaderSpec(batch_size=4, num_workers=2)
@@ -95,7 +95,7 @@ def test_the_probe_reports_a_peak_per_epoch_and_leaves_nothing(images, kind) -> 
 
 
 def test_an_error_in_the_probe_reaches_the_caller(tmp_path) -> None:
-    from pdl.memory import peak_memory
+    from pdl.bench.memory import peak_memory
 
     write_image(tmp_path / "c" / "small.jpg", np.zeros((300, 300, 3), np.uint8))
     (tmp_path / "crop.yaml").write_text("transforms:\n  - CenterCrop: {height: 400, width: 400}\n")
@@ -109,7 +109,7 @@ def test_a_forkserver_loader_counts_the_forkserver_its_workers_share_pages_with(
     import psutil
 
     from pdl import ParallelLoader
-    from pdl.memory import counted_pids
+    from pdl.bench.memory import counted_pids
 
     ds, light = ImageFolder(images), load_pipeline("light")
     me = os.getpid()

@@ -16,12 +16,12 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from pdl import inputs
 from pdl.cli import app
-from pdl.dataset import ImageFolder
+from pdl.data import synth as inputs
+from pdl.data.folder import ImageFolder
+from pdl.data.pipeline import Pipeline, load_pipeline
 from pdl.errors import PdlError
 from pdl.loaders import REGISTRY, SequentialLoader, installed, make_loader
-from pdl.pipeline import Pipeline, load_pipeline
 
 PEERS = ["report", "batchup", "batchup-thread", "spdl", "spdl-process", "torchdata"]
 EXTRA_MODULE = {"batchup": "batchup", "spdl": "spdl", "torchdata": "torchdata"}
@@ -151,7 +151,7 @@ def test_loaders_all_is_every_installed_loader_and_says_which_were_left_out(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hide("torchdata", monkeypatch)
-    monkeypatch.delitem(sys.modules, "pdl.loaders.torchdata_ref", raising=False)
+    monkeypatch.delitem(sys.modules, "pdl.loaders.peers.torchdata", raising=False)
     present, missing = installed()
     assert "torchdata" in missing and "torchdata" not in present
     assert present[:4] == ("sequential", "process", "process-pickle", "thread") and "report" in present

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pdl import load_pipeline
+from pdl.data.pipeline import LEVELS, shipped_names
 from pdl.errors import ConfigError
-from pdl.pipeline import LEVELS, shipped_names
 
 IMAGE = np.random.default_rng(0).integers(0, 255, (375, 500, 3), dtype=np.uint8)
 

@@ -94,7 +94,7 @@ def test_a_resumed_state_drops_the_batches_made_ahead(images, medium, kind) -> N
 
 
 def test_tune_names_the_option_in_the_call_it_prints() -> None:
-    from pdl.tune import loader_call
+    from pdl.bench.tune import loader_call
 
     assert loader_call("ParallelLoader", 64, 1, 2) == "ParallelLoader(ds, pipe, batch_size=64, num_workers=1, prefetch=2)"
     assert loader_call("ParallelLoader", 64, 1, 2, True).endswith("prefetch=2, prefetch_epochs=True)")
@@ -102,7 +102,7 @@ def test_tune_names_the_option_in_the_call_it_prints() -> None:
 
 @pytest.mark.parametrize("kind", ["process", "thread"])
 def test_a_measurement_settles_the_work_started_ahead_inside_the_epochs_timed_window(images, medium, kind) -> None:
-    from pdl.measure import time_epoch
+    from pdl.bench.timing import time_epoch
 
     spec = LoaderSpec(batch_size=4, shuffle=True, seed=5, num_workers=2, prefetch=2)
     with make_loader(kind, ImageFolder(images), medium, spec, prefetch_epochs=True) as loader:

@@ -18,9 +18,9 @@ ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 from pdl import ImageFolder, SequentialLoader, load_pipeline  # noqa: E402
-from pdl.inputs import generate  # noqa: E402
+from pdl.data.synth import generate  # noqa: E402
 from pdl.loaders import LoaderSpec, make_loader  # noqa: E402
-from pdl.loaders.ray_ref import ray_temp_dir  # noqa: E402
+from pdl.loaders.ray import ray_temp_dir  # noqa: E402
 
 from .processes import live_children, stopping_what_it_starts  # noqa: E402
 

@@ -26,11 +26,11 @@ ray = pytest.importorskip("ray")
 
 import pdl  # noqa: E402
 from pdl import ImageFolder, SequentialLoader, load_pipeline  # noqa: E402
+from pdl.data.synth import generate  # noqa: E402
 from pdl.errors import LoaderTimeoutError, MissingDependencyError, PdlError, WorkerDiedError  # noqa: E402
-from pdl.inputs import generate  # noqa: E402
 from pdl.loaders import Loader, make_loader  # noqa: E402
 from pdl.loaders.base import LoaderSpec  # noqa: E402
-from pdl.loaders.ray_ref import RayLoader, ray_temp_dir  # noqa: E402
+from pdl.loaders.ray import RayLoader, ray_temp_dir  # noqa: E402
 
 from .conftest import write_image  # noqa: E402
 from .processes import check_nothing_left, live_children, shm_entries, stopping_what_it_starts, stray  # noqa: E402

@@ -5,7 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 
 from pdl.cli.tables import to_rich
-from pdl.report import grids, sweep_workers_grids, to_markdown
+from pdl.report.grid import to_markdown
+from pdl.report.render import grids
+from pdl.report.sweeps import sweep_workers_grids
 
 from .factories import point, results, sweep_workers
 

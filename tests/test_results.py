@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pdl.bench.files import ResultWriter, load, newest
+from pdl.bench.records import VERSION, Cluster
 from pdl.cli import app
 from pdl.errors import ResultsError
-from pdl.records import Cluster
-from pdl.results import ResultWriter, load, newest
 
 from .factories import point, results, sweep_workers
 
@@ -27,7 +27,7 @@ def test_save_then_load_round_trips_and_csv_is_tidy(tmp_path: Path) -> None:
     writer.save(rs)
     assert writer.path.name.endswith("-sweep-workers.json")
     back = load(writer.path)
-    assert back == rs and back.version == 2
+    assert back == rs and back.version == VERSION
     rows = list(csv.DictReader(writer.csv_path.open()))
     assert len(rows) == len(rs.points) * 3  # one row per point and round
     assert rows[0]["pipeline"] == "light" and rows[0]["round"] == "1" and rows[0]["usable_cores"] == "4"
@@ -57,7 +57,7 @@ def test_resaving_replaces_the_claimed_file_atomically(tmp_path: Path) -> None:
         ('{"hello": 1}', "is not a pdl results file"),
         (
             '{"schema": "pdl.results", "version": 99}',
-            "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 2: upgrade pdl",
+            "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 3: upgrade pdl",
         ),
         ('{"schema": "pdl.results", "version": "2"}', "is damaged (version '2' is not a schema version)"),
         ('{"schema": "pdl.results", "version": 1, "kind": "run"}', "is damaged (missing or wrong field: options)"),
@@ -86,7 +86,7 @@ def test_json_holds_config_raw_timings_and_machine(tmp_path: Path) -> None:
     data = json.loads(writer.path.read_text())
     assert data["schema"] == "pdl.results" and data["kind"] == "sweep-workers"
     assert data["system"]["cpu"]["usable"] == 4 and data["points"][0]["wall_s"] == [8.0, 8.0, 8.0]
-    assert data["version"] == 2 and data["points"][0]["memory_peak_mb"] is None  # every field written, null if not measured
+    assert data["version"] == VERSION and data["points"][0]["memory_peak_mb"] is None  # every field written, null if not measured
 
 
 def test_optional_fields_round_trip(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_a_damaged_point_is_refused_naming_the_field(tmp_path: Path) -> None:
 
 def test_a_version_1_run_file_loads_migrated(tmp_path: Path) -> None:
     rs = load(DATA / "v1-run.json")
-    assert rs.version == 2 and rs.kind == "run" and [p.loader for p in rs.points] == ["sequential", "process", "thread"]
+    assert rs.version == VERSION and rs.kind == "run" and [p.loader for p in rs.points] == ["sequential", "process", "thread"]
     seq, par, thread = rs.points
     assert par.start_method == "fork" and seq.start_method is None and thread.cluster is None
     assert len(par.memory_peak_mb or ()) == 5 and par.batch_mb == pytest.approx(8 * 200 * 200 * 3 / 2**20)
@@ -131,13 +131,51 @@ def test_a_version_1_run_file_loads_migrated(tmp_path: Path) -> None:
     assert not hasattr(par, "measured_s")
 
 
-def test_a_version_1_sweep_loads_and_resaves_as_version_2(tmp_path: Path) -> None:
+def test_a_version_1_sweep_loads_and_resaves_as_the_current_version(tmp_path: Path) -> None:
     rs = load(DATA / "v1-sweep.json")
     assert rs.kind == "sweep-workers" and len(rs.points) == 4 and rs.machine.cpu.model == "AMD EPYC"
     writer = ResultWriter(tmp_path, rs.kind)
     writer.save(rs)
     again = load(writer.path)
-    assert again == rs and json.loads(writer.path.read_text())["version"] == 2
+    assert again == rs and json.loads(writer.path.read_text())["version"] == VERSION
+
+
+def test_a_version_2_tune_file_loads_with_its_outcome_typed() -> None:
+    raw = json.loads((DATA / "v2-tune.json").read_text())
+    assert raw["version"] == 2 and "tune" in raw["options"]  # as pdl 0.x wrote it: a dict inside options
+    rs = load(DATA / "v2-tune.json")
+    assert rs.version == VERSION and "tune" not in rs.options and rs.options["target_stall"] == 0.05
+    assert rs.tuned is not None and rs.tuned.workers == 1 and rs.tuned.prefetch == 2 and rs.tuned.trials == 3
+    assert rs.tuned.call == "ParallelLoader(ds, pipe, batch_size=4, num_workers=1, prefetch=2)"
+    assert rs.tuned.reached is False and rs.tuned.stall == raw["options"]["tune"]["stall"]
+
+
+def test_a_version_2_decode_file_loads_with_its_outcome_typed() -> None:
+    rs = load(DATA / "v2-decode.json")
+    assert rs.version == VERSION and "decode" not in rs.options
+    [d] = rs.decoded
+    assert (d.pipeline, d.loader, d.need, d.reduced, d.full, d.jpegs) == ("light", "process", (256, 256), 4, 20, 24)
+    assert d.scales == {"2": 4, "4": 0, "8": 0} and d.why_none is None and d.output_dtype == "uint8"
+
+
+@pytest.mark.parametrize("name", ["v2-tune.json", "v2-decode.json"])
+def test_report_shows_a_version_2_tune_or_decode_file_as_it_did(name: str) -> None:
+    res = CliRunner().invoke(app, ["report", str(DATA / name)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    if name == "v2-tune.json":
+        assert "use: ParallelLoader(ds, pipe, batch_size=4, num_workers=1, prefetch=2)" in res.stdout
+        assert "stopped: 2 workers did not lower the stall measurably below 1's" in res.stdout
+    else:
+        assert "4 (1/2: 4)" in res.stdout and "1.17" in res.stdout  # reduced images by scale, the MAD
+
+
+def test_a_damaged_typed_outcome_is_named(tmp_path: Path) -> None:
+    raw = json.loads((DATA / "v2-tune.json").read_text())
+    raw["options"]["tune"]["workers"] = "two"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ResultsError, match=r"wrong field: tuned\.workers: expected int, got 'two'"):
+        load(path)
 
 
 def test_report_shows_a_version_1_run_file() -> None:

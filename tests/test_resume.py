@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder, SequentialLoader, load_pipeline
+from pdl.data.synth import generate
 from pdl.errors import ConfigError
-from pdl.inputs import generate
 from pdl.loaders import LoaderSpec, make_loader
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

@@ -13,18 +13,21 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pdl import measure as measure_mod
+from pdl.bench import timing as measure_mod
+from pdl.bench.experiment import Experiment
+from pdl.bench.records import Point
+from pdl.bench.step import Step, parse_step, spin, take_step
+from pdl.bench.timing import Workload, measure, time_epoch
 from pdl.cli import app
-from pdl.config import Experiment
 from pdl.errors import ConfigError
 from pdl.loaders import LoaderSpec, make_loader
 from pdl.loaders.base import Loader
 from pdl.loaders.batching import Batch, LoaderStats
-from pdl.measure import Workload, measure, time_epoch
-from pdl.records import Point
-from pdl.report import grids, run_grid, sweep_workers_grids
-from pdl.stall import Answer, answer, answer_line, cores_needed, cpu_ms_per_image, percentile, stall_share
-from pdl.step import Step, parse_step, spin, take_step
+from pdl.report.render import grids
+from pdl.report.runs import run_grid
+from pdl.report.stall import Answer, answer, answer_line, cores_needed, cpu_ms_per_image
+from pdl.report.sweeps import sweep_workers_grids
+from pdl.stats import percentile, stall_share
 
 from .factories import point, results
 

@@ -15,12 +15,13 @@ import pytest
 
 pytest.importorskip("torch")
 
-from pdl import inputs
-from pdl.dataset import ImageFolder
+from pdl.data import synth as inputs
+from pdl.data.folder import ImageFolder
+from pdl.data.pipeline import Pipeline, load_pipeline
 from pdl.errors import LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError
-from pdl.loaders import SequentialLoader, torch_ref
-from pdl.loaders.torch_ref import TorchLoader
-from pdl.pipeline import Pipeline, load_pipeline
+from pdl.loaders import SequentialLoader
+from pdl.loaders.peers import torch as torch_ref
+from pdl.loaders.peers.torch import TorchLoader
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from pdl.bench.files import load
+from pdl.bench.tune import Trial, loader_call, lowered, parse_target, search
 from pdl.cli import app
 from pdl.errors import ConfigError
-from pdl.report import grids
-from pdl.results import load
-from pdl.tune import Trial, loader_call, lowered, parse_target, search
+from pdl.report.render import grids
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
@@ -133,7 +133,7 @@ def test_tune_end_to_end_measures_recommends_and_saves(images: Path, tmp_path: P
     assert res.exit_code == 0, res.output
     [path] = tmp_path.glob("*-tune.json")
     data = json.loads(path.read_text())
-    told = data["options"]["tune"]
+    told = data["tuned"]
     assert data["kind"] == "tune" and data["complete"] is True and data["options"]["target_stall"] == 0.05
     assert told["call"] == f"ParallelLoader(ds, pipe, batch_size=8, num_workers={told['workers']}, prefetch={told['prefetch']})"
     assert told["memory_peak_mb"] > 0 and told["trials"] == len(data["points"]) >= 2

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder, load_pipeline
+from pdl.data.pipeline import Pipeline
 from pdl.errors import WorkerError
 from pdl.loaders import LoaderSpec
 from pdl.loaders.batching import make_batch
 from pdl.loaders.chunks import Part
 from pdl.loaders.forking import forking
 from pdl.loaders.worker import DONE, FAILED, READY, worker_loop
-from pdl.pipeline import Pipeline
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from . import _env  # noqa: F401  (must run before numpy, OpenCV and albumentations load)
 from ._version import __version__
-from .dataset import ImageFolder
+from .data.folder import ImageFolder
+from .data.pipeline import Pipeline, load_pipeline
 from .errors import PdlError
 from .loaders import Batch, LoaderSpec, ParallelLoader, SequentialLoader, ThreadLoader, make_loader
-from .pipeline import Pipeline, load_pipeline
 
 __all__ = [
     "Batch",

@@ -212,12 +212,6 @@ def system_info(start_method: str | None = None) -> dict[str, object]:
     }
 
 
-def machine_line(info: dict[str, object]) -> str:
-    cpu = info["cpu"]
-    assert isinstance(cpu, dict)
-    return f"{cpu['model']} · {cpu['usable']} usable of {cpu['logical']} logical cores · {info['hostname']}"
-
-
 def git_source(directory: str | None = None) -> dict[str, object] | None:
     """The commit, branch and dirtiness of the git checkout ``directory`` (default: the current one) is in;
     None outside a repository, without git, or when git does not answer within 5 s."""

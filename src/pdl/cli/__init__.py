@@ -12,12 +12,12 @@ from typer.core import TyperGroup
 
 from .._version import __version__
 from .common import say
-from .decode_cmd import decode_cmd
+from .decode import decode_cmd
 from .misc import info, inputs, pipelines
-from .report_cmd import report
+from .report import report
 from .run import run
 from .sweeps import sweep_batch, sweep_workers
-from .tune_cmd import tune_cmd
+from .tune import tune_cmd
 
 
 class OneLineErrors(TyperGroup):

@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from ..bench.files import ResultWriter
 from ..errors import PdlError
-from ..results import ResultWriter
 
 # Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 160 columns
 # rather than Rich's 80, unless COLUMNS says otherwise.
@@ -99,7 +99,7 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
 
 def resolve_inputs(inputs: Path | None, quiet: bool) -> Path:
     """The user's folder as given; without one, ``inputs/``, generated first if it holds no images."""
-    from ..inputs import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate, has_images
+    from ..data.synth import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate, has_images
 
     if inputs is not None:
         return inputs

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cache import IGNORED_ABOVE
-from ..config import Experiment
-from ..experiments import execute, prepare
-from ..records import ResultSet
-from ..report import grids
-from ..results import ResultWriter
+from ..bench.experiment import Experiment
+from ..bench.files import ResultWriter
+from ..bench.records import ResultSet
+from ..bench.runner import execute, prepare
+from ..data.cache import IGNORED_ABOVE
+from ..report.render import grids
 from ..system import cpu_info
 from .common import err, keeping, progress_bar, show
 

@@ -9,9 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import ConfigError
-from ..inputs import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate
-from ..photos import (
+from ..data.photos import (
     DEFAULT_COUNT,
     DEFAULT_MAX_SIDE,
     DEFAULT_MIN_SIDE,
@@ -21,6 +19,8 @@ from ..photos import (
     parse_formats,
     summary,
 )
+from ..data.synth import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate
+from ..errors import ConfigError
 from .common import DEFAULT_INPUTS, err, guarded, out
 
 
@@ -148,7 +148,7 @@ def _gib(n: object) -> str:
 @guarded
 def pipelines() -> None:
     """The shipped augmentation levels, in order of complexity."""
-    from ..pipeline import load_pipeline, shipped_names
+    from ..data.pipeline import load_pipeline, shipped_names
 
     table = Table(title="shipped pipelines (configs/pipelines/)", title_justify="left")
     for col in ("name", "transforms", "output", "description"):

@@ -18,12 +18,12 @@ from typing import Annotated, Any, get_args, get_type_hints
 
 import typer
 
-from ..cache import Cache
-from ..config import BASELINE, Experiment
+from ..bench.experiment import Experiment
+from ..bench.step import StepKind
+from ..data.cache import Cache
 from ..errors import ConfigError
-from ..loaders import LOADERS, installed
+from ..loaders import BASELINE, LOADERS, installed
 from ..loaders.spec import AugmentIn, OnError, StartMethod
-from ..step import StepKind
 from .common import say
 
 ALL = "all"  # --loaders all: every loader installed here

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from ..data.pipeline import shipped_names
 from ..errors import ConfigError
-from ..pipeline import shipped_names
 from .common import guarded, resolve_inputs
 from .measuring import measure_and_report
 from .options import Shared, int_list, measuring_options, name_list

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from ..report import BEST, Grid
+from ..report.grid import BEST, Grid
 
 
 def to_rich(grid: Grid) -> Table:

@@ -12,15 +12,17 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset
 from ..errors import ConfigError, MissingDependencyError
-from ..pipeline import Pipeline
-from ..protocol import Dataset
 from .base import Loader
 from .batching import Batch
 from .process import ParallelLoader
 from .sequential import SequentialLoader
 from .spec import LoaderSpec
 from .thread import ThreadLoader
+
+BASELINE = SequentialLoader.name  # the loader every speed-up is measured against
 
 
 @dataclass(frozen=True)
@@ -35,18 +37,18 @@ class Entry:
 
 
 REGISTRY: dict[str, Entry] = {
-    "sequential": Entry("pdl.loaders.sequential:SequentialLoader", summary="the baseline: one batch at a time"),
+    BASELINE: Entry("pdl.loaders.sequential:SequentialLoader", summary="the baseline: one batch at a time"),
     "process": Entry("pdl.loaders.process:ParallelLoader", ("start_method",), summary="pdl: worker processes + ring"),
     "process-pickle": Entry("pdl.loaders.process:PickledParallelLoader", ("start_method",), summary="pdl, batches pickled"),
     "thread": Entry("pdl.loaders.thread:ThreadLoader", summary="pdl: a thread pool"),
-    "torch": Entry("pdl.loaders.torch_ref:TorchLoader", ("start_method",), "torch", "PyTorch's DataLoader"),
-    "ray": Entry("pdl.loaders.ray_ref:RayLoader", ("ray_address",), "ray", "Ray actors, on one machine or a cluster"),
-    "report": Entry("pdl.loaders.report_ref:ReportLoader", ("start_method",), summary="the seed report's DataLoaderPar"),
-    "batchup": Entry("pdl.loaders.batchup_ref:BatchUpLoader", (), "batchup", "BatchUp's WorkerProcessPool"),
-    "batchup-thread": Entry("pdl.loaders.batchup_ref:BatchUpThreadLoader", (), "batchup", "BatchUp's WorkerThreadPool"),
-    "spdl": Entry("pdl.loaders.spdl_ref:SpdlLoader", (), "spdl", "SPDL's Pipeline, threads"),
-    "spdl-process": Entry("pdl.loaders.spdl_ref:SpdlProcessLoader", ("start_method",), "spdl", "SPDL's Pipeline, processes"),
-    "torchdata": Entry("pdl.loaders.torchdata_ref:TorchdataLoader", (), "torchdata", "torchdata.nodes, processes"),
+    "torch": Entry("pdl.loaders.peers.torch:TorchLoader", ("start_method",), "torch", "PyTorch's DataLoader"),
+    "ray": Entry("pdl.loaders.ray:RayLoader", ("ray_address",), "ray", "Ray actors, on one machine or a cluster"),
+    "report": Entry("pdl.loaders.peers.seed_report:ReportLoader", ("start_method",), summary="the seed report's DataLoaderPar"),
+    "batchup": Entry("pdl.loaders.peers.batchup:BatchUpLoader", (), "batchup", "BatchUp's WorkerProcessPool"),
+    "batchup-thread": Entry("pdl.loaders.peers.batchup:BatchUpThreadLoader", (), "batchup", "BatchUp's WorkerThreadPool"),
+    "spdl": Entry("pdl.loaders.peers.spdl:SpdlLoader", (), "spdl", "SPDL's Pipeline, threads"),
+    "spdl-process": Entry("pdl.loaders.peers.spdl:SpdlProcessLoader", ("start_method",), "spdl", "SPDL's Pipeline, processes"),
+    "torchdata": Entry("pdl.loaders.peers.torchdata:TorchdataLoader", (), "torchdata", "torchdata.nodes, processes"),
 }
 LOADERS = tuple(REGISTRY)
 SPEC_OPTIONS = frozenset(option for entry in REGISTRY.values() for option in entry.options)  # loader-specific

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset, describe, labels_of
 from ..errors import ConfigError
-from ..pipeline import Pipeline
-from ..protocol import Dataset, labels_of
-from .batching import Batch, LoaderStats, epoch_plan, shard_size
+from .batching import Batch, LoaderStats, StageTimes, augment_into, epoch_plan, shard_size
 from .resume import State, check_state, make_state
 from .spec import LoaderSpec
 
@@ -29,7 +29,7 @@ class Loader:
     start_method: str | None = None  # how worker processes start, for loaders that have them
     splits_batches = False  # whether its workers share a batch in chunks (``LoaderSpec.chunk_size``)
     prefetches_epochs = False  # whether it honours ``LoaderSpec.prefetch_epochs``
-    _closed = False  # set by ``close()`` in loaders with workers: a closed loader is not started again
+    _closed = False  # set by ``close()``: a closed loader is not started again
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         spec = LoaderSpec.of(spec, **options)
@@ -75,6 +75,11 @@ class Loader:
             for batch in batches:
                 self._position = (epoch, (self._position or (epoch, 0))[1] + 1)
                 yield batch
+        except GeneratorExit:  # the caller stopped early (break): the loader stays usable
+            raise
+        except BaseException:
+            self.close()  # an error, a worker's death, Ctrl-C: stop the workers, leave nothing behind
+            raise
         finally:
             close = getattr(batches, "close", None)  # an early break: the loader's own cleanup runs now
             if close is not None:
@@ -131,13 +136,26 @@ class Loader:
             labels = labels_of(self.dataset, indices)
         return Batch(images, labels, indices, tuple(skipped))
 
+    def _augment_here(self, raw: Sequence[np.ndarray], indices: np.ndarray, epoch: int, times: StageTimes) -> np.ndarray:
+        """``augment_in="main"``: the pipeline runs here, on the images the workers decoded, with the same
+        per-image seeds as anywhere else (an image's error names it)."""
+        paths = [describe(self.dataset, i) for i in indices]
+        return augment_into(self.pipeline, raw, indices, self.spec.seed, epoch, paths, times)
+
     def __len__(self) -> int:
         spec = self.spec
         n, b = shard_size(len(self.dataset), spec.world_size, spec.drop_last), spec.batch_size  # this rank's images
         return n // b if spec.drop_last else -(-n // b)
 
     def close(self) -> None:
-        """Stop workers and release what they held. Safe to call twice."""
+        """Stop workers and release what they held. Safe to call twice: the second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """What ``close`` stops and releases, once: workers, pools, shared memory (nothing, for a loader without)."""
 
     def __enter__(self) -> Loader:
         return self

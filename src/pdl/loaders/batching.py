@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset, describe, get_item, label_of, uses_timed_path
 from ..errors import ImageReadError, WorkerError, worker_error
-from ..pipeline import Pipeline
-from ..protocol import Dataset, describe, get_item, label_of, uses_timed_path
 from .spec import LoaderSpec, OnError
 
 STAGES = ("read", "decode", "augment", "collate")
@@ -211,11 +211,11 @@ def augment_each(
 
 def augment_into(
     pipeline: Pipeline,
-    images: list[np.ndarray],
-    kept: list[int] | np.ndarray,
+    images: Sequence[np.ndarray],
+    kept: Sequence[int] | np.ndarray,
     seed: int,
     epoch: int,
-    paths: list[str],
+    paths: Sequence[str],
     times: StageTimes,
 ) -> np.ndarray:
     """Augment images already decoded (``augment_in="main"``) into one new stacked array."""

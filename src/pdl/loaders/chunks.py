@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..pipeline import Pipeline
+from ..data.pipeline import Pipeline
 from .batching import StageTimes
 
 MAX_AUTO_CHUNK = 8  # images: ~10-50 ms of work per message with the shipped pipelines; the tail is one chunk

@@ -6,7 +6,8 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..pipeline import Pipeline
+from .._env import limit_threads
+from ..data.pipeline import Pipeline
 
 SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -38,3 +39,13 @@ def forking(start_method: str, pipeline: Pipeline | None = None) -> Iterator[Non
 
             cv2.setNumThreads(before)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def worker_started() -> None:
+    """First thing in a worker process, whoever started it: Ctrl-C is the parent's to handle (it reaches the whole
+    group, and the parent shuts the workers down); SIGTERM just stops (not the CLI's handler, inherited through
+    fork); the signals ``forking`` held are let through again; one OpenCV and BLAS thread."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+    limit_threads()

@@ -22,15 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset, check_picklable, sample_image
 from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, PdlWarning, SharedMemoryError, WorkerDiedError
-from ..pipeline import Pipeline
-from ..protocol import Dataset, check_picklable, describe, sample_image
 from ..system import default_start_method, shm_free_bytes
 from .base import Loader
-from .batching import Batch, augment_into
+from .batching import Batch
 from .chunks import Part, compact, merged, merged_labels, split, stack
 from .forking import forking
-from .shm import RingState, SlotRing, fitting_slots, view
+from .ring import RingState, SlotRing, fitting_slots, view
 from .spec import LoaderSpec
 from .worker import FAILED, READY, worker_loop
 
@@ -113,7 +113,7 @@ class ParallelLoader(Loader):
         self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
         self._stale: list[_InFlight] = []  # abandoned batches whose chunks are still in flight
         self._ahead: tuple[int, dict[int, _InFlight]] | None = None  # (epoch, its first batches) dispatched early
-        self._started = self._closed = False
+        self._started = False
 
     @property
     def ring(self) -> RingState | None:
@@ -245,11 +245,6 @@ class ParallelLoader(Loader):
                 yield batch
                 del batch  # the caller may drop it before asking for the next: let its slot go then
             finished = True
-        except GeneratorExit:  # the caller stopped early (break): the loader stays usable
-            raise
-        except BaseException:
-            self.close()  # an error, a worker's death, Ctrl-C: stop everything, leave nothing behind
-            raise
         finally:
             self._abandon(self._batches)  # never handed out: an early break
             self._batches = {}
@@ -352,8 +347,7 @@ class ParallelLoader(Loader):
             images = [im for p in parts for im in _raw_images(raw, p)]
         made.t_held = time.perf_counter()
         if self.spec.augment_in == "main":
-            paths = [describe(self.dataset, i) for i in indices]
-            images = augment_into(self.pipeline, images, indices, self.spec.seed, epoch, paths, times)
+            images = self._augment_here(images, indices, epoch, times)
         return self._to_batch(images, indices, skipped, merged_labels(parts))
 
     # -- receiving -------------------------------------------------------------------------------------------
@@ -409,10 +403,7 @@ class ParallelLoader(Loader):
         raise WorkerDiedError(f"worker {wid} (pid {proc.pid}) died: {how}", exc_type="WorkerDied")
 
     # -- shutdown --------------------------------------------------------------------------------------------
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _shutdown(self) -> None:
         if self._tasks is not None:
             try:
                 os.set_blocking(self._tasks.fileno(), False)  # a full pipe (workers stuck) must not hang close

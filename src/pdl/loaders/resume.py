@@ -12,8 +12,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, TypedDict, cast
 
+from ..data.protocol import Dataset, describe
 from ..errors import ConfigError
-from ..protocol import Dataset, describe
 from .spec import LoaderSpec
 
 FORMAT = "pdl.loader-state/1"

@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..pipeline import Pipeline
-from ..protocol import Dataset
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset
 from .base import Loader
 from .batching import Batch, make_batch
 from .spec import LoaderSpec

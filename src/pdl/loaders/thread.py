@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from .._env import limit_threads
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset
 from ..errors import LoaderTimeoutError
-from ..pipeline import Pipeline
-from ..protocol import Dataset, describe
 from .base import Loader
-from .batching import Batch, augment_into, make_batch
+from .batching import Batch, make_batch
 from .chunks import Part, compact, merged, merged_labels, split, stack
 from .spec import LoaderSpec
 
@@ -49,7 +49,6 @@ class ThreadLoader(Loader):
         super().__init__(dataset, pipeline, spec, **options)
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
-        self._closed = False
         self._ahead: tuple[int, deque[Pending]] | None = None  # (epoch, its first batches) submitted early
 
     def start(self) -> None:
@@ -81,9 +80,7 @@ class ThreadLoader(Loader):
                 indices, skipped, times = merged(parts)
                 images: Any
                 if self.spec.augment_in == "main":
-                    paths = [describe(self.dataset, i) for i in indices]
-                    raw = [im for p in parts for im in p.images]
-                    images = augment_into(self.pipeline, raw, indices, self.spec.seed, epoch, paths, times)
+                    images = self._augment_here([im for p in parts for im in p.images], indices, epoch, times)
                 elif out is not None:
                     images = compact(out, parts)
                 else:  # the pipeline's output size is unknown until run: each chunk made its own array
@@ -149,9 +146,6 @@ class ThreadLoader(Loader):
         images = None if out is not None else made.images
         return Part(offset, made.indices, made.skipped, made.times, images=images, labels=made.labels)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

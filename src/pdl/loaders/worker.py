@@ -8,20 +8,20 @@ worker forks (preload), so a new worker costs a fork, not an import.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from multiprocessing import connection, parent_process
 from typing import Any
 
 import numpy as np
 
-from .._env import keep_freed_memory, limit_threads
+from .._env import keep_freed_memory
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset
 from ..errors import worker_error
-from ..pipeline import Pipeline
-from ..protocol import Dataset
 from .batching import make_batch
 from .chunks import Part
-from .shm import attach, slot_array
+from .forking import worker_started
+from .ring import attach, slot_array
 from .spec import LoaderSpec
 
 # message kinds, worker → parent
@@ -39,10 +39,7 @@ def worker_loop(
     shm_name: str | None,
     slot_bytes: int | None,
 ) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent shuts us down
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited through fork: just stop
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked while forking
-    limit_threads()
+    worker_started()
     keep_freed_memory()
     buf = attach(shm_name) if shm_name else None
     augment = spec.augment_in == "workers"

@@ -1,0 +1,186 @@
+"""Versioned results files: config, raw per-round timings and machine metadata in one JSON, a tidy CSV beside.
+
+Saved after every point, atomically (temporary file, then rename); a new run never overwrites a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ResultsError
+from .records import SCHEMA, VERSION, ResultSet, upgrade
+
+CSV_FIELDS = (
+    "kind", "pipeline", "loader", "workers", "batch_size", "prefetch", "augment_in", "round", "images",
+    "wall_s", "baseline_wall_s", "speedup_round", "speedup", "images_per_s", "wait_share", "cpu_main_s",
+    "cpu_workers_s", "startup_s", "first_batch_s", "handoff_ms", "usable_cores", "memory_peak_mb", "batch_mb",
+    "step_ms", "step_kind", "stall_share", "stall_round", "ideal_images_per_s", "wait_p50_ms", "wait_p90_ms", "wait_p99_ms",
+    "loader_version", "same_batches", "reduce_decode",
+)  # fmt: skip  # a Point field of the same name fills its column; the others are set per round below
+
+
+def to_json(results: ResultSet) -> str:
+    return json.dumps(results.to_dict(), indent=1, default=_jsonable)
+
+
+def csv_rows(results: ResultSet) -> list[dict[str, Any]]:
+    """Tidy: one row per point and round."""
+    rows = []
+    for p in results.points:
+        for r, wall in enumerate(p.wall_s):
+            row = {k: getattr(p, k, None) for k in CSV_FIELDS}
+            row.update(
+                kind=results.kind,
+                round=r + 1,
+                wall_s=wall,
+                baseline_wall_s=p.baseline_wall_s[r],
+                speedup_round=p.speedup_rounds[r],
+                usable_cores=results.machine.cpu.usable,
+                memory_peak_mb=max(p.memory_peak_mb) if p.memory_peak_mb else None,  # with --memory
+                stall_round=p.stall_rounds[r] if r < len(p.stall_rounds) else None,  # with --step-ms
+            )
+            rows.append(row)
+    return rows
+
+
+def to_csv(results: ResultSet) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(results))
+    return out.getvalue()
+
+
+def _jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a results file")
+
+
+class ResultWriter:
+    """Claims a new ``<dir>/<timestamp>-<kind>.json`` (never an existing one) and rewrites it atomically."""
+
+    def __init__(self, directory: Path, kind: str) -> None:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(
+                f"--results '{directory}': cannot create the folder ({exc.strerror}); pass a writable folder"
+            ) from None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in range(1, 1000):
+            path = directory / f"{stamp}-{kind}{'' if n == 1 else f'-{n}'}.json"
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask decides, as for any file
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise ResultsError(
+                    f"--results '{directory}': cannot write there ({exc.strerror}); pass a writable folder"
+                ) from None
+            os.close(fd)
+            self.path = path
+            break
+        else:
+            raise ResultsError(f"--results '{directory}': too many results files named {stamp}-{kind}")
+        self.saved = False
+
+    @property
+    def csv_path(self) -> Path:
+        return self.path.with_suffix(".csv")
+
+    def save(self, results: ResultSet) -> None:
+        _atomic_write(self.path, to_json(results))
+        _atomic_write(self.csv_path, to_csv(results))
+        self.saved = True
+
+    def discard_if_unused(self) -> None:
+        """Remove the claimed name when nothing was ever saved into it (an error before the first point)."""
+        if not self.saved:
+            self.path.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write a temporary file beside ``path``, then rename it over: a reader sees the old file or the new one.
+
+    The temporary file is made with mode 0666 and the user's umask, as ``open`` would (``tempfile.mkstemp``
+    would make it 0600, and the rename would keep that).
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path) -> ResultSet:
+    """A results file of this pdl's version or an older one (migrated on load, see ``records.upgrade``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"results file '{path}' does not exist; pass a file written by pdl (see results/)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"results file '{path}' is damaged or not JSON ({exc}); re-run the measurement") from None
+    except RecursionError:  # JSON nested deeper than Python's stack: nothing pdl wrote
+        raise ResultsError(
+            f"'{path}' is not a pdl results file (JSON nested too deep to read); pass a file written by pdl"
+        ) from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ResultsError(f'\'{path}\' is not a pdl results file (no "schema": "{SCHEMA}"); pass a file written by pdl')
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultsError(
+            f"results file '{path}' is damaged (version {version!r} is not a schema version); re-run the measurement"
+        )
+    if version > VERSION:
+        raise ResultsError(
+            f"'{path}' has results schema version {version}, from a newer pdl; this pdl reads versions 1 to {VERSION}: "
+            "upgrade pdl to read it"
+        )
+    try:
+        return ResultSet.from_dict(upgrade(data))
+    except RecursionError:
+        raise ResultsError(f"'{path}' is not a pdl results file (a field nested too deep); pass a file written by pdl") from None
+    except (TypeError, KeyError, ValueError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) else exc  # a KeyError's str() is quoted
+        raise ResultsError(
+            f"results file '{path}' is damaged (missing or wrong field: {reason}); re-run the measurement"
+        ) from None
+
+
+def load_folder(directory: Path) -> list[tuple[Path, ResultSet]]:
+    """Every results file in ``directory`` (its ``*.json``), loaded; one that is not is one line naming it."""
+    if not directory.is_dir():
+        raise ResultsError(f"--history '{directory}': not a folder; pass the folder your results files are saved in")
+    return [(path, load(path)) for path in sorted(directory.glob("*.json"))]
+
+
+def newest(directory: Path) -> Path:
+    files = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
+    if not files:
+        raise ResultsError(f"no results files in '{directory}'; run `pdl run` or a sweep first, or name a file")
+    return files[-1]

@@ -1,0 +1,386 @@
+"""The typed results: a measured point, the machine it ran on, the set a command wrote. Pure data, no I/O.
+
+A record turns into the JSON-able dict the results file holds (``to_dict``) and back (``from_dict``, which
+checks every field against its type, so a damaged file is refused naming the field). The format's history
+lives here too: ``upgrade`` migrates a dict of an older schema version to the current shape, one step per
+version, as pyperf keeps its own; the readers only ever see the current shape.
+
+To add a measured quantity: one field in ``Point`` (with a default if old files lack it), set in
+``measure.make_point``; add its name to ``results.CSV_FIELDS`` if the CSV should carry it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from ..system import CpuInfo as Cpu  # the cores a run could use, and why: one record, measured and stored
+
+SCHEMA = "pdl.results"
+VERSION = 3
+Kind = Literal["run", "sweep-workers", "sweep-batch", "tune", "decode"]  # what a results file holds: the command
+KINDS: tuple[str, ...] = get_args(Kind)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the points were measured: what a later comparison needs to know it is fair."""
+
+    hostname: str
+    cpu: Cpu
+    memory_total_bytes: int
+    shm_total_bytes: int | None  # /dev/shm, None where it cannot be read
+    shm_free_bytes: int | None
+    os: str  # "Linux 6.8.0"
+    python: str  # "3.11.7"
+    versions: dict[str, str]  # opencv, albumentations, numpy, pdl
+    opencv_threads: int
+    start_method: str  # how worker processes start by default (fork, forkserver, spawn)
+
+    def summary(self) -> str:
+        """One line for table titles: 'AMD EPYC · 2 usable of 2 logical cores · vm'."""
+        return f"{self.cpu.model} · {self.cpu.usable} usable of {self.cpu.logical} logical cores · {self.hostname}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The Ray cluster a ``ray`` point ran on."""
+
+    address: str  # "local" for a cluster started in-process
+    nodes: int
+    cpus: float
+    object_store_mb: float | None = None
+    startup_s: float | None = None  # connecting to (or starting) the cluster
+    task_nodes: int | None = None  # nodes the loader's tasks ran on
+
+
+@dataclass(frozen=True)
+class Point:
+    """One loader measured on one configuration: the configuration, the raw per-round timings, and what they give.
+
+    ``speedup*`` are derivable from the two lists of walls but stored: the report shows exactly what was
+    measured, and the file stays readable without pdl.
+    """
+
+    pipeline: str
+    """Pipeline name (a shipped level or a YAML path)."""
+    loader: str
+    """Loader kind: sequential, process, thread, torch, ray, ..."""
+    workers: int
+    """Worker count (0 for sequential)."""
+    batch_size: int
+    prefetch: int
+    """Batches in flight per worker."""
+    augment_in: str
+    """Where augmentation ran: 'workers' or 'main'."""
+    images: int
+    """Images per epoch (after any skipped)."""
+    wall_s: tuple[float, ...]
+    """Wall time of each timed round's epoch, in round order."""
+    baseline_wall_s: tuple[float, ...]
+    """The sequential baseline's wall time in the same rounds."""
+    speedup: float
+    """Median over rounds of baseline / this loader, both timed in the same round."""
+    speedup_min: float
+    speedup_max: float
+    speedup_rounds: tuple[float, ...]
+    """The per-round ratios the median, min and max are taken from."""
+    noisy: bool
+    """The rounds disagree by more than ``compare.NOISE_THRESHOLD`` of their median."""
+    images_per_s: float
+    """Images per second at the median wall time."""
+    startup_s: float
+    """Starting the loader (workers, shared memory), not in the wall times."""
+    first_batch_s: float
+    """From start-up to the first batch of the warm-up epoch."""
+    warmup_epoch_s: float
+    """The untimed warm-up epoch."""
+    wait_share: float
+    """Median share of the wall time the consumer spent waiting for batches."""
+    cpu_main_s: float
+    """Median CPU seconds of the main process per epoch."""
+    cpu_workers_s: float
+    """Median CPU seconds of the workers per epoch."""
+    stages_s: dict[str, float]
+    """Median seconds per epoch in each stage (read, decode, augment, collate), summed over processes."""
+    handoff_ms: float | None
+    """Median from a worker finishing a batch to the consumer holding it; None without workers."""
+    copied_batches: int
+    """Batches pickled instead of shared, over all timed rounds."""
+    skipped: tuple[tuple[str, str], ...]
+    """(path, reason) of each image skipped under --on-error skip."""
+    worker_busy_s: tuple[float, ...] = ()
+    """Median seconds per epoch each worker spent making tasks (chunks or batches), for loaders that report it."""
+    tail_idle_s: float | None = None
+    """Median worker-seconds idle at the end of an epoch: each worker from its last task's end to the last one's."""
+    chunk_size: int | None = None
+    """Images per task for loaders that split batches (process, process-pickle, thread); None for the others."""
+    start_method: str | None = None
+    """How this loader's worker processes started; None for loaders without processes."""
+    cluster: Cluster | None = None
+    """The Ray cluster; None on one machine."""
+    memory_peak_mb: tuple[float, ...] | None = None
+    """Peak PSS (main + workers) of each untimed memory epoch, with --memory."""
+    batch_mb: float | None = None
+    """Size of one batch, with --memory: the unit the memory budget is counted in."""
+    stall_share: float | None = None
+    """With --step-ms: median over rounds of the consumer's wait for batches / the epoch's wall time (the data
+    stall); the sequential loop's is its whole load time. None without a step."""
+    stall_rounds: tuple[float, ...] = ()
+    """With --step-ms: the stall share of each round, in round order."""
+    wait_p50_ms: float | None = None
+    """With --step-ms: the median per-batch wait of the consumer over all timed rounds, ms."""
+    wait_p90_ms: float | None = None
+    wait_p99_ms: float | None = None
+    step_ms: float | None = None
+    """With --step-ms: the simulated training step per full batch, ms; None without one."""
+    step_kind: str | None = None
+    """With --step-ms: 'gpu' (waits without the CPU) or 'cpu' (spins)."""
+    step_s: float | None = None
+    """With --step-ms: median seconds per epoch the consumer spent in the step."""
+    first_wait_share: float | None = None
+    """With --step-ms: the part of the stall share spent on each epoch's first batch (median over rounds):
+    without ``prefetch_epochs`` prefetching does not carry across epochs, so it is waited for however many workers
+    there are."""
+    cache: str = "warm"
+    """The page cache at each timed epoch: warm (as left), or cold (the dataset's files evicted before it)."""
+    cache_resident: float | None = None
+    """With --cache cold: share of a sample of the files' pages still cached after eviction (0: evicted; near 1:
+    the filesystem ignored it); None when warm or when it could not be checked."""
+    loader_version: str | None = None
+    """The installed version of a peer loader's package (batchup, spdl-core, torchdata); None for pdl's own."""
+    same_batches: bool | None = None
+    """Whether the warm-up epoch's batches equal the baseline's bit for bit (indices and images); None if unchecked."""
+    left_behind: int = 0
+    """Processes a peer loader left running that pdl had to stop when closing it."""
+    epoch_first_batch_s: float | None = None
+    """Each timed epoch's first batch, from asking for it to holding it (median over rounds): what every epoch
+    after the first waits before its first step, workers started and warm; ``first_batch_s`` is the cold one."""
+    reduce_decode: bool = False
+    """Whether JPEGs were decoded at a reduced scale (``ImageFolder.reduce_decode``); files written before this
+    field was recorded read False (their options' ``reduce_decode`` says what the whole run used)."""
+    calibration_s: tuple[float, ...] = ()
+    """Seconds of the calibration workload (``calibrate.py``) in each round, the mean of its timing before and after
+    the round: the machine's speed then. Images/s × these seconds is throughput with the machine's drift cancelled,
+    what the gate compares. Empty in files written before it was measured."""
+    disturbed: bool = False
+    """The speedup is above what the usable cores allow by more than the noise (``compare.impossible``): the
+    sequential baseline was slowed by something else, so the speedup is not a result."""
+
+    def __post_init__(self) -> None:
+        rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}
+        if len(rounds) != 1 or 0 in rounds:
+            raise ValueError(
+                f"wall_s, baseline_wall_s and speedup_rounds must hold one value per round (at least one). "
+                f"Found: {len(self.wall_s)}, {len(self.baseline_wall_s)}, {len(self.speedup_rounds)}"
+            )
+
+    @property
+    def rounds(self) -> int:
+        return len(self.wall_s)
+
+    def rates(self) -> tuple[float, ...]:
+        """Images/s of each round."""
+        return self._per_second(self.wall_s)
+
+    def baseline_rates(self) -> tuple[float, ...]:
+        """The sequential baseline's images/s in each round."""
+        return self._per_second(self.baseline_wall_s)
+
+    def _per_second(self, walls: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(self.images / w if w > 0 else 0.0 for w in walls)
+
+    @property
+    def ideal_images_per_s(self) -> float | None:
+        """With --step-ms: the step-bound ideal, batch / step (what a loader that never stalls would reach)."""
+        return None if not self.step_ms else self.batch_size * 1e3 / self.step_ms
+
+
+@dataclass(frozen=True)
+class Source:
+    """The git checkout pdl ran in, when it ran in one: what a history of results is ordered and labelled by."""
+
+    commit: str
+    branch: str  # "HEAD" when detached
+    dirty: bool  # uncommitted changes to tracked files
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """What `pdl tune` chose (a results file of kind "tune"): the call to use, its stall, and why it stopped."""
+
+    call: str
+    """The loader call to paste: 'ParallelLoader(ds, pipe, batch_size=64, num_workers=3, prefetch=2)'."""
+    workers: int
+    prefetch: int
+    stall: float
+    """The chosen configuration's median stall share (0–1)."""
+    target: float
+    """The stall share asked for (--target-stall)."""
+    reached: bool
+    reason: str
+    """Why the search stopped, in words."""
+    memory_peak_mb: float | None
+    """The chosen configuration's peak memory (main + workers, one untimed epoch in a fresh process)."""
+    search_s: float
+    trials: int
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One pipeline of `pdl decode`: how its first epoch's images decoded with --reduce-decode, and the mean
+    absolute difference between the outputs from full and from reduced decoding."""
+
+    pipeline: str
+    loader: str
+    need: tuple[int, int] | None
+    """(height, width) the pipeline's first transform reduces every image to; None: no reduced decode possible."""
+    scales: dict[str, int]
+    """Images decoded at each reduction factor ("2", "4", "8")."""
+    reduced: int
+    full: int
+    jpegs: int
+    why_none: str | None
+    """Why no image was decoded reduced, in words; None when some were."""
+    mad: float
+    """In the output's own units (0–255 for uint8)."""
+    mad_images: int
+    output_dtype: str
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """What one command measured: its options, the machine, and one point per loader and configuration."""
+
+    kind: str  # one of KINDS
+    options: dict[str, Any]  # the experiment's settings, as given, plus images and thread settings
+    machine: Machine
+    points: tuple[Point, ...]
+    command: tuple[str, ...]  # the command line that measured it
+    created: str  # local time, ISO 8601
+    complete: bool = False  # False while measuring, and in a file an interruption left
+    source: Source | None = None  # the git commit and branch of the directory pdl ran in; None outside a repository
+    calibration: str | None = None  # which calibration workload the points' calibration_s timed (calibrate.CALIBRATION)
+    tuned: Tuned | None = None  # kind "tune": what the search chose (None until it finished)
+    decoded: tuple[Decoded, ...] = ()  # kind "decode": one per pipeline measured
+    schema: str = SCHEMA
+    version: int = VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}. Found: {self.kind!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results file's content. The machine stays under "system", where version 1 kept it."""
+        data = dataclasses.asdict(self)
+        data["system"] = data.pop("machine")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResultSet:
+        """From a dict of the current version (see ``upgrade``); TypeError, KeyError or ValueError if damaged."""
+        data = dict(data)
+        if "system" in data:
+            data["machine"] = data.pop("system")
+        return _build(cls, data, "")
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Migrate a results dict from its version to ``VERSION``, one step per version."""
+    version = data.get("version")
+    while isinstance(version, int) and version < VERSION:
+        data = MIGRATIONS[version](data)
+        version = data["version"]
+    return data
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 left out what a point did not measure and kept ``measured_s``; version 2 writes every field."""
+    points = data.get("points")
+    if not isinstance(points, list):  # damaged: left for the reader to refuse, naming the field
+        return {**data, "version": 2}
+    return {**data, "points": [_v1_point(p) if isinstance(p, dict) else p for p in points], "version": 2}
+
+
+def _v1_point(p: dict[str, Any]) -> dict[str, Any]:
+    p = {k: v for k, v in p.items() if k != "measured_s"}
+    for name, absent in (("noisy", False), ("handoff_ms", None), ("copied_batches", 0), ("skipped", [])):
+        p.setdefault(name, absent)  # what version 1's report assumed when the field was missing
+    return p
+
+
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 kept `pdl tune`'s and `pdl decode`'s outcomes as untyped dicts in ``options["tune"]`` and
+    ``options["decode"]``; version 3 keeps them typed, as ``tuned`` and ``decoded``."""
+    options = data.get("options")
+    if not isinstance(options, dict):  # damaged: left for the reader to refuse, naming the field
+        return {**data, "version": 3}
+    options = dict(options)
+    moved: dict[str, Any] = {}
+    if "tune" in options:
+        moved["tuned"] = options.pop("tune")
+    if "decode" in options:
+        moved["decoded"] = options.pop("decode")
+    return {**data, **moved, "options": options, "version": 3}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+
+
+def _build(cls: type[R], data: Any, where: str) -> R:
+    """``cls`` from ``data``, each field checked and converted by its annotation (lists become tuples)."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{where or 'the file'}: expected an object, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{where}{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise KeyError(f"{where}{f.name}")
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _convert(next(a for a in args if a is not type(None)), value, where)
+    if tp is Any:
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or (args[-1] is not Ellipsis and len(value) != len(args)):
+            raise TypeError(f"{where}: expected a list, got {value!r}"[:200])
+        kinds = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+        return tuple(_convert(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(kinds, value, strict=True)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{where}: expected an object, got {type(value).__name__}")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and is_dataclass(tp):
+        return _build(tp, value, f"{where}.")
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise TypeError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}"[:200])
+
+
+def machine_from_info(info: Mapping[str, Any]) -> Machine:
+    """The typed machine from what ``system.system_info`` returns."""
+    return _build(Machine, info, "system.")
+
+
+def source_from_info(info: Mapping[str, Any] | None) -> Source | None:
+    """The typed source from what ``system.git_source`` returns."""
+    return None if info is None else _build(Source, info, "source.")
+
+
+def cluster_from_info(info: Mapping[str, Any] | None) -> Cluster | None:
+    """The typed cluster from what ``Loader.cluster_info`` returns."""
+    return None if info is None else _build(Cluster, info, "cluster.")

@@ -1,0 +1,309 @@
+"""Timing loaders on one workload: warm-up, start-up apart, interleaved rounds, CPU per run; memory apart.
+
+The clock is injected so the statistics are tested with exact numbers. The core never prints: progress is a
+callback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+import psutil
+
+from ..data.cache import ColdCache
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset
+from ..loaders import Loader, LoaderSpec, make_loader
+from ..loaders.batching import STAGES
+from ..loaders.chunks import chunk_size
+from ..stats import NOISE_THRESHOLD, impossible, median, percentile, speedup, stall_share
+from ..system import cpu_info
+from .calibrate import calibration_s
+from .memory import peak_memory
+from .records import Point, cluster_from_info
+from .step import Clock, Sleep, Step, take_step
+
+Progress = Callable[[str], None]  # called after each timed or warm-up epoch, with what was just run
+
+
+@dataclass
+class EpochTiming:
+    wall_s: float
+    images: int
+    wait_s: float
+    cpu_main_s: float
+    cpu_workers_s: float
+    stages: dict[str, float]
+    handoff_s: list[float] = field(default_factory=list)
+    worker_busy_s: dict[int, float] = field(default_factory=dict)
+    tail_idle_s: float = 0.0
+    copied_batches: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    waits_s: list[float] = field(default_factory=list)  # per batch, as the consumer saw it: asking → holding
+    step_s: float = 0.0  # in the simulated training step
+    calibration_s: float | None = None  # the calibration workload in this epoch's round (calibrate.py)
+
+
+def _cpu(pids: Iterable[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def time_epoch(
+    loader: Loader, clock: Clock = time.perf_counter, step: Step | None = None, sleep: Sleep = time.sleep
+) -> EpochTiming:
+    """One full epoch of ``loader``, as a training loop would consume it: with a ``step``, the consumer holds
+    each batch for a simulated training step before asking for the next."""
+    me = os.getpid()
+    workers = loader.worker_pids
+    cpu0_main, cpu0_workers = _cpu([me]), _cpu(workers)
+    images, waits, step_s = 0, [], 0.0
+    t0 = clock()
+    batches = iter(loader)
+    while True:
+        asked = clock()
+        batch = next(batches, None)
+        if batch is None:
+            break
+        waits.append(clock() - asked)
+        images += len(batch)
+        if step is not None:
+            stepping = clock()
+            take_step(step, len(batch), clock, sleep)
+            step_s += clock() - stepping
+        del batch  # hand the shared-memory slot back before the next batch, as a real loop does
+    loader.settle()  # work it started ahead for its next epoch is done inside this epoch's window, not in another's
+    wall = clock() - t0
+    stats = loader.stats
+    return EpochTiming(
+        wall_s=wall,
+        images=images,
+        wait_s=sum(stats.wait_s),
+        cpu_main_s=_cpu([me]) - cpu0_main,
+        cpu_workers_s=_cpu(workers) - cpu0_workers,
+        stages={s: sum(getattr(t, s) for t in stats.stages) for s in STAGES},
+        handoff_s=list(stats.handoff_s),
+        worker_busy_s=dict(stats.worker_busy_s),
+        tail_idle_s=stats.tail_idle_s(),
+        copied_batches=stats.copied_batches,
+        skipped=list(stats.skipped),
+        waits_s=waits,
+        step_s=step_s,
+    )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One point's configuration: the same images, pipeline and loader arguments for every loader."""
+
+    dataset: Dataset
+    pipeline: Pipeline
+    spec: LoaderSpec
+    loaders: tuple[str, ...]  # the first is the baseline
+    repeats: int = 3
+    memory_epochs: int = 0  # epochs per loader, after the timed rounds, with memory sampled
+    step: Step | None = None  # the consumer's simulated training step per batch (timed rounds only)
+    cache: str = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
+
+
+def measure(
+    work: Workload, clock: Clock = time.perf_counter, progress: Progress | None = None, sleep: Sleep = time.sleep
+) -> list[Point]:
+    """Warm up every loader (start-up and first batch timed apart), then ``repeats`` interleaved rounds.
+
+    Within a round every loader runs one epoch; the order flips each round so drift hits all sides alike.
+    Then, with ``memory_epochs``, each loader runs that many more epochs in a fresh process of its own with its
+    memory sampled (``memory.peak_memory``): sampling costs CPU, so it never runs during a timed epoch.
+    Returns one point per loader, the baseline included.
+    """
+    tick = progress or (lambda _msg: None)
+    points = _timed(work, clock, tick, sleep)
+    if work.memory_epochs:
+        points = [_with_memory(work, kind, point, tick) for kind, point in zip(work.loaders, points, strict=True)]
+    return points
+
+
+def _with_memory(work: Workload, kind: str, point: Point, tick: Progress) -> Point:
+    run = (kind, work.dataset, work.pipeline, work.spec, work.memory_epochs)
+    memory = peak_memory(*run, partial(tick, f"memory {kind}"))
+    return replace(point, memory_peak_mb=tuple(float(m) for m in memory["memory_peak_mb"]), batch_mb=float(memory["batch_mb"]))
+
+
+def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sleep) -> list[Point]:
+    with ExitStack() as stack:
+        loaders = []
+        cold = ColdCache(work.dataset) if work.cache == "cold" else None
+        for kind in work.loaders:
+            loader = make_loader(kind, work.dataset, work.pipeline, work.spec)
+            stack.callback(loader.close)
+            loaders.append(loader)
+        before = cold.evict if cold is not None else None
+        warm, runs = interleaved(loaders, work.loaders, work.repeats, clock, tick, work.step, sleep, before, calibration_s)
+        points = [make_point(work, loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
+        if cold is not None:
+            points = [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
+    # closed: what a peer loader left running has been stopped, and counted
+    return [replace(p, left_behind=int(getattr(loader, "left_behind", 0))) for p, loader in zip(points, loaders, strict=True)]
+
+
+def interleaved(
+    loaders: Sequence[Loader],
+    names: Sequence[str],
+    repeats: int,
+    clock: Clock = time.perf_counter,
+    tick: Progress = lambda _msg: None,
+    step: Step | None = None,
+    sleep: Sleep = time.sleep,
+    before_epoch: Callable[[], object] | None = None,
+    calibrate: Callable[[], float] | None = None,
+) -> tuple[list[WarmUp], list[list[EpochTiming]]]:
+    """Warm every loader up, then ``repeats`` rounds of one timed epoch each, the order flipping every round so
+    drift hits all sides alike. Returns the warm-ups and each loader's epochs, in ``loaders``' order. The caller
+    owns (and closes) the loaders; ``before_epoch`` runs before every warm-up and timed epoch (cache eviction).
+    ``calibrate`` is timed before and after every round; each epoch of the round records the mean of the two."""
+    # the loaders that fork start first, before any other has started threads (Ray's, SPDL's event loop,
+    # torchdata's readers, a thread pool): a child forked from a process with threads can hang
+    early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
+    warm = []
+    for i, (name, loader) in enumerate(zip(names, loaders, strict=True)):
+        if before_epoch is not None:
+            before_epoch()
+        warm.append(warm_up(loader, clock, early.get(i)))
+        tick(f"warm-up {name}")
+    runs: list[list[EpochTiming]] = [[] for _ in loaders]
+    for r in range(repeats):
+        order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
+        opened = calibrate() if calibrate is not None else None
+        for i in order:
+            if before_epoch is not None:
+                before_epoch()
+            runs[i].append(time_epoch(loaders[i], clock, step, sleep))
+            tick(f"round {r + 1} {names[i]}")
+        if calibrate is not None and opened is not None:
+            mean = (opened + calibrate()) / 2
+            for timings in runs:
+                timings[-1].calibration_s = mean
+    return warm, runs
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    startup_s: float
+    first_batch_s: float
+    warmup_epoch_s: float
+    digest: str = ""  # of the epoch's batches (indices and images, in order): equal digests, equal batches
+
+
+def _started(loader: Loader, clock: Clock) -> float:
+    """Start ``loader``; the seconds it took."""
+    t0 = clock()
+    loader.start()
+    return clock() - t0
+
+
+def warm_up(loader: Loader, clock: Clock, startup_s: float | None = None) -> WarmUp:
+    """The untimed first epoch: start-up and first batch timed, every batch digested (the warm-up epoch's time
+    includes the hashing, about 1 ms per 1 MB of images; no timed epoch does)."""
+    t0 = clock()
+    loader.start()  # a no-op if it was started already, in ``startup_s``
+    t1 = clock()
+    startup_s = t1 - t0 if startup_s is None else startup_s
+    first = None
+    digest = hashlib.blake2b(digest_size=16)
+    for batch in loader:
+        if first is None:
+            first = clock() - t1
+        images = batch.images
+        for part in (batch.indices.astype("<i8"), images):
+            digest.update(f"{part.dtype.str}{part.shape}".encode())
+            digest.update(part.tobytes())
+        del batch, images  # hand a shared-memory slot back before the next batch
+    loader.settle()
+    return WarmUp(startup_s=startup_s, first_batch_s=first or 0.0, warmup_epoch_s=clock() - t1, digest=digest.hexdigest())
+
+
+def make_point(
+    work: Workload,
+    loader: Loader,
+    warm: WarmUp,
+    runs: Sequence[EpochTiming],
+    base: Sequence[EpochTiming],
+    base_digest: str = "",
+) -> Point:
+    spec = work.spec
+    walls = [r.wall_s for r in runs]
+    sp = speedup([b.wall_s for b in base], walls)
+    med = median
+    handoff = [h for r in runs for h in r.handoff_s]
+    calibrated = all(r.calibration_s is not None for r in runs)
+    return Point(
+        pipeline=work.pipeline.name,
+        loader=loader.name,
+        workers=loader.num_workers,
+        batch_size=spec.batch_size,
+        prefetch=spec.prefetch,
+        augment_in=spec.augment_in,
+        images=runs[0].images,
+        wall_s=tuple(walls),
+        baseline_wall_s=tuple(b.wall_s for b in base),
+        speedup=sp.median,
+        speedup_min=sp.low,
+        speedup_max=sp.high,
+        speedup_rounds=sp.rounds,
+        noisy=sp.noisy(NOISE_THRESHOLD),
+        images_per_s=runs[0].images / med(walls) if med(walls) > 0 else 0.0,
+        startup_s=warm.startup_s,
+        first_batch_s=warm.first_batch_s,
+        warmup_epoch_s=warm.warmup_epoch_s,
+        wait_share=med([r.wait_s / r.wall_s if r.wall_s > 0 else 0.0 for r in runs]),
+        cpu_main_s=med([r.cpu_main_s for r in runs]),
+        cpu_workers_s=med([r.cpu_workers_s for r in runs]),
+        stages_s={s: med([r.stages[s] for r in runs]) for s in STAGES},
+        handoff_ms=med(handoff) * 1e3 if handoff else None,
+        copied_batches=sum(r.copied_batches for r in runs),
+        worker_busy_s=tuple(med([r.worker_busy_s.get(w, 0.0) for r in runs]) for w in sorted(runs[0].worker_busy_s)),
+        tail_idle_s=med([r.tail_idle_s for r in runs]) if runs[0].worker_busy_s else None,
+        chunk_size=chunk_size(spec.batch_size, spec.num_workers, spec.chunk_size) if loader.splits_batches else None,
+        skipped=tuple(sorted({(str(path), str(reason)) for r in runs for path, reason in r.skipped})),
+        start_method=loader.start_method,
+        cluster=cluster_from_info(loader.cluster_info()),  # Ray: nodes and CPUs
+        **_stall_fields(work.step, spec.batch_size, runs),
+        loader_version=getattr(loader, "version", None),
+        same_batches=warm.digest == base_digest if warm.digest and base_digest else None,
+        epoch_first_batch_s=med([r.waits_s[0] for r in runs]) if all(r.waits_s for r in runs) else None,
+        reduce_decode=bool(getattr(work.dataset, "reduce_decode", False)),
+        calibration_s=tuple(r.calibration_s or 0.0 for r in runs) if calibrated else (),
+        disturbed=loader.num_workers > 0 and impossible(sp.median, loader.num_workers, cpu_info().usable),
+    )
+
+
+def _stall_fields(step: Step | None, batch_size: int, runs: Sequence[EpochTiming]) -> dict[str, Any]:
+    """With a step: the stall share (consumer's wait / wall, median over rounds) and the per-batch wait's tail."""
+    if step is None:
+        return {}
+    waits = [w for r in runs for w in r.waits_s]
+    shares = tuple(stall_share(r.waits_s, r.wall_s) for r in runs)
+    return {
+        "stall_share": median(shares),
+        "stall_rounds": shares,
+        "first_wait_share": median([stall_share(r.waits_s[:1], r.wall_s) for r in runs]),
+        "wait_p50_ms": percentile(waits, 50) * 1e3,
+        "wait_p90_ms": percentile(waits, 90) * 1e3,
+        "wait_p99_ms": percentile(waits, 99) * 1e3,
+        "step_ms": step.batch_ms(batch_size),
+        "step_kind": step.kind,
+        "step_s": median([r.step_s for r in runs]),
+    }

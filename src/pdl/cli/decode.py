@@ -1,0 +1,48 @@
+"""`pdl decode`: what --reduce-decode gains on these images, per pipeline, and what it changes in the output."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..bench.decode_gain import decode_gains, epochs_per_pipeline
+from ..bench.files import ResultWriter
+from ..bench.runner import prepare
+from ..data.pipeline import LEVELS
+from ..loaders import LOADERS
+from ..report.decoding import decode_grid
+from ..system import cpu_info
+from .common import check_choice, err, guarded, keeping, progress_bar, resolve_inputs, show
+from .options import Shared, measuring_options, name_list
+
+
+@guarded
+@measuring_options(leave_out=("loaders", "reduce_decode", "step_ms", "step_kind", "cache"))
+def decode_cmd(
+    shared: Shared,
+    pipelines: Annotated[str, typer.Option("--pipelines", help="Comma list of shipped levels or YAML paths.")] = ",".join(LEVELS),
+    loader: Annotated[
+        str, typer.Option("--loader", help=f"The loader to time both ways, one of: {', '.join(LOADERS)}.")
+    ] = "process",
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker count. Default: usable cores.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")] = 64,
+) -> None:
+    """Time one loader with full and with reduced JPEG decoding (--reduce-decode) in the same interleaved rounds,
+    per pipeline: images/s both ways, the gain, how many images were decoded reduced, and the mean absolute
+    difference it makes to the pipeline's output."""
+    exp = shared.experiment(
+        resolve_inputs(shared.inputs, shared.quiet),
+        kind="decode",
+        loaders=(check_choice("--loader", loader, LOADERS),),
+        pipelines=name_list(pipelines),
+        workers=(workers if workers is not None else cpu_info().usable,),
+        batch_sizes=(batch_size,),
+    )
+    plan = prepare(exp)  # bad input fails here, before anything is printed or written
+    writer = ResultWriter(shared.results, "decode")
+    with keeping(writer, "pipelines"), progress_bar(len(plan.pipelines) * epochs_per_pipeline(exp.repeats), shared.quiet) as tick:
+        results, _ = decode_gains(plan, writer.save, tick)
+    show(decode_grid(results))
+    if not shared.quiet:
+        err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)

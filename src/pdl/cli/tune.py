@@ -1,0 +1,53 @@
+"""`pdl tune`: the fewest workers (and the prefetch) that keep a training step fed, and the call to use."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..bench.files import ResultWriter
+from ..bench.runner import prepare
+from ..bench.tune import check_tune, parse_target, tune
+from ..report.tuning import tune_grid
+from ..stats import TARGET_STALL
+from ..system import cpu_info
+from .common import err, guarded, keeping, progress_bar, resolve_inputs, show
+from .options import Shared, measuring_options
+
+
+@guarded
+@measuring_options
+def tune_cmd(
+    shared: Shared,
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Shipped level or YAML path.")] = "medium",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")] = 64,
+    max_workers: Annotated[
+        int | None, typer.Option("--max-workers", help="Most workers to try. Default: 2 × usable cores.")
+    ] = None,
+    target_stall: Annotated[
+        str, typer.Option("--target-stall", help="Stall share that counts as fed: 5% or 0.05.")
+    ] = f"{TARGET_STALL:.0%}",
+    budget_s: Annotated[
+        float | None, typer.Option("--budget-s", help="Start no trial that would end past this many seconds.")
+    ] = 150.0,
+) -> None:
+    """Search worker counts (few to many) and prefetch for a step time (--step-ms): the call to use, its stall
+    and memory. --prefetch is where the worker search runs; --loaders names the loader to tune (default process)."""
+    target = parse_target(target_stall)
+    most = max_workers if max_workers is not None else 2 * cpu_info().usable
+    exp = shared.experiment(
+        resolve_inputs(shared.inputs, shared.quiet),
+        kind="tune",
+        pipelines=(pipeline,),
+        workers=(1,),
+        batch_sizes=(batch_size,),
+    )
+    check_tune(exp, most, budget_s)
+    plan = prepare(exp)  # bad input fails here, before anything is printed or written
+    writer = ResultWriter(shared.results, "tune")
+    with keeping(writer, "trials"), progress_bar((most + 1) * (exp.repeats + 1) + 1, shared.quiet) as tick:
+        results, _ = tune(plan, most, target, budget_s, writer.save, tick)
+    show(tune_grid(results))
+    if not shared.quiet:
+        err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)

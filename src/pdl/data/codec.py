@@ -1,0 +1,228 @@
+"""Image bytes → pixels: reading files, header checks (size limits, truncated JPEGs), OpenCV decoding at full or reduced scale."""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+import cv2
+import numpy as np
+
+from .._env import quiet_opencv
+from ..errors import ImageReadError
+
+quiet_opencv()
+
+
+_COLOR_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
+def read_bytes(path: str) -> np.ndarray:
+    """The file's bytes; every way a file can fail to be there becomes an ImageReadError naming it."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        reason = "dangling symlink" if os.path.islink(path) else "file not found"
+        raise ImageReadError(path, f"cannot read ({reason})") from None
+    except PermissionError:
+        raise ImageReadError(path, "cannot read (permission denied)") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
+    if data.size == 0:
+        raise ImageReadError(path, "cannot decode (empty file)")
+    return data
+
+
+def _jpeg_truncated(data: np.ndarray) -> bool:
+    """OpenCV decodes a truncated JPEG without error (grey fill), so check for the end-of-image marker.
+
+    In entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so an EOI (FF D9) after the last
+    start-of-scan (FF DA) is the image's own end; an EXIF thumbnail's markers come before the main scan.
+    """
+    raw = data.tobytes()
+    sos = raw.rfind(b"\xff\xda")
+    return sos < 0 or raw.find(b"\xff\xd9", sos) < 0
+
+
+def is_jpeg(data: np.ndarray) -> bool:
+    """Whether the bytes start as a JPEG does (its start-of-image marker)."""
+    return bytes(np.ravel(data[:3])) == b"\xff\xd8\xff"
+
+
+# SOF0–SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but are not frames
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+_NO_LENGTH = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM stand alone; every other marker has a length
+
+
+def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame marker, without decoding; None if not a JPEG or not found.
+
+    This is the size as stored: an EXIF orientation that OpenCV applies on decode may swap the two.
+    """
+    if not is_jpeg(data):
+        return None
+    raw = np.ravel(data).data  # a memoryview, no copy: only the few marker headers before the frame are read
+    i, n = 2, len(raw)
+    while i + 4 <= n:
+        if raw[i] != 0xFF:
+            return None  # lost sync: not a marker where one must be
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker in _NO_LENGTH:
+            i += 2
+            continue
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        if marker in _SOF:
+            if i + 9 > n:
+                return None
+            h, w = raw[i + 5] << 8 | raw[i + 6], raw[i + 7] << 8 | raw[i + 8]
+            return (h, w) if h and w else None  # height 0: defined later by a DNL marker
+        i += 2 + (raw[i + 2] << 8 | raw[i + 3])
+    return None
+
+
+# OpenCV's own limits on a decoded image (imgcodecs/loadsave.cpp), each overridable by its environment variable
+_LIMITS = (
+    ("OPENCV_IO_MAX_IMAGE_WIDTH", 1 << 20),
+    ("OPENCV_IO_MAX_IMAGE_HEIGHT", 1 << 20),
+    ("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30),
+)
+
+
+def _limit(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _power(n: int) -> str:
+    return f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else f"{n:,}"
+
+
+def header_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) as the header of a JPEG, PNG, BMP, GIF or extended WebP claims it, read from a few
+    bytes without decoding; None for other formats or a header too short to tell."""
+    size = jpeg_size(data)
+    if size is not None:
+        return size
+    head = bytes(np.ravel(data[:32]))
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return h, w
+    if head.startswith(b"BM") and len(head) >= 26:
+        (dib,) = struct.unpack("<I", head[14:18])
+        if dib == 12:  # BITMAPCOREHEADER: 16-bit sides
+            w, h = struct.unpack("<HH", head[18:22])
+        else:
+            w, h = struct.unpack("<ii", head[18:26])
+        return abs(h), abs(w)  # a negative height: rows stored top-down
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        w, h = struct.unpack("<HH", head[6:10])
+        return h, w
+    if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) >= 30:
+        w = int.from_bytes(head[24:27], "little") + 1
+        h = int.from_bytes(head[27:30], "little") + 1
+        return h, w
+    return None
+
+
+def check_size(path: str, data: np.ndarray) -> None:
+    """Refuse, before decoding, an image whose header claims more than OpenCV will decode: a decompression bomb
+    (or a huge scan) then costs a few header bytes, not the memory OpenCV would reserve before refusing."""
+    size = header_size(data)
+    if size is None:
+        return
+    h, w = size
+    (wname, wmax), (hname, hmax), (pname, pmax) = ((n, _limit(n, d)) for n, d in _LIMITS)
+    for claim, limit, name, what in ((w, wmax, wname, "wide"), (h, hmax, hname, "high"), (w * h, pmax, pname, "pixels")):
+        if claim > limit:
+            raise ImageReadError(
+                path,
+                f"header claims {w}×{h} pixels; OpenCV refuses more than {_power(limit)} {what}: set {name} or skip it",
+            )
+
+
+def reduced_scale(size: tuple[int, int], need: tuple[int, int]) -> int:
+    """The largest JPEG decode factor f in (8, 4, 2, 1) that keeps ceil(h/f) >= need_h and ceil(w/f) >= need_w.
+
+    OpenCV's (libjpeg's) reduced decode rounds each side up: 2049 px at 1/8 decodes to 257 px.
+    """
+    (h, w), (need_h, need_w) = size, need
+    for f in (8, 4, 2):
+        if -(-h // f) >= need_h and -(-w // f) >= need_w:
+            return f
+    return 1
+
+
+# The reduce bits (16, 32, 64) combine with either colour flag: IMREAD_REDUCED_COLOR_2 is 16 | IMREAD_COLOR, and
+# 16 | IMREAD_COLOR_RGB decodes RGB at half size in one pass (OpenCV 5 refuses IMREAD_COLOR_RGB | IMREAD_COLOR)
+_REDUCE = {1: 0, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+
+
+_COLOR = cv2.IMREAD_COLOR if _COLOR_RGB is None else _COLOR_RGB  # OpenCV < 4.11: BGR, swapped after decoding
+
+
+def decode_scale(data: np.ndarray, need: tuple[int, int] | None) -> int:
+    """The factor (1, 2, 4 or 8) ``decode`` divides the sides of these bytes by, given ``need``: 1 unless a JPEG."""
+    size = jpeg_size(data) if need is not None else None
+    if need is None or size is None:
+        return 1
+    # EXIF orientation may turn the stored size round on decode: the factor must suit both ways
+    return min(reduced_scale(size, need), reduced_scale((size[1], size[0]), need))
+
+
+def decode(path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> np.ndarray:
+    """3-channel uint8 RGB, at full size unless ``need`` (height, width) is given and ``data`` is a JPEG.
+
+    Then the JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT: a fraction of the work), the
+    smallest that is still at least ``need`` on both sides, whichever way EXIF orientation turns it.
+    """
+    jpeg = is_jpeg(data)
+    if jpeg and _jpeg_truncated(data):
+        raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
+    check_size(path, data)
+    try:
+        image = cv2.imdecode(data, _REDUCE[decode_scale(data, need) if jpeg else 1] | _COLOR)
+        if image is not None and _COLOR_RGB is None:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    except cv2.error as exc:  # any refusal of OpenCV's (a size over its limits, a damaged file): this file's
+        raise ImageReadError(path, f"cannot decode (OpenCV: {_opencv_reason(exc)})") from None
+    if image is None:
+        raise ImageReadError(path, "cannot decode (not an image, or a format OpenCV cannot read)")
+    return image
+
+
+def _opencv_reason(exc: BaseException) -> str:
+    """The useful part of a cv2.error: ``OpenCV(5.0.0) …/loadsave.cpp:79: error: (-215:Assertion failed) pixels
+    <= CV_IO_MAX_IMAGE_PIXELS in function …`` → ``pixels <= CV_IO_MAX_IMAGE_PIXELS failed``."""
+    text = " ".join(str(exc).split())
+    _, sep, rest = text.partition("error: (")
+    code, sep2, what = rest.partition(") ")
+    if sep and sep2:
+        what = what.partition(" in function")[0]
+        return f"{what} failed" if "Assertion" in code else what
+    return text or type(exc).__name__
+
+
+def read_image(path: str, need: tuple[int, int] | None = None) -> np.ndarray:
+    """3-channel uint8 RGB whatever the file holds (grayscale, alpha and 16-bit are converted by OpenCV).
+
+    ``need``: see :func:`decode`.
+    """
+    return decode(path, read_bytes(path), need)
+
+
+def read_image_timed(path: str, need: tuple[int, int] | None = None) -> tuple[np.ndarray, float, float]:
+    """The image plus (read seconds, decode seconds), for the stage breakdown."""
+    t0 = time.perf_counter()
+    data = read_bytes(path)
+    t1 = time.perf_counter()
+    image = decode(path, data, need)
+    return image, t1 - t0, time.perf_counter() - t1

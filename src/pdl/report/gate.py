@@ -1,0 +1,231 @@
+"""The regression gate: match points by configuration; compare their throughput (images/s, the sequential
+loop's too) and their speedup; say whether a change is real.
+
+Throughput is what a user's regressions change (a slower transform, a library upgrade, a dataset class that
+reads twice): the speedup, parallel ÷ sequential, does not see them, since both sides slow alike. Raw images/s
+drifts with the machine, so the gate compares images/s × the calibration workload's median seconds in the same run
+(``calibrate.py``): drift-corrected throughput.
+
+Each measure has its threshold (``Limits``): 10% of images/s by default — the A/A spread of drift-corrected
+throughput here was 3–5% —, 25% of speedup, whose rounds are noisier on few cores (parallel work contends)
+and which throughput already watches: a loader that loses parallelism loses images/s too.
+
+A change is "regressed" only when it is beyond its threshold AND its rounds say so: a one-sided Mann–Whitney U
+test at p ≤ ``GATE_ALPHA`` (asv's ``continuous`` likewise wants a factor and significance), which needs at least
+``rounds_needed(GATE_ALPHA)`` rounds a side. Beyond the threshold without that evidence is "inconclusive":
+never a silent pass, never a flaky fail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..bench.records import Point, ResultSet
+from ..errors import ConfigError, ResultsError
+from ..loaders import BASELINE
+from ..stats import GATE_ALPHA, evidence, median, parse_share
+
+KEY_FIELDS = ("pipeline", "loader", "workers", "batch_size", "augment_in")
+
+
+EXIT_OK, EXIT_REGRESSION, EXIT_INCONCLUSIVE = 0, 1, 3
+
+
+Status = Literal["ok", "improved", "regressed", "inconclusive", "missing", "new"]
+
+
+Measure = Literal["images/s", "speedup"]
+
+
+Key = tuple[str, str, int, int, str]  # KEY_FIELDS of a point: the configuration points are matched on
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: Key
+    measure: Measure
+    status: Status
+    baseline: float | None  # the baseline's median (speedup, or images/s as measured); None for a new point
+    current: float | None  # the current median; None for a missing point
+    change: float | None = None  # current / baseline - 1; for images/s, of the drift-corrected throughput
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON export's row: the configuration's fields, then the verdict."""
+        return {
+            **dict(zip(KEY_FIELDS, self.key, strict=True)),
+            "measure": self.measure,
+            "status": self.status,
+            "baseline": self.baseline,
+            "current": self.current,
+            "change": self.change,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The smallest change that counts, per measure (shares: 0.10 is 10%)."""
+
+    images: float = 0.10
+    speedup: float = 0.25
+
+    def describe(self) -> str:
+        return f"max slowdown {self.images:.0%} in images/s, {self.speedup:.0%} in speedup"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The verdicts, and what the reader must know about how they were reached."""
+
+    verdicts: tuple[Verdict, ...]
+    notes: tuple[str, ...] = ()
+    limits: Limits = Limits()
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(list(self.verdicts))
+
+
+@dataclass(frozen=True)
+class Series:
+    """A configuration's throughput rounds, with the calibration's seconds in each round when measured."""
+
+    rates: tuple[float, ...]
+    calibration_s: tuple[float, ...]
+
+    def corrected(self) -> tuple[float, ...]:
+        """Each round's images/s × the run's median calibration seconds: images per calibration unit, the drift
+        between runs cancelled. The run's median, not each round's own: a single calibration is a short sample,
+        and its noise, added to every round, blurred the rank test (on real photos, 3 of 20 true 1.25× regressions
+        became inconclusive with per-round correction, none with the run's median)."""
+        factor = median(self.calibration_s)
+        return tuple(r * factor for r in self.rates)
+
+    @property
+    def calibrated(self) -> bool:
+        return len(self.calibration_s) == len(self.rates) > 0
+
+
+def calibrated(sets: Sequence[ResultSet], series: Sequence[dict[Key, Series]]) -> bool:
+    """Whether throughput can be drift-corrected across ``sets``: one calibration workload, timed in every round."""
+    kinds = {rs.calibration for rs in sets}
+    return len(kinds) == 1 and None not in kinds and all(s.calibrated for ser in series for s in ser.values())
+
+
+def _key(p: Point) -> Key:
+    return (p.pipeline, p.loader, p.workers, p.batch_size, p.augment_in)
+
+
+def throughput(rs: ResultSet) -> dict[Key, Series]:
+    """Every configuration's images/s rounds: each point's own, and the sequential loop's for each pipeline and
+    batch size (its own point in a run file; in a sweep, the baseline rounds every point carries, each distinct
+    measurement once)."""
+    series: dict[Key, Series] = {}
+    seen: set[tuple[Key, tuple[float, ...]]] = set()
+    own = {_key(p) for p in rs.points if p.loader == BASELINE}
+    for p in rs.points:
+        series.setdefault(_key(p), Series(p.rates(), p.calibration_s))
+        base: Key = (p.pipeline, BASELINE, 0, p.batch_size, p.augment_in)
+        if p.loader == BASELINE or base in own or (base, p.baseline_wall_s) in seen:
+            continue
+        seen.add((base, p.baseline_wall_s))
+        before = series.get(base, Series((), ()))
+        series[base] = Series(before.rates + p.baseline_rates(), before.calibration_s + p.calibration_s)
+    return series
+
+
+def judge(base: Sequence[float], current: Sequence[float], threshold: float) -> tuple[Status, float, str]:
+    """A change beyond ``threshold`` with evidence is regressed or improved; without evidence, inconclusive."""
+    found = evidence(base, current, GATE_ALPHA)
+    if abs(found.change) <= threshold:
+        return "ok", found.change, f"within ±{threshold:.0%}"
+    if not found.significant:
+        why = found.describe()
+        return "inconclusive", found.change, why if found.p is None else f"rounds overlap, {why}: re-run with more --repeats"
+    return ("regressed" if found.change < 0 else "improved"), found.change, f"{found.change:+.0%}, {found.describe()}"
+
+
+def compare(current: ResultSet, baseline: ResultSet, limits: Limits = Limits(), allow_other_machine: bool = False) -> Gate:
+    for rs, which in ((current, "current"), (baseline, "--baseline")):
+        if rs.kind == "decode":  # its points are full vs reduced decoding of one loader, not loaders vs sequential
+            raise ConfigError(
+                f"the {which} results are a `pdl decode` file: the gate compares run, sweep and tune files; show it "
+                "with `pdl report` alone"
+            )
+    same = check_same_machine(current, baseline, allow_other_machine)
+    verdicts = _speedups(current, baseline, limits.speedup)
+    notes = []
+    if same:
+        rates, note = _throughputs(current, baseline, limits.images)
+        verdicts += rates
+        notes += [note] if note else []
+    else:
+        notes.append("another machine: images/s not compared (it depends on the machine); speedups only")
+    return Gate(tuple(verdicts), tuple(notes), limits)
+
+
+def _speedups(current: ResultSet, baseline: ResultSet, threshold: float) -> list[Verdict]:
+    cur = {_key(p): p for p in current.points if p.loader != BASELINE}
+    base = {_key(p): p for p in baseline.points if p.loader != BASELINE}
+    verdicts = []
+    for key, b in base.items():
+        c = cur.get(key)
+        if c is None:
+            verdicts.append(Verdict(key, "speedup", "missing", b.speedup, None, None, "not measured in the current results"))
+        elif b.disturbed or c.disturbed:
+            which = " and ".join(w for w, p in (("baseline", b), ("current", c)) if p.disturbed)
+            reason = f"disturbed baseline in the {which} results: a speedup above the usable cores is not a result"
+            verdicts.append(Verdict(key, "speedup", "inconclusive", b.speedup, c.speedup, c.speedup / b.speedup - 1, reason))
+        else:
+            status, change, reason = judge(b.speedup_rounds, c.speedup_rounds, threshold)
+            verdicts.append(Verdict(key, "speedup", status, b.speedup, c.speedup, change, reason))
+    verdicts += [
+        Verdict(k, "speedup", "new", None, p.speedup, None, "not in the baseline") for k, p in cur.items() if k not in base
+    ]
+    return verdicts
+
+
+def _throughputs(current: ResultSet, baseline: ResultSet, threshold: float) -> tuple[list[Verdict], str]:
+    cur, base = throughput(current), throughput(baseline)
+    corrected = calibrated((current, baseline), (cur, base))
+    verdicts = []
+    for key, b in base.items():
+        c = cur.get(key)
+        if c is None:
+            continue  # said once, by its speedup row (or the sequential loop is in every file that has points)
+        rounds = (b.corrected(), c.corrected()) if corrected else (b.rates, c.rates)
+        status, change, reason = judge(*rounds, threshold)
+        verdicts.append(Verdict(key, "images/s", status, median(b.rates), median(c.rates), change, reason))
+    if corrected:
+        note = "images/s change: drift-corrected (images/s × the calibration workload's median seconds in the same run)"
+    else:
+        note = "images/s change: raw, machine drift NOT cancelled (a file without calibration rounds, from an older pdl)"
+    return verdicts, note
+
+
+def check_same_machine(current: ResultSet, baseline: ResultSet, allow: bool) -> bool:
+    """Whether both were measured on the same kind of machine; another one raises unless ``allow``."""
+    a, b = current.machine.cpu, baseline.machine.cpu
+    if (a.usable, a.model) == (b.usable, b.model):
+        return True
+    if allow:
+        return False
+    raise ResultsError(
+        f"the baseline was measured on another machine ({b.model}, {b.usable} usable cores; now "
+        f"{a.model}, {a.usable}): speedups depend on the cores; pass --allow-other-machine to compare anyway"
+    )
+
+
+def exit_code(verdicts: list[Verdict]) -> int:
+    statuses = {v.status for v in verdicts}
+    if "regressed" in statuses:
+        return EXIT_REGRESSION
+    if statuses & {"inconclusive", "missing"} or not statuses - {"new"}:
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
+
+
+def parse_threshold(option: str, text: str) -> float:
+    return parse_share(option, text, "give a percentage between 0 and 100, e.g. 10%")

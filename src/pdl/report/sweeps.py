@@ -1,0 +1,118 @@
+"""The sweeps' tables: workers × pipeline (the seed report's Table 1) and batch size (its Table 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..bench.records import Point, ResultSet
+from ..loaders import BASELINE
+from ..stats import CLAIM_ALPHA, evidence, ideal_speedup, median
+from .grid import BEST, Grid, noise_notes, ratio, speedup_cell
+from .runs import STALL_COLUMNS, STALL_NOTE, stall_cells, step_title
+from .stall import answer, answer_line
+
+
+def _groups(points: Sequence[Point]) -> dict[tuple[str, str], dict[int, Point]]:
+    rows: dict[tuple[str, str], dict[int, Point]] = {}
+    for p in points:
+        if p.loader != BASELINE:
+            rows.setdefault((p.pipeline, p.loader), {})[p.workers] = p
+    return rows
+
+
+def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
+    usable = rs.machine.cpu.usable
+    groups = _groups(rs.points)
+    counts = sorted({w for g in groups.values() for w in g})
+    many_loaders = len({loader for _, loader in groups}) > 1
+    header = [f"{w} w" + (" ⚠" if w + 1 > usable else "") for w in counts]
+    speed = Grid(f"speedup over sequential by workers (Table 1) · {rs.machine.summary()}", ["pipeline", *header])
+    rate = Grid("images/s by workers", ["pipeline", BASELINE, *header])
+    verdicts = []
+    for (pipe, loader), by_w in groups.items():
+        label = f"{pipe} · {loader}" if many_loaders else pipe
+        best = max(by_w.values(), key=lambda p: p.speedup)
+        speed.rows.append([label, *(_cell(by_w.get(w), best) for w in counts)])
+        base = median([t for p in by_w.values() for t in p.baseline_wall_s])
+        images = next(iter(by_w.values())).images
+        rate.rows.append([label, f"{images / base:.0f}", *(f"{by_w[w].images_per_s:.0f}" if w in by_w else "–" for w in counts)])
+        verdicts.append(f"{label}: {best_line(by_w, best, usable)}")
+    speed.rows.append(["ideal", *(ratio(ideal_speedup(w, usable)) for w in counts)])
+    stepped = any(p.step_ms for p in rs.points)
+    if stepped:
+        stall = Grid(f"stall share by workers{step_title(rs)} (wait p99 ms)", ["pipeline", *header])
+        for (pipe, loader), by_w in groups.items():
+            label = f"{pipe} · {loader}" if many_loaders else pipe
+            stall.rows.append([label, *(_stall_cell(by_w.get(w)) for w in counts)])
+        answers = [answer(list(by_w.values()), usable) for by_w in groups.values()]
+        stall.notes = [STALL_NOTE.split("; 1st batch")[0], *(answer_line(a) for a in answers if a is not None)]
+    speed.notes = [
+        *verdicts,
+        f"{BEST} best of the row; ideal = min(workers, usable cores = {usable}); "
+        f"⚠ workers + the main process exceed the {usable} usable cores (oversubscribed)",
+        *noise_notes(rs.points),
+    ]
+    return [speed, rate, stall] if stepped else [speed, rate]
+
+
+def _stall_cell(p: Point | None) -> str:
+    if p is None or p.stall_share is None:
+        return "–"
+    return f"{p.stall_share:.1%} ({p.wait_p99_ms or 0:.0f})"
+
+
+def _cell(p: Point | None, best: Point) -> str:
+    if p is None:
+        return "–"
+    return speedup_cell(p) + (f" {BEST}" if p is best else "")
+
+
+def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:
+    """The row's conclusion, only as far as its rounds support it (a one-sided rank test at ``CLAIM_ALPHA``):
+    'best' when the others are lower with evidence; 'slows it down' when more workers are; else it says which
+    counts cannot be told apart from the best."""
+    w = best.workers
+
+    def lower(p: Point) -> bool:
+        found = evidence(best.speedup_rounds, p.speedup_rounds, CLAIM_ALPHA)
+        return found.significant and found.change < 0
+
+    tied = [k for k, p in sorted(by_w.items()) if p is not best and not lower(p)]
+    if len(tied) == len(by_w) - 1 and tied:
+        return (
+            f"cannot tell the worker counts apart: {w} workers measured highest ({ratio(best.speedup)}), but no other "
+            f"count's rounds are lower with evidence (need p ≤ {CLAIM_ALPHA:g}: re-run with more --repeats)"
+        )
+    line = f"best: {w} workers ({ratio(best.speedup)})"
+    if tied:
+        line += f", within noise of {', '.join(map(str, tied))} workers"
+    beyond = [k for k in sorted(by_w) if k > w]
+    slower = [k for k in beyond if k not in tied]
+    if slower == beyond and slower:
+        return line + f"; adding workers past {w} slows it down (rank test, p ≤ {CLAIM_ALPHA:g})"
+    if slower:
+        return line + f"; {', '.join(map(str, slower))} workers are slower (rank test, p ≤ {CLAIM_ALPHA:g})"
+    if w == max(by_w) and len(by_w) > 1:
+        return line + (f"; the {usable} usable cores bound it" if w >= usable else "; more workers may still help")
+    return line
+
+
+def sweep_batch_grid(rs: ResultSet) -> Grid:
+    pts = [p for p in rs.points if p.loader != BASELINE]
+    pipe = pts[0].pipeline if pts else ""
+    workers = pts[0].workers if pts else ""
+    grid = Grid(
+        f"speedup by batch size (Table 2) · {pipe} · {workers} workers{step_title(rs)} · {rs.machine.summary()}",
+        ["batch size", "loader", "speedup ×", "images/s", "sequential images/s", "wait share"],
+    )
+    stepped = any(p.step_ms for p in pts)
+    if stepped:
+        grid.columns += STALL_COLUMNS
+    for p in sorted(pts, key=lambda p: (p.batch_size, p.loader)):
+        seq_rate = p.images / median(p.baseline_wall_s)
+        grid.rows.append([
+            str(p.batch_size), p.loader, speedup_cell(p), f"{p.images_per_s:.0f}", f"{seq_rate:.0f}", f"{p.wait_share:.0%}",
+            *(stall_cells(p) if stepped else []),
+        ])  # fmt: skip
+    grid.notes = noise_notes(pts) + ([STALL_NOTE] if stepped else [])
+    return grid

@@ -1,0 +1,45 @@
+"""`pdl tune`'s table."""
+
+from __future__ import annotations
+
+from ..bench.records import ResultSet
+from .grid import BEST, Grid
+from .runs import STALL_COLUMNS, STALL_NOTE, stall_cells, step_title
+from .stall import answer, answer_line
+
+
+def tune_grid(rs: ResultSet) -> Grid:
+    """`pdl tune`'s trials in the order measured, then the call to use, its stall, memory and the search time."""
+    pts = rs.points
+    first = pts[0] if pts else None
+    where = f"{first.pipeline} · {first.loader} · batch {first.batch_size}" if first else ""
+    grid = Grid(
+        f"pdl tune · {where}{step_title(rs)} · {rs.machine.summary()}",
+        ["trial", "workers", "prefetch", "stall", "stall per round", *STALL_COLUMNS[1:]],
+    )
+    told = rs.tuned
+    for i, p in enumerate(pts, 1):
+        chosen = told and (p.workers, p.prefetch) == (told.workers, told.prefetch) and p.memory_peak_mb
+        rounds = " ".join(f"{r:.1%}" for r in p.stall_rounds)
+        grid.rows.append([
+            str(i), str(p.workers), str(p.prefetch), f"{p.stall_share or 0:.1%}" + (f" {BEST}" if chosen else ""),
+            rounds, *stall_cells(p)[1:],
+        ])  # fmt: skip
+    if told is None:
+        grid.notes = ["the search did not finish: these are the trials measured before it stopped"]
+        return grid
+    memory = told.memory_peak_mb
+    verdict = "within" if told.reached else "NOT within"
+    grid.notes = [
+        f"use: {told.call}",
+        f"its stall: {told.stall:.1%} ({verdict} the target {told.target:.0%}); "
+        f"peak memory: {'not measured' if memory is None else f'{memory:.0f} MB'}; "
+        f"search: {told.trials} trial(s) in {told.search_s:.0f} s",
+        f"stopped: {told.reason}",
+        STALL_NOTE,
+    ]
+    if not told.reached:
+        a = answer(list(pts), rs.machine.cpu.usable, told.target)
+        if a is not None:
+            grid.notes.append(answer_line(a))
+    return grid
