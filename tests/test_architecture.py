@@ -7,6 +7,7 @@ Every import statement counts, those inside functions included (a lazy import is
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pdl
@@ -202,3 +203,36 @@ def test_a_planted_upward_import_is_named() -> None:
     assert against_layers(sideways, order) == [
         "pdl.loaders.peers.torch → pdl.loaders.peers.spdl (pdl.loaders.peers: torch 1 → spdl 1)"
     ]
+
+
+LIBRARY = ("pdl.loaders", "pdl.data.codec", "pdl.data.folder", "pdl.data.lists", "pdl.data.pipeline", "pdl.data.protocol")
+NOT_OURS = {"--shm-size"}  # docker's flag, named in the advice to enlarge /dev/shm
+
+
+def flags_named(path: Path) -> list[str]:
+    """The CLI flags (--name) a module's string literals name, docstrings left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docs = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and node.body
+        and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }  # fmt: skip
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            found += [f for f in re.findall(r"(?<![\w-])--[a-z][a-z-]*", node.value) if f not in NOT_OURS]
+    return found
+
+
+def test_the_library_names_its_fields_not_the_cli_flags() -> None:
+    """Loaders and datasets are used from training code: their errors name `num_workers`, not --workers; the CLI
+    maps fields to its flags when it prints (``cli.common.as_flags``)."""
+    offenders = {name: flags_named(path) for name, path in modules().items() if name.startswith(LIBRARY) and flags_named(path)}
+    assert offenders == {}
+
+
+def test_a_flag_in_a_loader_message_is_found(tmp_path: Path) -> None:
+    planted = tmp_path / "m.py"
+    planted.write_text('"""Says --timeout in its docstring: fine."""\nraise ValueError(f"stuck: raise --timeout")\n')
+    assert flags_named(planted) == ["--timeout"]

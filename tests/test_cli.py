@@ -77,6 +77,15 @@ def test_run_makes_the_default_inputs_when_inputs_is_empty(tmp_path: Path, monke
     assert len(files(tmp_path / "results")) == 1
 
 
+def test_the_library_names_fields_and_the_cli_names_their_flags() -> None:
+    from pdl.cli.common import as_flags
+
+    said = "no batch within 5s: raise `timeout`; lower `num_workers` or `batch_size`; `root` 'my`odd`dir'"
+    assert as_flags(said) == "no batch within 5s: raise --timeout; lower --workers or --batch-size; --inputs 'my`odd`dir'"
+    assert as_flags("`chunk_size` and `prefetch_epochs`") == "--chunk-size and --prefetch-epochs"
+    assert as_flags("`something_else` stays") == "`something_else` stays"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -90,7 +99,7 @@ def test_run_makes_the_default_inputs_when_inputs_is_empty(tmp_path: Path, monke
         (["--augment-in", "gpu"], "Invalid value for '--augment-in': 'gpu' is not one of 'workers', 'main'."),
         (["--on-error", "ignore"], "Invalid value for '--on-error': 'ignore' is not one of 'fail', 'skip'."),
         (["--timeout", "0"], "--timeout must be greater than 0 seconds. Found: 0.0"),
-        (["--inputs", "/no/such/folder"], "inputs folder '/no/such/folder' does not exist"),
+        (["--inputs", "/no/such/folder"], "inputs folder '/no/such/folder' does not exist; point --inputs at a folder"),
         (["--inputs", "x[bold]y"], "inputs folder 'x[bold]y' does not exist"),  # user text printed verbatim
         (["--pipeline", "x[bold]y"], "--pipeline 'x[bold]y' is neither a shipped pipeline nor a YAML file"),
         (

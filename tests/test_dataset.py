@@ -117,7 +117,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_missing_path_empty_folder_and_file_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"inputs folder '.*nope' does not exist; pass --inputs"):
+    with pytest.raises(DatasetError, match=r"inputs folder '.*nope' does not exist; point `root` at"):
         ImageFolder(tmp_path / "nope")
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "README.txt").write_text("x")

@@ -156,7 +156,7 @@ def test_an_item_that_is_not_an_image_is_an_image_read_error(item, says: str) ->
 
 @pytest.mark.parametrize("name", ["process", "torch"])
 def test_spawn_needs_a_picklable_dataset(pipeline, name: str) -> None:
-    with pytest.raises(ConfigError, match=r"Unpicklable cannot be sent to 'spawn' workers .* or use --start-method fork"):
+    with pytest.raises(ConfigError, match=r"Unpicklable cannot be sent to 'spawn' workers .* or use `start_method` fork"):
         batches(name, Unpicklable(4), pipeline, start_method="spawn")
 
 

@@ -115,7 +115,7 @@ def test_configs_cannot_import_or_run_code(tmp_path: Path, text: str) -> None:
 
 
 def test_unknown_pipeline_name_lists_the_shipped_ones() -> None:
-    with pytest.raises(ConfigError, match="--pipeline 'hevy'.*did you mean heavy.*shipped: light, medium, heavy, extreme"):
+    with pytest.raises(ConfigError, match="`pipeline` 'hevy'.*did you mean heavy.*shipped: light, medium, heavy, extreme"):
         load_pipeline("hevy")
     with pytest.raises(ConfigError, match="pipeline file 'no/such.yaml' does not exist"):
         load_pipeline("no/such.yaml")

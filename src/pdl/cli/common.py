@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -19,6 +21,7 @@ from rich.text import Text
 
 from ..bench.files import ResultWriter
 from ..errors import PdlError
+from ..loaders.spec import LoaderSpec
 
 # Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 160 columns
 # rather than Rich's 80, unless COLUMNS says otherwise.
@@ -69,7 +72,7 @@ def guarded(fn: F) -> F:
             tb = getattr(exc, "worker_traceback", "")
             if verbose and tb:
                 err.print(tb, markup=False, highlight=False)
-            say("error:", "red", str(exc))
+            say("error:", "red", as_flags(str(exc)))
             if tb and not verbose:
                 err.print("  (the worker's full traceback: add --verbose)", style="dim")
             raise typer.Exit(exc.exit_code) from None
@@ -93,8 +96,19 @@ def say(label: str, style: str, text: str) -> None:
     err.print(Text.assemble((label, style), " ", text), highlight=False, soft_wrap=True)
 
 
+# The library's errors name its own fields and parameters (`num_workers`, `timeout`, ImageFolder's `root`); the
+# CLI's lines name the flags they come from. A field not listed is its flag with dashes (`chunk_size` → --chunk-size).
+FLAGS = {"num_workers": "--workers", "root": "--inputs", "pipeline": "--pipeline", "loaders": "--loaders"}
+FIELDS = {f.name for f in dataclasses.fields(LoaderSpec)} | set(FLAGS)
+
+
+def as_flags(message: str) -> str:
+    """``raise `timeout``` → ``raise --timeout``: each backquoted field the library names, as the CLI's flag."""
+    return re.sub(r"`([a-z_]+)`", lambda m: FLAGS.get(m[1], "--" + m[1].replace("_", "-")) if m[1] in FIELDS else m[0], message)
+
+
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    say("warning:", "yellow", str(message))
+    say("warning:", "yellow", as_flags(str(message)))
 
 
 def resolve_inputs(inputs: Path | None, quiet: bool) -> Path:

@@ -35,7 +35,7 @@ def read_list(source: Path) -> ImageList:
     try:
         text = source.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"--inputs '{source}': cannot read the list ({exc}); pass a UTF-8 text file") from None
+        raise DatasetError(f"`root` '{source}': cannot read the list ({exc}); pass a UTF-8 text file") from None
     if source.suffix.lower() == ".txt":
         rows = [line.strip() for line in text.splitlines()]
         paths = [_resolve(base, p) for p in rows if p and not p.startswith("#")]
@@ -43,7 +43,7 @@ def read_list(source: Path) -> ImageList:
     else:
         paths, labels = _table(source, text, "\t" if source.suffix.lower() == ".tsv" else ",")
     if not paths:
-        raise DatasetError(f"--inputs '{source}': the list has no rows; add the images' paths, one a line")
+        raise DatasetError(f"`root` '{source}': the list has no rows; add the images' paths, one a line")
     return ImageList(source, tuple(paths), None if labels is None else tuple(labels))
 
 
@@ -52,13 +52,13 @@ def _table(source: Path, text: str, delimiter: str) -> tuple[list[str], list[str
     header = next(reader, None)
     if header is None:
         raise DatasetError(
-            f"--inputs '{source}': the list is empty; give a header row ({PATH_COLUMNS[0]},label) and one row an image"
+            f"`root` '{source}': the list is empty; give a header row ({PATH_COLUMNS[0]},label) and one row an image"
         )
     names = [h.strip().lower() for h in header]
     path_col = next((names.index(c) for c in PATH_COLUMNS if c in names), None)
     if path_col is None:
         raise DatasetError(
-            f"--inputs '{source}': no path column in the header ({delimiter.join(header)}); "
+            f"`root` '{source}': no path column in the header ({delimiter.join(header)}); "
             f"name the column of paths one of: {', '.join(PATH_COLUMNS)}"
         )
     label_col = next((names.index(c) for c in LABEL_COLUMNS if c in names), None)
@@ -69,7 +69,7 @@ def _table(source: Path, text: str, delimiter: str) -> tuple[list[str], list[str
             continue  # a blank line
         if len(row) <= max(path_col, label_col or 0) or not row[path_col].strip():
             raise DatasetError(
-                f"--inputs '{source}', line {line}: no {header[path_col]} (or label) in this row; fill it in or delete the row"
+                f"`root` '{source}', line {line}: no {header[path_col]} (or label) in this row; fill it in or delete the row"
             )
         paths.append(_resolve(source.parent, row[path_col].strip()))
         if label_col is not None:

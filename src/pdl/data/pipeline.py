@@ -111,7 +111,7 @@ def resolve(name_or_path: str) -> Path:
     close = difflib.get_close_matches(name_or_path, shipped_names(), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ConfigError(
-        f"--pipeline '{name_or_path}' is neither a shipped pipeline nor a YAML file; {hint}shipped: {', '.join(shipped_names())}"
+        f"`pipeline` '{name_or_path}' is neither a shipped pipeline nor a YAML file; {hint}shipped: {', '.join(shipped_names())}"
     )
 
 

@@ -120,5 +120,5 @@ def check_picklable(dataset: Any, start_method: str) -> None:
     except Exception as exc:
         raise ConfigError(
             f"the dataset {type(dataset).__name__} cannot be sent to '{start_method}' workers ({type(exc).__name__}: "
-            f"{exc}); define its class at module level and keep no open files or locks in it, or use --start-method fork"
+            f"{exc}); define its class at module level and keep no open files or locks in it, or use `start_method` fork"
         ) from None

@@ -58,7 +58,7 @@ def loader_class(name: str) -> type[Loader]:
     """The class registered as ``name``; an unknown name or a missing extra is a one-line error."""
     entry = REGISTRY.get(name)
     if entry is None:
-        raise ConfigError(f"--loaders: unknown loader '{name}'; choose from {', '.join(LOADERS)}")
+        raise ConfigError(f"`loaders`: unknown loader '{name}'; choose from {', '.join(LOADERS)}")
     module, _, cls = entry.target.partition(":")
     try:
         found: type[Loader] = getattr(importlib.import_module(module), cls)

@@ -359,7 +359,7 @@ class ParallelLoader(Loader):
         if not ready:
             raise LoaderTimeoutError(
                 f"no message from the workers within the timeout while waiting for {waiting_for}; a worker may be "
-                "stuck (a transform that never returns?): raise --timeout or check the pipeline"
+                "stuck (a transform that never returns?): raise `timeout` or check the pipeline"
             )
         messages = []
         for conn in self._results:
@@ -392,11 +392,11 @@ class ParallelLoader(Loader):
             sig = signal.Signals(-code)
             how = f"killed by signal {sig.name} ({-code})"
             if sig == signal.SIGKILL:
-                how += "; the out-of-memory killer sends SIGKILL: check memory, or lower --workers/--batch-size"
+                how += "; the out-of-memory killer sends SIGKILL: check memory, or lower `num_workers` or `batch_size`"
             elif sig == signal.SIGBUS and self._ring is not None:
                 how += (
                     "; a worker gets SIGBUS when /dev/shm fills up: free it, enlarge it "
-                    "(docker: --shm-size), or lower --batch-size/--prefetch"
+                    "(docker: --shm-size), or lower `batch_size` or `prefetch`"
                 )
         else:
             how = f"exited with code {code}"

@@ -229,7 +229,7 @@ class RayLoader(Loader):
         except ray.exceptions.GetTimeoutError:
             raise LoaderTimeoutError(
                 f"the ray loader's {self.num_workers} workers were not ready within {START_TIMEOUT_S:.0f}s "
-                f"(the cluster has {cpus:g} CPUs): lower --workers or check the cluster"
+                f"(the cluster has {cpus:g} CPUs): lower `num_workers` or check the cluster"
             ) from None
         except ray.exceptions.RayError as exc:
             raise self._failure(exc, "starting its workers") from None
@@ -315,7 +315,7 @@ class RayLoader(Loader):
         if not ready:
             raise LoaderTimeoutError(
                 f"the ray loader got no chunk within {self.spec.timeout or TIMEOUT_S:g}s while waiting for "
-                f"{waiting_for}; a worker may be stuck: raise --timeout or check the pipeline and the cluster"
+                f"{waiting_for}; a worker may be stuck: raise `timeout` or check the pipeline and the cluster"
             )
         ref = ready[0]
         made, part, wid, count = self._pending.pop(ref)

@@ -59,7 +59,7 @@ class SlotRing:
         if free is not None and need > free:
             raise SharedMemoryError(
                 f"shared memory: the batch ring needs {need / 2**20:.0f} MiB in /dev/shm but only {free / 2**20:.0f} MiB "
-                "are free; lower --batch-size, --workers or --prefetch, or enlarge /dev/shm (docker: --shm-size)"
+                "are free; lower `batch_size`, `num_workers` or `prefetch`, or enlarge /dev/shm (docker: --shm-size)"
             )
         name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.shm = shared_memory.SharedMemory(name=name, create=True, size=need)

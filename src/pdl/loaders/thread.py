@@ -132,7 +132,7 @@ class ThreadLoader(Loader):
             return future.result(timeout=self.spec.timeout)
         except FutureTimeout:
             raise LoaderTimeoutError(
-                f"no batch within {self.spec.timeout}s; a thread may be stuck: raise --timeout or check the pipeline"
+                f"no batch within {self.spec.timeout}s; a thread may be stuck: raise `timeout` or check the pipeline"
             ) from None
 
     def _make(self, indices: np.ndarray, epoch: int, offset: int, out: np.ndarray | None) -> Part:

@@ -115,7 +115,7 @@ def wait_for(
     while not ready(max(0.0, min(POLL_S, deadline - time.monotonic()))):
         check_alive(loader, alive)
         if time.monotonic() >= deadline:
-            raise LoaderTimeoutError(f"{loader}: no batch within {limit:g}s; a worker may be stuck: raise --timeout")
+            raise LoaderTimeoutError(f"{loader}: no batch within {limit:g}s; a worker may be stuck: raise `timeout`")
 
 
 def check_alive(loader: str, alive: Callable[[], Iterable[tuple[int, bool]]]) -> None:

@@ -163,7 +163,7 @@ class SpdlLoader(Loader):
             dead = [pid for pid in self._pids if not process_alive(pid)]
             if dead:
                 raise self._died(dead[0]) from None
-            raise LoaderTimeoutError(f"{self.name}: no batch within {limit:g}s; a worker may be stuck: raise --timeout") from None
+            raise LoaderTimeoutError(f"{self.name}: no batch within {limit:g}s; a worker may be stuck: raise `timeout`") from None
         except EOFError:
             raise WorkerError(f"{self.name}: the pipeline ended before the epoch did", exc_type="EOFError") from None
         except WorkerError:

@@ -95,7 +95,7 @@ def _init_worker(worker_id: int) -> None:
 def _translate(exc: RuntimeError) -> Exception:
     message = str(exc)
     if message.startswith("DataLoader timed out"):
-        return LoaderTimeoutError(f"{message}; a worker may be stuck: raise --timeout or check the pipeline")
+        return LoaderTimeoutError(f"{message}; a worker may be stuck: raise `timeout` or check the pipeline")
     if message.startswith("DataLoader worker"):
         return WorkerDiedError(message, exc_type="WorkerDied")
     return WorkerError(message, exc_type=type(exc).__name__)
@@ -108,7 +108,7 @@ class TorchLoader(Loader):
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> None:
         if torch is None:
-            raise MissingDependencyError("--loaders torch needs PyTorch: pip install 'pdl[torch]'")
+            raise MissingDependencyError("`loaders` torch needs PyTorch: pip install 'pdl[torch]'")
         super().__init__(dataset, pipeline, spec, **options)
         self.start_method: str = self.spec.start_method or default_start_method()
         self._plan = _Plan(len(dataset), self.spec)
