@@ -10,8 +10,9 @@ import re
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,8 @@ from rich.console import Console
 from rich.text import Text
 
 from ..bench.files import ResultWriter
+from ..bench.records import ResultSet
+from ..bench.timing import Progress
 from ..errors import PdlError
 from ..loaders.spec import LoaderSpec
 
@@ -137,6 +140,33 @@ def keeping(writer: ResultWriter, what: str) -> Iterator[None]:
         else:
             writer.discard_if_unused()
         raise
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Where a measuring command saves as it goes; ``done`` prints its tables, then where they are saved."""
+
+    writer: ResultWriter
+    quiet: bool
+
+    def save(self, results: ResultSet) -> None:
+        self.writer.save(results)
+
+    def done(self, grids: Iterable[Any], *notes: str) -> None:
+        for grid in grids:
+            show(grid)
+        if not self.quiet:
+            for line in (*notes, f"saved {self.writer.path} (and .csv)"):
+                err.print(line, highlight=False, markup=False)
+
+
+@contextmanager
+def recording(results_dir: Path, kind: str, what: str, ticks: int, quiet: bool) -> Iterator[tuple[Recording, Progress]]:
+    """Around a measurement: a writer that saves after each step (an interruption says where ``what`` measured so
+    far is kept, or leaves no empty file) and a progress bar over ``ticks`` epochs."""
+    writer = ResultWriter(results_dir, kind)
+    with keeping(writer, what), progress_bar(ticks, quiet) as tick:
+        yield Recording(writer, quiet), tick
 
 
 @contextmanager

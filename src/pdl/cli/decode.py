@@ -7,13 +7,12 @@ from typing import Annotated
 import typer
 
 from ..bench.decode_gain import decode_gains, epochs_per_pipeline
-from ..bench.files import ResultWriter
 from ..bench.runner import prepare
 from ..data.pipeline import LEVELS
 from ..loaders import LOADERS
 from ..report.decoding import decode_grid
 from ..system import cpu_info
-from .common import check_choice, err, guarded, keeping, progress_bar, resolve_inputs, show
+from .common import check_choice, guarded, recording, resolve_inputs
 from .options import Shared, measuring_options, name_list
 
 
@@ -40,9 +39,7 @@ def decode_cmd(
         batch_sizes=(batch_size,),
     )
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
-    writer = ResultWriter(shared.results, "decode")
-    with keeping(writer, "pipelines"), progress_bar(len(plan.pipelines) * epochs_per_pipeline(exp.repeats), shared.quiet) as tick:
-        results, _ = decode_gains(plan, writer.save, tick)
-    show(decode_grid(results))
-    if not shared.quiet:
-        err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)
+    ticks = len(plan.pipelines) * epochs_per_pipeline(exp.repeats)
+    with recording(shared.results, "decode", "pipelines", ticks, shared.quiet) as (rec, tick):
+        results, _ = decode_gains(plan, rec.save, tick)
+    rec.done([decode_grid(results)])

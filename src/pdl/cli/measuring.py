@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..bench.experiment import Experiment
-from ..bench.files import ResultWriter
 from ..bench.records import ResultSet
 from ..bench.runner import execute, prepare
 from ..data.cache import IGNORED_ABOVE
 from ..report.render import grids
 from ..system import cpu_info
-from .common import err, keeping, progress_bar, show
+from .common import err, recording
 
 
 def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False) -> ResultSet:
@@ -23,15 +22,9 @@ def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: 
             f"[yellow]note:[/] {max(exp.workers)} workers + the main process exceed the {usable} usable cores: "
             "such points are oversubscribed (marked ⚠), so their speedup is bounded by the cores, not the loader"
         )
-    writer = ResultWriter(results_dir, exp.kind)
-    with keeping(writer, "points"), progress_bar(exp.points * exp.epochs_per_point(), quiet) as tick:
-        results = execute(plan, writer.save, tick)
-    for grid in grids(results, stages=stages):
-        show(grid)
-    if exp.cache == "cold" and not quiet:
-        err.print(cold_line(results), highlight=False, markup=False)
-    if not quiet:
-        err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)
+    with recording(results_dir, exp.kind, "points", exp.points * exp.epochs_per_point(), quiet) as (rec, tick):
+        results = execute(plan, rec.save, tick)
+    rec.done(grids(results, stages=stages), *([cold_line(results)] if exp.cache == "cold" else []))
     return results
 
 

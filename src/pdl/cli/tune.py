@@ -6,13 +6,12 @@ from typing import Annotated
 
 import typer
 
-from ..bench.files import ResultWriter
 from ..bench.runner import prepare
 from ..bench.tune import check_tune, parse_target, tune
 from ..report.tuning import tune_grid
 from ..stats import TARGET_STALL
 from ..system import cpu_info
-from .common import err, guarded, keeping, progress_bar, resolve_inputs, show
+from .common import guarded, recording, resolve_inputs
 from .options import Shared, measuring_options
 
 
@@ -45,9 +44,7 @@ def tune_cmd(
     )
     check_tune(exp, most, budget_s)
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
-    writer = ResultWriter(shared.results, "tune")
-    with keeping(writer, "trials"), progress_bar((most + 1) * (exp.repeats + 1) + 1, shared.quiet) as tick:
-        results, _ = tune(plan, most, target, budget_s, writer.save, tick)
-    show(tune_grid(results))
-    if not shared.quiet:
-        err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)
+    ticks = (most + 1) * (exp.repeats + 1) + 1
+    with recording(shared.results, "tune", "trials", ticks, shared.quiet) as (rec, tick):
+        results, _ = tune(plan, most, target, budget_s, rec.save, tick)
+    rec.done([tune_grid(results)])
