@@ -205,7 +205,15 @@ def test_a_planted_upward_import_is_named() -> None:
     ]
 
 
-LIBRARY = ("pdl.loaders", "pdl.data.codec", "pdl.data.folder", "pdl.data.lists", "pdl.data.pipeline", "pdl.data.protocol")
+LIBRARY = (
+    "pdl.loaders",
+    "pdl.data.codec",
+    "pdl.data.decoders",
+    "pdl.data.folder",
+    "pdl.data.lists",
+    "pdl.data.pipeline",
+    "pdl.data.protocol",
+)
 NOT_OURS = {"--shm-size"}  # docker's flag, named in the advice to enlarge /dev/shm
 
 

@@ -2,7 +2,7 @@
 
 For each pipeline, one loader kind over two ``ImageFolder``s of the same files (full decoding, and JPEGs decoded
 at 1/2, 1/4 or 1/8 scale where the first resize keeps no more), warmed up and timed in the same interleaved
-rounds (``measure.interleaved``), so the gain is a ratio measured round by round. Then, untimed: how many of the
+rounds (``timing.side_by_side``), so the gain is a ratio measured round by round. Then, untimed: how many of the
 first epoch's images were decoded reduced and at which scale, and the mean absolute difference between the
 pipeline's outputs from full and from reduced decoding, with the same per-image seeds (``make_batch``).
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,12 +20,12 @@ from ..data.codec import decode_scale, is_jpeg, read_bytes
 from ..data.folder import ImageFolder
 from ..data.pipeline import Pipeline
 from ..errors import ImageReadError
-from ..loaders import LoaderSpec, make_loader
+from ..loaders import LoaderSpec
 from ..loaders.batching import epoch_plan, make_batch
 from .records import Decoded, Point, ResultSet
 from .runner import Plan, start_results
 from .step import Clock
-from .timing import Progress, Workload, interleaved, make_point
+from .timing import Progress, Workload, side_by_side
 
 SCALES = (2, 4, 8)  # the reduced decode factors libjpeg offers through OpenCV
 
@@ -156,17 +155,8 @@ def measure_gain(
     """Time ``loader`` on full and on reduced decoding in the same interleaved rounds; then census and difference."""
     tick = progress or (lambda _msg: None)
     sides = (twin(dataset, False), twin(dataset, True))
-    works = [Workload(ds, pipeline, spec, (loader,), repeats) for ds in sides]
-    with ExitStack() as stack:  # every loader closed, on error and Ctrl-C too
-        loaders = []
-        for ds in sides:
-            made = make_loader(loader, ds, pipeline, spec)
-            stack.callback(made.close)
-            loaders.append(made)
-        names = [f"{pipeline.name} full", f"{pipeline.name} reduced"]
-        warm, runs = interleaved(loaders, names, repeats, clock, tick)
-        points = [make_point(works[i], loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in (0, 1)]
-    full, reduced = (replace(p, left_behind=int(getattr(m, "left_behind", 0))) for p, m in zip(points, loaders, strict=True))
+    works = [(Workload(ds, pipeline, spec, (loader,), repeats), loader) for ds in sides]
+    full, reduced = side_by_side(works, [f"{pipeline.name} full", f"{pipeline.name} reduced"], clock, tick)
     indices = first_epoch(dataset, spec)
     scale, jpeg = factors(dataset, indices, pipeline.min_input_size)
     diff = difference(sides[0], sides[1], pipeline, indices[scale > 1], spec)

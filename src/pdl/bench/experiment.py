@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.cache import CACHES, Cache
+from ..data.decoders import DEFAULT as DEFAULT_DECODER
+from ..data.decoders import check_decoder
 from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS, REGISTRY, uses
 from ..loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, check_shard, whole
@@ -47,6 +49,7 @@ class Experiment:
     start_method: StartMethod | None = None
     ray_address: str | None = None
     reduce_decode: bool = False  # JPEGs decoded at 1/2, 1/4 or 1/8 scale where the first resize keeps no more
+    decoder: str = DEFAULT_DECODER  # the JPEG decoder every loader reads with (data/decoders.py)
     memory_epochs: int = 0  # per loader, after the timed rounds: peak memory sampled
     step_ms: str | None = None  # the consumer's simulated training step: "40" ms per batch or "0.5/img"
     step_kind: StepKind = "gpu"  # gpu: the step waits without the CPU; cpu: it spins
@@ -57,6 +60,7 @@ class Experiment:
 
     def __post_init__(self) -> None:
         parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work
+        check_decoder(self.decoder)
         for name, values in (("workers", self.workers), ("batch_sizes", self.batch_sizes)):
             if not values:
                 raise ConfigError(f"{option(name)}: give at least one value, e.g. 2")
@@ -75,7 +79,7 @@ class Experiment:
         unknown = [name for name in self.loaders if name not in REGISTRY]
         if unknown:
             raise ConfigError(f"--loaders: unknown loader '{unknown[0]}'; choose from {', '.join(LOADERS)}")
-        if self.kind == "decode":  # one loader, timed on full and on reduced decoding
+        if self.kind in ("decode", "profile"):  # one loader: timed two ways (decode), or per decoder (profile)
             if len(self.loaders) != 1:
                 raise ConfigError(f"--loader {','.join(self.loaders)}: name one loader, e.g. process")
         elif self.loaders[:1] != (BASELINE,) or len(self.loaders) < 2:

@@ -6,7 +6,7 @@ lives here too: ``upgrade`` migrates a dict of an older schema version to the cu
 version, as pyperf keeps its own; the readers only ever see the current shape.
 
 To add a measured quantity: one field in ``Point`` (with a default if old files lack it), set in
-``measure.make_point``; add its name to ``results.CSV_FIELDS`` if the CSV should carry it.
+``timing.make_point``; add its name to ``files.CSV_FIELDS`` if the CSV should carry it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..system import CpuInfo as Cpu  # the cores a run could use, and why: one r
 
 SCHEMA = "pdl.results"
 VERSION = 3
-Kind = Literal["run", "sweep-workers", "sweep-batch", "tune", "decode"]  # what a results file holds: the command
+Kind = Literal["run", "sweep-workers", "sweep-batch", "tune", "decode", "profile"]  # what a results file holds: the command
 KINDS: tuple[str, ...] = get_args(Kind)
 R = TypeVar("R")
 
@@ -90,7 +90,7 @@ class Point:
     speedup_rounds: tuple[float, ...]
     """The per-round ratios the median, min and max are taken from."""
     noisy: bool
-    """The rounds disagree by more than ``compare.NOISE_THRESHOLD`` of their median."""
+    """The rounds disagree by more than ``stats.NOISE_THRESHOLD`` of their median."""
     images_per_s: float
     """Images per second at the median wall time."""
     startup_s: float
@@ -163,12 +163,15 @@ class Point:
     reduce_decode: bool = False
     """Whether JPEGs were decoded at a reduced scale (``ImageFolder.reduce_decode``); files written before this
     field was recorded read False (their options' ``reduce_decode`` says what the whole run used)."""
+    decoder: str = "opencv"
+    """The JPEG decoder the dataset read with (``ImageFolder.decoder``: opencv, pillow, simplejpeg); files written
+    before it was recorded, and datasets of one's own (which decode themselves), read "opencv"."""
     calibration_s: tuple[float, ...] = ()
-    """Seconds of the calibration workload (``calibrate.py``) in each round, the mean of its timing before and after
+    """Seconds of the calibration workload (``bench/calibrate.py``) in each round, the mean of its timing before and after
     the round: the machine's speed then. Images/s × these seconds is throughput with the machine's drift cancelled,
     what the gate compares. Empty in files written before it was measured."""
     disturbed: bool = False
-    """The speedup is above what the usable cores allow by more than the noise (``compare.impossible``): the
+    """The speedup is above what the usable cores allow by more than the noise (``stats.impossible``): the
     sequential baseline was slowed by something else, so the speedup is not a result."""
 
     def __post_init__(self) -> None:
@@ -253,6 +256,74 @@ class Decoded:
 
 
 @dataclass(frozen=True)
+class TransformCost:
+    """One transform of a profiled pipeline (a branch of ``OneOf``/``SomeOf`` is one too, one level deeper)."""
+
+    name: str
+    """Its class: "CLAHE", "OneOf"."""
+    where: str
+    """Its place in the pipeline: "transforms[7]", "transforms[2].transforms[0]"."""
+    depth: int
+    """0 for the pipeline's own transforms, 1 inside a OneOf/SomeOf, and so on."""
+    p: float
+    """Its own probability, as configured (a branch's is relative to its siblings')."""
+    ran: int
+    """Images it ran on (its random draw chose it), of ``Profiled.images``: the same in every repeat."""
+    ms: tuple[float, ...]
+    """Milliseconds per image (all images, those it skipped included), one value per repeat."""
+    group: bool = False
+    """A OneOf/SomeOf/Sequential: its time includes its branches' (not added again in the sum)."""
+
+
+@dataclass(frozen=True)
+class DecoderSpeed:
+    """One decoder of `pdl profile --decoders`, on the profile's JPEGs, in the same interleaved rounds as the others."""
+
+    decoder: str
+    jpegs: int
+    """JPEGs decoded per round (other formats are OpenCV's whatever the decoder)."""
+    images_per_s: float | None
+    """At full scale, the median round; None when the decoder is not installed."""
+    reduced_per_s: float | None = None
+    """At the scale --reduce-decode would use (the pipeline's first resize); None when none applies or not installed."""
+    reduced: int = 0
+    """JPEGs that --reduce-decode would decode at 1/2, 1/4 or 1/8 scale."""
+    mad: float | None = None
+    """Mean absolute difference from OpenCV's full-scale output, 0–255; None when not installed."""
+    mad_reduced: float | None = None
+    """The same at the reduced scale, against OpenCV's reduced output."""
+    missing: str | None = None
+    """The pip command that installs it, when it is not installed."""
+    rates: tuple[float, ...] = ()
+    """Full-scale JPEGs/s of each round, in round order (every decoder's round r ran in the same round)."""
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """`pdl profile`: what each transform of one pipeline costs per image, with read and decode beside them."""
+
+    pipeline: str
+    images: int
+    """Images profiled (skipped ones left out)."""
+    repeats: int
+    read_ms: tuple[float, ...]
+    """Milliseconds per image reading the file, one per repeat (a dataset of one's own: its whole ``__getitem__``)."""
+    decode_ms: tuple[float, ...]
+    """Milliseconds per image decoding, one per repeat (0 for a dataset of one's own: timed whole as read)."""
+    augment_ms: tuple[float, ...]
+    """The pipeline timed whole, as loaders run it (not instrumented), ms per image, one per repeat."""
+    transforms: tuple[TransformCost, ...]
+    """In pipeline order, each group followed by its branches."""
+    same_output: bool
+    """The instrumented pipeline's outputs equal the plain pipeline's, image for image (same seeds)."""
+    decoder: str = "opencv"
+    timed_whole: bool = False
+    """The dataset is one's own: its ``__getitem__`` is timed whole, as the read stage."""
+    decoders: tuple[DecoderSpeed, ...] = ()
+    """With --decoders: one per decoder asked for, in the order given."""
+
+
+@dataclass(frozen=True)
 class ResultSet:
     """What one command measured: its options, the machine, and one point per loader and configuration."""
 
@@ -267,6 +338,7 @@ class ResultSet:
     calibration: str | None = None  # which calibration workload the points' calibration_s timed (calibrate.CALIBRATION)
     tuned: Tuned | None = None  # kind "tune": what the search chose (None until it finished)
     decoded: tuple[Decoded, ...] = ()  # kind "decode": one per pipeline measured
+    profiled: Profiled | None = None  # kind "profile": the transforms' costs (None until measured)
     schema: str = SCHEMA
     version: int = VERSION
 

@@ -28,7 +28,8 @@ class Plan:
 
 def prepare(exp: Experiment) -> Plan:
     pipelines = tuple(load_pipeline(name) for name in exp.pipelines)
-    return Plan(exp, ImageFolder(exp.inputs, limit=exp.limit, reduce_decode=exp.reduce_decode), pipelines)
+    dataset = ImageFolder(exp.inputs, limit=exp.limit, reduce_decode=exp.reduce_decode, decoder=exp.decoder)
+    return Plan(exp, dataset, pipelines)
 
 
 def execute(

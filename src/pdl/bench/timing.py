@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from ..data.cache import ColdCache
+from ..data.decoders import DEFAULT as DEFAULT_DECODER
 from ..data.pipeline import Pipeline
 from ..data.protocol import Dataset
 from ..loaders import Loader, LoaderSpec, make_loader
@@ -143,19 +144,34 @@ def _with_memory(work: Workload, kind: str, point: Point, tick: Progress) -> Poi
 
 
 def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sleep) -> list[Point]:
+    cold = ColdCache(work.dataset) if work.cache == "cold" else None
+    sides = [(work, kind) for kind in work.loaders]
+    points = side_by_side(sides, work.loaders, clock, tick, sleep, cold.evict if cold is not None else None)
+    if cold is not None:
+        points = [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
+    return points
+
+
+def side_by_side(
+    sides: Sequence[tuple[Workload, str]],
+    names: Sequence[str],
+    clock: Clock = time.perf_counter,
+    tick: Progress = lambda _msg: None,
+    sleep: Sleep = time.sleep,
+    before_epoch: Callable[[], object] | None = None,
+) -> list[Point]:
+    """One loader per (workload, loader kind), timed in the same interleaved rounds (``interleaved``), each point's
+    speed-up against the first side's. The loaders are made and closed here (on error and Ctrl-C too); what a peer
+    loader left running is stopped by ``close`` and counted in its point's ``left_behind``."""
+    first = sides[0][0]
     with ExitStack() as stack:
         loaders = []
-        cold = ColdCache(work.dataset) if work.cache == "cold" else None
-        for kind in work.loaders:
+        for work, kind in sides:
             loader = make_loader(kind, work.dataset, work.pipeline, work.spec)
             stack.callback(loader.close)
             loaders.append(loader)
-        before = cold.evict if cold is not None else None
-        warm, runs = interleaved(loaders, work.loaders, work.repeats, clock, tick, work.step, sleep, before, calibration_s)
-        points = [make_point(work, loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
-        if cold is not None:
-            points = [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
-    # closed: what a peer loader left running has been stopped, and counted
+        warm, runs = interleaved(loaders, names, first.repeats, clock, tick, first.step, sleep, before_epoch, calibration_s)
+        points = [make_point(sides[i][0], loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
     return [replace(p, left_behind=int(getattr(loader, "left_behind", 0))) for p, loader in zip(points, loaders, strict=True)]
 
 
@@ -285,6 +301,7 @@ def make_point(
         same_batches=warm.digest == base_digest if warm.digest and base_digest else None,
         epoch_first_batch_s=med([r.waits_s[0] for r in runs]) if all(r.waits_s for r in runs) else None,
         reduce_decode=bool(getattr(work.dataset, "reduce_decode", False)),
+        decoder=str(getattr(work.dataset, "decoder", DEFAULT_DECODER)),
         calibration_s=tuple(r.calibration_s or 0.0 for r in runs) if calibrated else (),
         disturbed=loader.num_workers > 0 and impossible(sp.median, loader.num_workers, cpu_info().usable),
     )

@@ -2,7 +2,7 @@
 
 Worker counts go from few to many at one prefetch; the search stops at the first count whose stall is within
 the target, or once one more worker no longer lowers the stall measurably: with the gate's evidence, at least
-``MIN_ROUNDS`` rounds on each side and the per-round stalls lower by a rank test at ``compare.CLAIM_ALPHA`` (with 3
+``MIN_ROUNDS`` rounds on each side and the per-round stalls lower by a rank test at ``stats.CLAIM_ALPHA`` (with 3
 rounds a side: the two ranges apart), and by at least ``MIN_DROP``. Then, at the chosen count, a smaller prefetch
 is tried when the target was met (less memory for the same stall), a larger one when it was not.
 

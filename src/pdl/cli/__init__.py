@@ -14,6 +14,7 @@ from .._version import __version__
 from .common import say
 from .decode import decode_cmd
 from .misc import info, inputs, pipelines
+from .profile import profile_cmd
 from .report import report
 from .run import run
 from .sweeps import sweep_batch, sweep_workers
@@ -75,6 +76,7 @@ app.command("sweep-batch")(sweep_batch)
 app.command("report")(report)
 app.command("tune")(tune_cmd)
 app.command("decode")(decode_cmd)
+app.command("profile")(profile_cmd)
 app.command("inputs")(inputs)
 app.command("info")(info)
 app.command("pipelines")(pipelines)

@@ -101,7 +101,7 @@ def say(label: str, style: str, text: str) -> None:
 
 # The library's errors name its own fields and parameters (`num_workers`, `timeout`, ImageFolder's `root`); the
 # CLI's lines name the flags they come from. A field not listed is its flag with dashes (`chunk_size` → --chunk-size).
-FLAGS = {"num_workers": "--workers", "root": "--inputs", "pipeline": "--pipeline", "loaders": "--loaders"}
+FLAGS = {"num_workers": "--workers", "root": "--inputs", "pipeline": "--pipeline", "loaders": "--loaders", "decoder": "--decoder"}
 FIELDS = {f.name for f in dataclasses.fields(LoaderSpec)} | set(FLAGS)
 
 

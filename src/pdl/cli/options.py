@@ -21,6 +21,7 @@ import typer
 from ..bench.experiment import Experiment
 from ..bench.step import StepKind
 from ..data.cache import Cache
+from ..data.decoders import NAMES as DECODERS
 from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS, installed
 from ..loaders.spec import AugmentIn, OnError, StartMethod
@@ -68,6 +69,7 @@ class Shared:
     cache: Enum
     step_ms: str | None = None
     step_kind: Enum | None = None
+    decoder: str = _DEFAULTS["decoder"]
 
     def experiment(self, inputs: Path, **fields: Any) -> Experiment:
         """The command's Experiment: its own fields plus these (choices as their values); the baseline is always
@@ -161,6 +163,16 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
             ),
         ],
         False,
+    ),
+    "decoder": (
+        Annotated[
+            str,
+            typer.Option(
+                help=f"The JPEG decoder every loader reads with: {', '.join(DECODERS)} (pillow and simplejpeg: pip install "
+                "'pdl[pillow]' or 'pdl[simplejpeg]'). Other formats always decode through OpenCV."
+            ),
+        ],
+        _DEFAULTS["decoder"],
     ),
     "rank": (
         Annotated[

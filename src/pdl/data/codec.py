@@ -178,6 +178,14 @@ def decode_scale(data: np.ndarray, need: tuple[int, int] | None) -> int:
     return min(reduced_scale(size, need), reduced_scale((size[1], size[0]), need))
 
 
+def check_decodable(path: str, data: np.ndarray) -> None:
+    """What every decoder is spared: a truncated JPEG (OpenCV would fill it grey) and a header claiming more than
+    OpenCV's limits (``check_size``), each an ImageReadError naming the file."""
+    if is_jpeg(data) and _jpeg_truncated(data):
+        raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
+    check_size(path, data)
+
+
 def decode(path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> np.ndarray:
     """3-channel uint8 RGB, at full size unless ``need`` (height, width) is given and ``data`` is a JPEG.
 
@@ -185,9 +193,7 @@ def decode(path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> 
     smallest that is still at least ``need`` on both sides, whichever way EXIF orientation turns it.
     """
     jpeg = is_jpeg(data)
-    if jpeg and _jpeg_truncated(data):
-        raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
-    check_size(path, data)
+    check_decodable(path, data)
     try:
         image = cv2.imdecode(data, _REDUCE[decode_scale(data, need) if jpeg else 1] | _COLOR)
         if image is not None and _COLOR_RGB is None:

@@ -1,4 +1,4 @@
-"""ImageFolder: a sorted, recursive scan of class folders, read with OpenCV as 3-channel 8-bit RGB."""
+"""ImageFolder: a sorted, recursive scan of class folders, read as 3-channel 8-bit RGB (JPEGs by the chosen decoder)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from .codec import read_image, read_image_timed
+from .decoders import DEFAULT, read_with, require
 from .lists import LIST_SUFFIXES, class_indices, is_list, read_list
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -24,12 +24,15 @@ class ImageFolder:
     page by page as reference counts change.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, limit: int | None = None, reduce_decode: bool = False) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, limit: int | None = None, reduce_decode: bool = False, decoder: str = DEFAULT
+    ) -> None:
         self.root = Path(root)
         self.reduce_decode = reduce_decode  # opt-in: decode JPEGs at 1/2, 1/4 or 1/8 scale when the pipeline allows
+        self.decoder = require(decoder)  # the JPEG decoder (decoders.py): opencv, pillow or simplejpeg
         if not self.root.exists():
             raise DatasetError(
-                f"inputs folder '{self.root}' does not exist; pass --inputs with a folder of images "
+                f"inputs folder '{self.root}' does not exist; point `root` at a folder of images "
                 "(one subfolder per class), or run `pdl inputs` to generate one"
             )
         if is_list(self.root):
@@ -46,7 +49,7 @@ class ImageFolder:
         if not files:
             raise DatasetError(
                 f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) found under '{self.root}'; "
-                "point --inputs at a folder of images"
+                "point `root` at a folder of images"
             )
         if limit is not None:
             files = files[:limit]
@@ -58,11 +61,13 @@ class ImageFolder:
         self.labels: np.ndarray = np.array([index[_class_of(rel)] for rel in files], dtype=np.int64)
 
     @classmethod
-    def from_list(cls, path: str | os.PathLike[str], *, limit: int | None = None, reduce_decode: bool = False) -> ImageFolder:
+    def from_list(
+        cls, path: str | os.PathLike[str], *, limit: int | None = None, reduce_decode: bool = False, decoder: str = DEFAULT
+    ) -> ImageFolder:
         """The images a .csv/.tsv/.txt list names (see ``pdl.lists``); ``ImageFolder(path)`` does the same."""
         if not is_list(Path(path)):
-            raise DatasetError(f"--inputs '{path}': not a list file; pass a {', '.join(LIST_SUFFIXES)} file")
-        return cls(path, limit=limit, reduce_decode=reduce_decode)
+            raise DatasetError(f"`root` '{path}': not a list file; pass a {', '.join(LIST_SUFFIXES)} file")
+        return cls(path, limit=limit, reduce_decode=reduce_decode, decoder=decoder)
 
     def _from_list(self, limit: int | None) -> None:
         """Paths (a missing one is an unreadable image, as in a folder) and labels from the list file ``root``."""
@@ -86,7 +91,7 @@ class ImageFolder:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return read_image(self.path(i))
+        return read_with(self.decoder, self.path(i))[0]
 
     def read(self, i: int, need: tuple[int, int] | None = None) -> tuple[np.ndarray, float, float]:
         """Image ``i`` plus (read seconds, decode seconds), for loaders.
@@ -94,14 +99,15 @@ class ImageFolder:
         ``need`` is the (height, width) the pipeline's first transform needs (``Pipeline.min_input_size``); it
         allows a reduced JPEG decode only when ``reduce_decode`` is on, and is ignored otherwise.
         """
-        return read_image_timed(self.path(i), need if self.reduce_decode else None)
+        return read_with(self.decoder, self.path(i), need if self.reduce_decode else None)
 
     def path(self, i: int) -> str:
         return os.fsdecode(self.paths[i])
 
     def __repr__(self) -> str:
         reduced = ", reduce_decode=True" if self.reduce_decode else ""
-        return f"ImageFolder('{self.root}', {len(self)} images, {len(self.classes)} classes{reduced})"
+        decoder = f", decoder='{self.decoder}'" if self.decoder != DEFAULT else ""
+        return f"ImageFolder('{self.root}', {len(self)} images, {len(self.classes)} classes{reduced}{decoder})"
 
 
 def _class_of(rel: str) -> str:

@@ -4,7 +4,7 @@ loop's too) and their speedup; say whether a change is real.
 Throughput is what a user's regressions change (a slower transform, a library upgrade, a dataset class that
 reads twice): the speedup, parallel ÷ sequential, does not see them, since both sides slow alike. Raw images/s
 drifts with the machine, so the gate compares images/s × the calibration workload's median seconds in the same run
-(``calibrate.py``): drift-corrected throughput.
+(``bench/calibrate.py``): drift-corrected throughput.
 
 Each measure has its threshold (``Limits``): 10% of images/s by default — the A/A spread of drift-corrected
 throughput here was 3–5% —, 25% of speedup, whose rounds are noisier on few cores (parallel work contends)
@@ -149,9 +149,9 @@ def judge(base: Sequence[float], current: Sequence[float], threshold: float) -> 
 
 def compare(current: ResultSet, baseline: ResultSet, limits: Limits = Limits(), allow_other_machine: bool = False) -> Gate:
     for rs, which in ((current, "current"), (baseline, "--baseline")):
-        if rs.kind == "decode":  # its points are full vs reduced decoding of one loader, not loaders vs sequential
+        if rs.kind in ("decode", "profile"):  # their points compare decodings of one loader, not loaders vs sequential
             raise ConfigError(
-                f"the {which} results are a `pdl decode` file: the gate compares run, sweep and tune files; show it "
+                f"the {which} results are a `pdl {rs.kind}` file: the gate compares run, sweep and tune files; show it "
                 "with `pdl report` alone"
             )
     same = check_same_machine(current, baseline, allow_other_machine)

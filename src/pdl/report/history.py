@@ -1,7 +1,7 @@
 """A folder of results files as a history: each configuration's throughput run after run, and the first run
 where a change became significant. What a team gates against over weeks, rather than one baseline file.
 
-Pure: files are loaded by the caller (``results.load``); this orders them, checks they can be compared, and
+Pure: files are loaded by the caller (``bench.files.load``); this orders them, checks they can be compared, and
 finds the changes with the gate's own rule (``gate.judge``: beyond the threshold, with a rank test's evidence).
 """
 
@@ -78,10 +78,11 @@ def order(loaded: Sequence[tuple[Path, ResultSet]], where: str) -> tuple[Run, ..
         raise ResultsError(
             f"--history '{where}': results of different kinds cannot be compared ({named}); keep one kind per folder"
         )
-    if "decode" in kinds:
-        raise ResultsError(
-            f"--history '{where}': `pdl decode` files compare decoders, not loaders over time; show each with `pdl report`"
-        )
+    for kind in ("decode", "profile"):
+        if kind in kinds:
+            raise ResultsError(
+                f"--history '{where}': `pdl {kind}` files measure one thing once, not loaders over time; show each with `pdl report`"
+            )
     return tuple(Run(path, rs) for path, rs in sorted(loaded, key=lambda pr: (pr[1].created, pr[0].name)))
 
 

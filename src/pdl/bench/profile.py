@@ -1,0 +1,150 @@
+"""`pdl profile`: what each transform of a pipeline costs per image on these images, with read and decode beside it.
+
+Sequential, under the thread settings the loaders use (``runner.start_results`` applies them; ``profile_pipeline``
+does too), on the images and per-image seeds of a loader's first epoch (``batching.read_each``, ``image_seed``).
+Every image, every repeat: read and decode it once, then run it through the plain pipeline (timed whole, as the
+loaders run it) and through an instrumented copy (``instrument.py``: each transform timed inside it), the two in
+an order that alternates image by image. The transforms' times add up to the whole but for albumentations' own
+work between transforms (its checks and random state per image) and the timers themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from .._env import keep_freed_memory, limit_threads
+from ..data.decoders import DEFAULT
+from ..data.pipeline import Pipeline
+from ..data.protocol import Dataset, uses_timed_path
+from ..errors import ConfigError, worker_error
+from ..loaders.batching import StageTimes, image_seed, read_each
+from ..loaders.spec import OnError
+from .decoder_speed import decoder_speeds, jpegs, loader_per_decoder
+from .instrument import Instrumented, instrument, walk
+from .records import Profiled, ResultSet, TransformCost
+from .runner import Plan, start_results
+from .step import Clock
+from .timing import Progress
+
+EPOCH = 0  # the seeds of a loader's first epoch
+
+
+def _one_pass(
+    dataset: Dataset, pipeline: Pipeline, metered: Instrumented, seed: int, on_error: OnError, r: int, clock: Clock
+) -> tuple[StageTimes, float, int, bool]:
+    """Every image once: (read and decode seconds, the whole pipeline's seconds, images, outputs all equal)."""
+    times, whole, n, same = StageTimes(), 0.0, 0, True
+    for k in range(len(dataset)):
+        for i, path, image in read_each(dataset, np.array([k]), on_error, times, [], [], pipeline.min_input_size):
+            s = image_seed(seed, EPOCH, i)
+            try:
+                for plain in (True, False) if (k + r) % 2 == 0 else (False, True):
+                    if plain:
+                        t0 = clock()
+                        out = pipeline(image, s)
+                        whole += clock() - t0
+                    else:
+                        metered_out = metered(image, s)
+            except Exception as exc:
+                raise worker_error(exc, path, "augmenting") from None
+            same = same and np.array_equal(out, metered_out)
+            n += 1
+    return times, whole, n, same
+
+
+def profile_pipeline(
+    dataset: Dataset,
+    pipeline: Pipeline,
+    repeats: int = 3,
+    seed: int = 0,
+    on_error: OnError = "fail",
+    clock: Clock = time.perf_counter,
+    progress: Progress | None = None,
+) -> Profiled:
+    """Each transform's milliseconds per image (each repeat), how often it ran, read, decode and the whole."""
+    tick = progress or (lambda _msg: None)
+    limit_threads()
+    metered = instrument(pipeline, clock)
+    _warm_up(dataset, pipeline, metered, seed, on_error)
+    tick("warm-up")
+    per: list[tuple[float, float, float]] = []
+    costs: dict[str, list[float]] = {m.where: [] for m in walk(metered.meters)}
+    ran: dict[str, int] = {}
+    same, n = True, 0
+    for r in range(repeats):
+        metered.reset()
+        times, whole, n, same_here = _one_pass(dataset, pipeline, metered, seed, on_error, r, clock)
+        if n == 0:
+            raise ConfigError("every image was skipped as unreadable: nothing to profile; check --inputs")
+        same = same and same_here
+        per.append((times.read / n * 1e3, times.decode / n * 1e3, whole / n * 1e3))
+        for m in walk(metered.meters):
+            costs[m.where].append(m.seconds / n * 1e3)
+            ran.setdefault(m.where, m.ran)
+        tick(f"repeat {r + 1}")
+    transforms = tuple(
+        TransformCost(m.name, m.where, m.depth, m.p, ran[m.where], tuple(costs[m.where]), m.group) for m in walk(metered.meters)
+    )
+    read, decode, augment = (tuple(x[j] for x in per) for j in range(3))
+    timed = uses_timed_path(dataset)
+    return Profiled(
+        pipeline=pipeline.name,
+        images=n,
+        repeats=repeats,
+        read_ms=read,
+        decode_ms=decode,
+        augment_ms=augment,
+        transforms=transforms,
+        same_output=same,
+        decoder=str(getattr(dataset, "decoder", DEFAULT)) if timed else DEFAULT,
+        timed_whole=not timed,
+    )
+
+
+def _warm_up(dataset: Dataset, pipeline: Pipeline, metered: Instrumented, seed: int, on_error: OnError) -> None:
+    """The first images through both pipelines, untimed: albumentations built, first-call costs paid."""
+    first = np.arange(min(2, len(dataset)))
+    for i, path, image in read_each(dataset, first, on_error, StageTimes(), [], [], pipeline.min_input_size):
+        try:
+            pipeline(image, image_seed(seed, EPOCH, i))
+            metered(image, image_seed(seed, EPOCH, i))
+        except Exception as exc:
+            raise worker_error(exc, path, "augmenting") from None
+
+
+def ticks(repeats: int, decoders: bool, loaders: int) -> int:
+    """Progress ticks: warm-up and repeats; decoder rounds; each loader's warm-up and epochs."""
+    return 1 + repeats + (repeats if decoders else 0) + loaders * (repeats + 1)
+
+
+def profile(
+    plan: Plan,
+    decoders: tuple[str, ...],
+    loader: str | None,
+    on_save: Callable[[ResultSet], None],
+    progress: Progress | None = None,
+) -> ResultSet:
+    """`pdl profile`: the pipeline's transforms; with ``decoders``, the decoders (and ``loader`` with each)."""
+    exp = plan.exp
+    [pipeline] = plan.pipelines
+    results = start_results(plan, "profile")  # the loaders' thread settings, applied here too
+    keep_freed_memory()
+    found = profile_pipeline(plan.dataset, pipeline, exp.repeats, exp.seed, exp.on_error, progress=progress)
+    results = replace(results, profiled=found)
+    on_save(results)
+    if decoders:
+        files = jpegs(plan.dataset)
+        speeds = decoder_speeds(files, decoders, pipeline.min_input_size, exp.repeats, progress=progress)
+        results = replace(results, profiled=replace(found, decoders=speeds))
+        on_save(results)
+        if loader is not None:
+            spec = exp.spec(exp.batch_sizes[0], exp.workers[0])
+            points = loader_per_decoder(plan.dataset, pipeline, loader, spec, decoders, exp.repeats, progress=progress)
+            results = replace(results, points=tuple(points))
+    results = replace(results, complete=True)
+    on_save(results)
+    return results
