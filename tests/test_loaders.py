@@ -261,7 +261,7 @@ def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypa
     from pdl.loaders import ring as shm
 
     monkeypatch.setattr(shm, "shm_free_bytes", lambda: 1000)
-    with pytest.raises(SharedMemoryError, match=r"needs \d+ MiB in /dev/shm but only 0 MiB are free; lower --batch-size"):
+    with pytest.raises(SharedMemoryError, match=r"needs \d+ MiB in /dev/shm but only 0 MiB are free; lower `batch_size`"):
         shm.SlotRing(4, 2**20)
     ds = ImageFolder(images)
     ref = collect(SequentialLoader(ds, heavy, batch_size=4))
@@ -298,12 +298,45 @@ def test_a_small_dev_shm_gets_a_smaller_window_not_pickling(images, heavy, monke
         par.start()
     [line] = [str(w.message) for w in warned]
     assert line.startswith(f"shared memory: 6 batch slots of {slot / 2**20:.0f} MiB do not fit the ")
-    assert "using 3 (a window of 1 batch(es) in flight instead of 4); enlarge /dev/shm (docker: --shm-size)" in line
+    assert "using 3 (a window of 2 batch(es) in flight instead of 4); enlarge /dev/shm (docker: --shm-size)" in line
     with par:
         assert par.ring is not None and par.ring.slots == 3
         for ref in refs:
             assert_same(ref, collect(par))
             assert par.stats.copied_batches == 0  # every batch through shared memory
+
+
+def test_two_slots_still_prefetch_one_batch(images, heavy, monkeypatch) -> None:
+    """Room for two slots only: a window of 2, not 1 (which would be no prefetching at all). A loop that drops each
+    batch before asking for the next keeps every batch zero-copy; one that holds its batch (a plain ``for``) gets
+    the batch that found no free slot pickled, never a wrong one."""
+    import math
+
+    from pdl.errors import PdlWarning
+    from pdl.loaders import process
+    from pdl.loaders import ring as shm
+
+    slot = 4 * math.prod(heavy.output_shape) * np.dtype(heavy.output_dtype).itemsize
+    room = 2 * slot + slot // 2
+    monkeypatch.setattr(shm, "shm_free_bytes", lambda: room)
+    monkeypatch.setattr(process, "shm_free_bytes", lambda: room)
+    ds = ImageFolder(images)
+    sequential = SequentialLoader(ds, heavy, batch_size=4)
+    ref, ref_next = collect(sequential), collect(sequential)  # two epochs: each its own per-image seeds
+    with pytest.warns(PdlWarning, match=r"using 2 \(a window of 2 batch\(es\) in flight instead of 4\)"):
+        par = ParallelLoader(ds, heavy, batch_size=4, num_workers=2)
+        par.start()
+    with par:
+        dropped = []
+        batches = iter(par)
+        while (batch := next(batches, None)) is not None:
+            dropped.append((batch.images.copy(), batch.labels.copy(), batch.indices.copy()))
+            del batch  # dropped before the next is asked for
+        assert_same(ref, dropped)
+        assert par.stats.copied_batches == 0
+        held = collect(par)  # a for loop: the last batch is still held when the next is dispatched
+        assert_same(ref_next, held)
+        assert 0 < par.stats.copied_batches < len(ref)
 
 
 def test_a_squeezed_ring_gives_its_pages_back_between_epochs() -> None:

@@ -75,6 +75,7 @@ class Loader:
             for batch in batches:
                 self._position = (epoch, (self._position or (epoch, 0))[1] + 1)
                 yield batch
+                del batch  # not held here while the next is made: a caller that dropped it frees its ring slot
         except GeneratorExit:  # the caller stopped early (break): the loader stays usable
             raise
         except BaseException:

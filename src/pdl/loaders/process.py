@@ -187,7 +187,10 @@ class ParallelLoader(Loader):
             warnings.warn(f"{exc}; falling back to pickling batches (slower)", PdlWarning, stacklevel=3)
             return None
         if fit < n_slots:  # a smaller window in the room there is, rather than every batch pickled
-            self._window = max(1, fit - 2)
+            # every slot but the one the loop holds is in flight; at least 2 in flight, since a window of 1 is no
+            # prefetching at all: with 2 slots, a batch dispatched while the loop still holds the last one finds
+            # no free slot and is pickled (a loop that drops its batch first keeps them all zero-copy)
+            self._window = max(2, fit - 1)
             self._squeezed = True  # its pages go back to /dev/shm between epochs
             warnings.warn(
                 f"shared memory: {n_slots} batch slots of {slot_bytes / 2**20:.0f} MiB do not fit the "
