@@ -231,3 +231,14 @@ def test_the_last_line_names_the_biggest_lever() -> None:
     assert advice(profiled(1.5, mixed)).endswith(
         "no decoder measured beat OpenCV by 5% in every round; a smaller first resize would let --reduce-decode help"
     )
+
+
+def test_the_sum_note_says_which_side_of_the_whole_the_transforms_are_and_why() -> None:
+    from pdl.report.profiling import sum_note
+
+    below = sum_note(1.44, 1.5)
+    assert below.startswith("sum of transforms 1.440 ms per image, 4.0% below the pipeline timed whole (1.500 ms; within 10%)")
+    assert below.endswith("albumentations' own work between transforms (its checks and random state per image) and the timers")
+    above = sum_note(1.8, 1.5)
+    assert "20.0% above the pipeline timed whole (1.500 ms; NOT within 10%: re-run with more --repeats)" in above
+    assert above.endswith("timing noise (the instrumented and the plain pipeline are timed apart)")

@@ -71,7 +71,11 @@ def sum_note(parts: float, whole: float) -> str:
         if diff >= 0
         else "timing noise (the instrumented and the plain pipeline are timed apart)"
     )
-    return f"sum of transforms {parts:.3f} ms vs the pipeline timed whole {whole:.3f} ms per image: {diff:+.1%} ({verdict}); the difference is {where}"
+    side = "below" if diff >= 0 else "above"
+    return (
+        f"sum of transforms {parts:.3f} ms per image, {abs(diff):.1%} {side} the pipeline timed whole ({whole:.3f} ms; "
+        f"{verdict}): the difference is {where}"
+    )
 
 
 def decoders_grid(pr: Profiled, title_tail: str) -> Grid:
