@@ -28,6 +28,8 @@ from pdl.loaders import LoaderSpec, make_loader
 from pdl.loaders.batching import image_seed
 from pdl.report.profiling import advice
 
+from .factories import point
+
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
 BRANCHES = """name: branches
@@ -226,6 +228,10 @@ def test_the_last_line_names_the_biggest_lever() -> None:
     faster = (DecoderSpeed("opencv", 9, 100.0, rates=(100.0, 98.0)), DecoderSpeed("simplejpeg", 9, 130.0, rates=(131.0, 129.0)))
     assert advice(profiled(1.5, faster)).endswith(
         "--decoder simplejpeg decodes these JPEGs 1.30× as fast as OpenCV (faster in every round)"
+    )
+    raced = [point("process", 2, [1.0, 1.0, 1.0], [1.0 / 0.98, 1.0 / 1.01, 1.0 / 1.02], decoder="simplejpeg")]
+    assert advice(profiled(1.5, faster), raced).endswith(
+        "(faster in every round); in process it made 1.01× (min–max 0.98–1.02) the images/s with OpenCV: no gain it can show"
     )
     mixed = (faster[0], DecoderSpeed("simplejpeg", 9, 130.0, rates=(131.0, 97.0)))  # not faster in every round
     assert advice(profiled(1.5, mixed)).endswith(

@@ -3,7 +3,9 @@ loader with each decoder; and the one line to act on."""
 
 from __future__ import annotations
 
-from ..bench.records import DecoderSpeed, Profiled, ResultSet, TransformCost
+from collections.abc import Sequence
+
+from ..bench.records import DecoderSpeed, Point, Profiled, ResultSet, TransformCost
 from ..stats import median
 from .grid import Grid, noise_notes, speedup_cell
 
@@ -132,8 +134,9 @@ def loaders_grid(rs: ResultSet, title_tail: str) -> Grid:
     return grid
 
 
-def advice(pr: Profiled) -> str:
-    """The one line to act on: the biggest lever, decoding or a transform."""
+def advice(pr: Profiled, points: Sequence[Point] = ()) -> str:
+    """The one line to act on: the biggest lever, decoding or a transform. ``points``: a loader timed with each
+    decoder (``--loader``): what the fastest decoder made of the loader's images/s is said too."""
     leaves = _leaves(pr)
     read, decode, augment = _ms(pr.read_ms), _ms(pr.decode_ms), _ms(pr.augment_ms)
     total = read + decode + augment
@@ -149,7 +152,15 @@ def advice(pr: Profiled) -> str:
     line = f"decoding is {decode / total:.0%} of the time per image ({decode:.2f} of {total:.2f} ms), more than any transform"
     best = _fastest(pr.decoders)
     if best is not None:
-        return f"{line}: --decoder {best[0].decoder} decodes these JPEGs {best[1]:.2f}× as fast as OpenCV (faster in every round)"
+        said = f"{line}: --decoder {best[0].decoder} decodes these JPEGs {best[1]:.2f}× as fast as OpenCV (faster in every round)"
+        with_it = next((p for p in points if p.decoder == best[0].decoder), None)
+        if with_it is None:
+            return said
+        gain = "a gain" if with_it.speedup_min > 1 else "no gain it can show"
+        return (
+            f"{said}; in {with_it.loader} it made {with_it.speedup:.2f}× (min–max {with_it.speedup_min:.2f}–"
+            f"{with_it.speedup_max:.2f}) the images/s with OpenCV: {gain}"
+        )
     if pr.decoders and pr.decoders[0].reduced * 4 >= pr.decoders[0].jpegs:  # a quarter of the JPEGs or more
         return f"{line}: --reduce-decode decodes {pr.decoders[0].reduced} of these JPEGs at a reduced scale"
     if pr.decoders:
@@ -187,5 +198,5 @@ def profile_grids(rs: ResultSet) -> list[Grid]:
         grids.append(loaders_grid(rs, tail))
     if not rs.complete:
         grids[-1].notes.append("the run did not finish: these are what was measured before it stopped")
-    grids[-1].notes.append(advice(pr))
+    grids[-1].notes.append(advice(pr, rs.points))
     return grids
