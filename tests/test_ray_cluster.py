@@ -1,6 +1,6 @@
 """The Ray loader across machines, on one machine: Ray's own ``cluster_utils.Cluster`` starts a head and a second
 node as separate raylets (one CPU each); the loader connects by address, its workers land on both nodes, and
-its batches are the sequential loader's. On real machines: see README, "Ray across machines".
+its batches are the sequential loader's. On real machines: see docs/ray-shards.md, "Ray across machines".
 """
 
 from __future__ import annotations

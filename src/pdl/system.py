@@ -20,12 +20,17 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 @dataclass(frozen=True)
 class CpuInfo:
     model: str
+    """The CPU model name."""
     logical: int
+    """Logical cores (hardware threads) of the machine."""
     physical: int | None
+    """Physical cores; None where unknown."""
     affinity: int
+    """Cores this process may run on (its CPU affinity)."""
     cgroup_quota: float | None  # CPUs allowed by the cgroup, None when unlimited or unknown
     override: int | None  # PDL_MAX_CPUS
     usable: int
+    """Cores pdl plans with: min(affinity, cgroup quota, PDL_MAX_CPUS). Speed-ups cannot exceed it."""
 
 
 def _read(path: Path) -> str | None:

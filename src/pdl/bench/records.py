@@ -31,14 +31,19 @@ class Machine:
     """Where the points were measured: what a later comparison needs to know it is fair."""
 
     hostname: str
+    """The machine's network name."""
     cpu: Cpu
+    """The CPU and the cores pdl may use."""
     memory_total_bytes: int
+    """Total RAM, bytes."""
     shm_total_bytes: int | None  # /dev/shm, None where it cannot be read
     shm_free_bytes: int | None
+    """Free space in /dev/shm when the run started, bytes; None where it cannot be read."""
     os: str  # "Linux 6.8.0"
     python: str  # "3.11.7"
     versions: dict[str, str]  # opencv, albumentations, numpy, pdl
     opencv_threads: int
+    """OpenCV's thread count in the measuring process (pdl sets 1)."""
     start_method: str  # how worker processes start by default (fork, forkserver, spawn)
 
     def summary(self) -> str:
@@ -52,8 +57,11 @@ class Cluster:
 
     address: str  # "local" for a cluster started in-process
     nodes: int
+    """Nodes alive in the cluster."""
     cpus: float
+    """CPUs of the cluster, as Ray counts them."""
     object_store_mb: float | None = None
+    """The cluster's object store memory, MB."""
     startup_s: float | None = None  # connecting to (or starting) the cluster
     task_nodes: int | None = None  # nodes the loader's tasks ran on
 
@@ -73,6 +81,7 @@ class Point:
     workers: int
     """Worker count (0 for sequential)."""
     batch_size: int
+    """Images per batch."""
     prefetch: int
     """Batches in flight per worker."""
     augment_in: str
@@ -86,7 +95,9 @@ class Point:
     speedup: float
     """Median over rounds of baseline / this loader, both timed in the same round."""
     speedup_min: float
+    """The lowest of the per-round ratios (`speedup_rounds`)."""
     speedup_max: float
+    """The highest of the per-round ratios (`speedup_rounds`)."""
     speedup_rounds: tuple[float, ...]
     """The per-round ratios the median, min and max are taken from."""
     noisy: bool
@@ -135,7 +146,9 @@ class Point:
     wait_p50_ms: float | None = None
     """With --step-ms: the median per-batch wait of the consumer over all timed rounds, ms."""
     wait_p90_ms: float | None = None
+    """With --step-ms: the 90th percentile of the per-batch wait over all timed rounds, ms."""
     wait_p99_ms: float | None = None
+    """With --step-ms: the 99th percentile of the per-batch wait over all timed rounds, ms."""
     step_ms: float | None = None
     """With --step-ms: the simulated training step per full batch, ms; None without one."""
     step_kind: str | None = None
@@ -208,6 +221,7 @@ class Source:
     """The git checkout pdl ran in, when it ran in one: what a history of results is ordered and labelled by."""
 
     commit: str
+    """The git commit pdl ran at."""
     branch: str  # "HEAD" when detached
     dirty: bool  # uncommitted changes to tracked files
 
@@ -219,18 +233,23 @@ class Tuned:
     call: str
     """The loader call to paste: 'ParallelLoader(ds, pipe, batch_size=64, num_workers=3, prefetch=2)'."""
     workers: int
+    """The chosen worker count."""
     prefetch: int
+    """The chosen prefetch (batches in flight per worker)."""
     stall: float
     """The chosen configuration's median stall share (0–1)."""
     target: float
     """The stall share asked for (--target-stall)."""
     reached: bool
+    """Whether the chosen configuration's stall is within the target."""
     reason: str
     """Why the search stopped, in words."""
     memory_peak_mb: float | None
     """The chosen configuration's peak memory (main + workers, one untimed epoch in a fresh process)."""
     search_s: float
+    """Seconds the search took."""
     trials: int
+    """Configurations measured (each is a point of the file)."""
 
 
 @dataclass(frozen=True)
@@ -239,20 +258,27 @@ class Decoded:
     absolute difference between the outputs from full and from reduced decoding."""
 
     pipeline: str
+    """The pipeline measured."""
     loader: str
+    """The loader timed both ways."""
     need: tuple[int, int] | None
     """(height, width) the pipeline's first transform reduces every image to; None: no reduced decode possible."""
     scales: dict[str, int]
     """Images decoded at each reduction factor ("2", "4", "8")."""
     reduced: int
+    """Images of the first epoch decoded at a reduced scale."""
     full: int
+    """Images decoded at full size: not a JPEG (PNG, WebP, ...), or a JPEG too small to halve."""
     jpegs: int
+    """JPEGs among the images."""
     why_none: str | None
     """Why no image was decoded reduced, in words; None when some were."""
     mad: float
     """In the output's own units (0–255 for uint8)."""
     mad_images: int
+    """Images the mean absolute difference is taken over: those decoded reduced."""
     output_dtype: str
+    """The pipeline's output dtype (uint8, or float32 for a normalising pipeline)."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +306,7 @@ class DecoderSpeed:
     """One decoder of `pdl profile --decoders`, on the profile's JPEGs, in the same interleaved rounds as the others."""
 
     decoder: str
+    """The decoder: opencv, pillow or simplejpeg."""
     jpegs: int
     """JPEGs decoded per round (other formats are OpenCV's whatever the decoder)."""
     images_per_s: float | None
@@ -303,9 +330,11 @@ class Profiled:
     """`pdl profile`: what each transform of one pipeline costs per image, with read and decode beside them."""
 
     pipeline: str
+    """The pipeline profiled (a shipped level or a YAML path)."""
     images: int
     """Images profiled (skipped ones left out)."""
     repeats: int
+    """Measured repeats: each list of milliseconds holds one value per repeat."""
     read_ms: tuple[float, ...]
     """Milliseconds per image reading the file, one per repeat (a dataset of one's own: its whole ``__getitem__``)."""
     decode_ms: tuple[float, ...]
@@ -317,6 +346,7 @@ class Profiled:
     same_output: bool
     """The instrumented pipeline's outputs equal the plain pipeline's, image for image (same seeds)."""
     decoder: str = "opencv"
+    """The JPEG decoder the images were read with: opencv, pillow or simplejpeg."""
     timed_whole: bool = False
     """The dataset is one's own: its ``__getitem__`` is timed whole, as the read stage."""
     decoders: tuple[DecoderSpeed, ...] = ()
@@ -330,7 +360,9 @@ class ResultSet:
     kind: str  # one of KINDS
     options: dict[str, Any]  # the experiment's settings, as given, plus images and thread settings
     machine: Machine
+    """The machine the points were measured on stored under the key `system`."""
     points: tuple[Point, ...]
+    """One per loader and configuration measured, in the order measured."""
     command: tuple[str, ...]  # the command line that measured it
     created: str  # local time, ISO 8601
     complete: bool = False  # False while measuring, and in a file an interruption left
@@ -340,7 +372,9 @@ class ResultSet:
     decoded: tuple[Decoded, ...] = ()  # kind "decode": one per pipeline measured
     profiled: Profiled | None = None  # kind "profile": the transforms' costs (None until measured)
     schema: str = SCHEMA
+    """Always `pdl.results`: what marks a JSON file as a pdl results file."""
     version: int = VERSION
+    """The schema version the file was written in; older versions are migrated when read."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

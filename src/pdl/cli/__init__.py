@@ -51,6 +51,7 @@ app = typer.Typer(
     help="How much faster does a parallel prefetching loader make your augmentation pipeline, on this machine?",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # not Rich markup: an install hint such as pdl[plot] shows as written
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
