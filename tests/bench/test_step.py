@@ -29,7 +29,7 @@ from pdl.report.stall import Answer, answer, answer_line, cores_needed, cpu_ms_p
 from pdl.report.sweeps import sweep_workers_grids
 from pdl.stats import percentile, stall_share
 
-from .factories import point, results
+from ..factories import point, results
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

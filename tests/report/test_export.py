@@ -14,7 +14,7 @@ from pdl.report.export import EXPORTERS, FORMATS, Shown
 from pdl.report.gate import Gate, Verdict
 from pdl.report.render import grids
 
-from .factories import point, results, sweep_workers
+from ..factories import point, results, sweep_workers
 
 
 def test_formats_are_the_terminal_table_then_the_exporters() -> None:

@@ -9,7 +9,7 @@ from pdl.report.grid import to_markdown
 from pdl.report.render import grids
 from pdl.report.sweeps import sweep_workers_grids
 
-from .factories import point, results, sweep_workers
+from ..factories import point, results, sweep_workers
 
 
 def test_sweep_workers_markdown() -> None:

@@ -22,7 +22,7 @@ from pdl.loaders import LoaderSpec, make_loader
 from pdl.loaders.batching import epoch_plan, shard
 
 pytestmark = pytest.mark.timeout(180)
-LOADERS = ["sequential", "process", "process-pickle", "thread", "torch"]  # ray: tests/test_ray_loader.py
+LOADERS = ["sequential", "process", "process-pickle", "thread", "torch"]  # ray: tests/loaders/test_ray_loader.py
 N = 21  # conftest's images: 21 is no multiple of 2, 3 or 4
 
 

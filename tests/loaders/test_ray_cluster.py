@@ -22,7 +22,7 @@ from pdl.data.synth import generate  # noqa: E402
 from pdl.loaders import LoaderSpec, make_loader  # noqa: E402
 from pdl.loaders.ray import ray_temp_dir  # noqa: E402
 
-from .processes import live_children, stopping_what_it_starts  # noqa: E402
+from ..processes import live_children, stopping_what_it_starts  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

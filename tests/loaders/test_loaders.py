@@ -18,7 +18,7 @@ from pdl import ImageFolder, ParallelLoader, SequentialLoader, ThreadLoader, loa
 from pdl.errors import ConfigError, LoaderTimeoutError, WorkerDiedError, WorkerError
 from pdl.loaders import LoaderSpec, make_loader
 
-from .conftest import write_image
+from ..conftest import write_image
 
 pytestmark = pytest.mark.timeout(90)
 

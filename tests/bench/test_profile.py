@@ -28,7 +28,7 @@ from pdl.loaders import LoaderSpec, make_loader
 from pdl.loaders.batching import image_seed
 from pdl.report.profiling import advice
 
-from .factories import point
+from ..factories import point
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

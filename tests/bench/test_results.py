@@ -16,9 +16,9 @@ from pdl.bench.records import VERSION, Cluster
 from pdl.cli import app
 from pdl.errors import ResultsError
 
-from .factories import point, results, sweep_workers
+from ..factories import point, results, sweep_workers
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "fixtures"
 
 
 def test_save_then_load_round_trips_and_csv_is_tidy(tmp_path: Path) -> None:

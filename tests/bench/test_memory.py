@@ -15,7 +15,7 @@ from pdl.bench.memory import PeakSampler, pss_bytes, total_bytes
 from pdl.errors import WorkerError
 from pdl.loaders import LoaderSpec
 
-from .conftest import write_image
+from ..conftest import write_image
 
 pytestmark = pytest.mark.timeout(120)
 MB = 2**20

@@ -17,7 +17,7 @@ from pdl.cli import app
 from pdl.report.history import history, order
 from pdl.system import git_source
 
-from .factories import sweep_workers
+from ..factories import sweep_workers
 
 
 def _write(folder: Path, rs, name: str) -> Path:

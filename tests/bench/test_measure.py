@@ -138,7 +138,7 @@ def test_a_speedup_the_cores_cannot_give_is_flagged_as_a_disturbed_baseline(monk
     assert par.disturbed and not seq.disturbed
     from pdl.report.runs import run_grid
 
-    from .factories import results
+    from ..factories import results
 
     grid = run_grid(results("run", [seq, par]))
     assert grid.rows[1][5].endswith("‼")

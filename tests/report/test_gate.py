@@ -14,9 +14,9 @@ from pdl.cli import app
 from pdl.errors import ConfigError, ResultsError
 from pdl.report.gate import Limits, compare, exit_code, judge, parse_threshold
 
-from .factories import MACHINE, point, results, sweep_workers
+from ..factories import MACHINE, point, results, sweep_workers
 
-V1_SWEEP = Path(__file__).parent / "data" / "v1-sweep.json"
+V1_SWEEP = Path(__file__).parents[1] / "fixtures" / "v1-sweep.json"
 
 
 BASE5 = [2.0, 2.1, 1.9, 2.05, 1.95]

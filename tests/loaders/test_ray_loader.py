@@ -32,8 +32,8 @@ from pdl.loaders import Loader, make_loader  # noqa: E402
 from pdl.loaders.base import LoaderSpec  # noqa: E402
 from pdl.loaders.ray import RayLoader, ray_temp_dir  # noqa: E402
 
-from .conftest import write_image  # noqa: E402
-from .processes import check_nothing_left, live_children, shm_entries, stopping_what_it_starts, stray  # noqa: E402
+from ..conftest import write_image  # noqa: E402
+from ..processes import check_nothing_left, live_children, shm_entries, stopping_what_it_starts, stray  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 module_ray: list[psutil.Process] = []  # the processes of the module's Ray instance (GCS, raylet, …)

@@ -142,7 +142,7 @@ def test_measure_evicts_before_the_warm_up_and_every_timed_epoch(monkeypatch: py
     from pdl.bench.timing import Workload, measure
     from pdl.loaders import LoaderSpec
 
-    from .test_measure import FakeClock, FakeLoader
+    from ..bench.test_measure import FakeClock, FakeLoader
 
     clock, log = FakeClock(), []
     script = {"sequential": [1.0, 2.0, 2.0], "thread": [1.0, 1.0, 1.0]}

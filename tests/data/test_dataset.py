@@ -16,7 +16,7 @@ from pdl.data.codec import decode, jpeg_size, read_image, reduced_scale
 from pdl.data.synth import synth_image
 from pdl.errors import DatasetError, ImageReadError
 
-from .conftest import write_image
+from ..conftest import write_image
 
 RGB = np.zeros((4, 6, 3), np.uint8)
 

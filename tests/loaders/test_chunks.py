@@ -16,7 +16,7 @@ from pdl.data.pipeline import Pipeline
 from pdl.errors import WorkerError
 from pdl.loaders.chunks import chunk_offsets, chunk_size, split, stack
 
-from .conftest import write_image
+from ..conftest import write_image
 from .test_loaders import assert_same, collect
 
 pytestmark = pytest.mark.timeout(120)

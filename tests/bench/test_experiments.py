@@ -12,7 +12,7 @@ from pdl.bench.records import Point, ResultSet
 from pdl.bench.timing import Workload
 from pdl.errors import ConfigError
 
-from .factories import point
+from ..factories import point
 
 
 def fake_measure(calls: list[Workload]):
