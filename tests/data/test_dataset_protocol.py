@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdl import ImageFolder, load_pipeline
-from pdl.data.codec import read_image
+from pdl import ImageFolder, load_pipeline, read_image  # what a user dataset class imports
 from pdl.data.protocol import NO_LABEL, describe, get_item, labels_of, uses_timed_path
 from pdl.errors import ConfigError, ImageReadError, WorkerError
 from pdl.loaders import LoaderSpec, make_loader
