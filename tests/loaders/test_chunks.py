@@ -14,7 +14,8 @@ import pytest
 from pdl import ImageFolder, ParallelLoader, SequentialLoader, ThreadLoader, load_pipeline
 from pdl.data.pipeline import Pipeline
 from pdl.errors import WorkerError
-from pdl.loaders.chunks import chunk_offsets, chunk_size, split, stack
+from pdl.loaders.batching import StageTimes
+from pdl.loaders.chunks import Part, WorkRate, chunk_offsets, chunk_size, split, stack
 
 from ..conftest import write_image
 from .test_loaders import assert_same, collect
@@ -45,6 +46,40 @@ def test_chunk_sizes_cover_the_batch_once() -> None:
     assert split(64, 2, edge=True) == chunk_offsets(64, 2) and split(5, 2, edge=True) == chunk_offsets(5, 1)
     assert split(64, 2, 5, edge=True) == chunk_offsets(64, 5)
     assert split(300, 2, edge=True) == chunk_offsets(300, 8)  # 16 chunks a worker already: no more messages
+
+
+def test_cheap_images_go_in_chunks_worth_their_messages() -> None:
+    """0.1 ms an image: a chunk of 8 is under 1 ms of work, mostly its two messages; 5 ms of work needs 50 images,
+    never more than one chunk per worker per batch. Images of 2 ms keep the sizes above; a size asked for wins."""
+    assert split(64, 2, per_image_s=0.0001) == chunk_offsets(64, 32)
+    assert split(64, 2, edge=True, per_image_s=0.0001) == chunk_offsets(64, 32)
+    assert split(256, 2, per_image_s=0.0001) == chunk_offsets(256, 50)
+    assert split(64, 2, per_image_s=0.002) == chunk_offsets(64, 8) == split(64, 2)
+    assert split(64, 2, edge=True, per_image_s=0.002) == chunk_offsets(64, 3)  # 5 ms: 3 images, not 2
+    assert split(64, 2, 4, per_image_s=0.0001) == chunk_offsets(64, 4)
+    rate = WorkRate()
+    assert rate.per_image_s is None  # nothing measured yet: the sizes above
+    rate.add(Part(0, np.arange(3), [("x.jpg", "cannot decode")], StageTimes(0.001, 0.002, 0.0005, 0.0005)))
+    assert rate.per_image_s == pytest.approx(0.001)  # 4 ms over 4 images, the skipped one included
+
+
+def test_a_loader_learns_the_work_per_image_and_sends_fewer_chunks(tmp_path: Path) -> None:
+    """Tiny images and a pipeline of one small resize: after the first chunks, each batch goes as one chunk per
+    worker; the batches are the sequential loop's all the same."""
+    for i in range(48):
+        write_image(tmp_path / f"c{i % 2}" / f"{i}.png", np.full((24, 24, 3), i, np.uint8))
+    ds = ImageFolder(tmp_path)
+    (tmp_path / "tiny.yaml").write_text("name: tiny\ntransforms:\n  - Resize: {height: 16, width: 16}\n")
+    tiny = load_pipeline(str(tmp_path / "tiny.yaml"))
+    for cls in (ParallelLoader, ThreadLoader):
+        seq = SequentialLoader(ds, tiny, batch_size=16, shuffle=True, seed=2)
+        refs = [collect(seq), collect(seq)]
+        with cls(ds, tiny, batch_size=16, num_workers=2, shuffle=True, seed=2) as loader:
+            assert_same(refs[0], collect(loader))
+            assert loader._rate.per_image_s is not None and loader._rate.per_image_s < 0.005 / 8
+            assert_same(refs[1], collect(loader))
+            if cls is ParallelLoader:
+                assert sum(loader.stats.worker_tasks.values()) == 3 * 2  # 3 batches, 2 chunks each
 
 
 def test_stacking_chunks_skips_one_whose_images_were_all_skipped() -> None:

@@ -20,6 +20,7 @@ from .batching import StageTimes
 
 MAX_AUTO_CHUNK = 8  # images: ~10-50 ms of work per message with the shipped pipelines; the tail is one chunk
 EDGE_CHUNKS = 16  # an epoch's first and last batches: at least this many chunks per worker (auto size): ``split``
+TARGET_CHUNK_S = 0.005  # less work than this a chunk is mostly its two messages: cheap images go in bigger chunks
 
 
 def chunk_size(batch_size: int, num_workers: int, requested: int = 0) -> int:
@@ -35,7 +36,9 @@ def chunk_offsets(batch_len: int, size: int) -> list[tuple[int, int]]:
     return [(lo, min(size, batch_len - lo)) for lo in range(0, batch_len, size)]
 
 
-def split(batch_len: int, num_workers: int, requested: int = 0, edge: bool = False) -> list[tuple[int, int]]:
+def split(
+    batch_len: int, num_workers: int, requested: int = 0, edge: bool = False, per_image_s: float | None = None
+) -> list[tuple[int, int]]:
     """The chunks of one batch, as ``chunk_offsets`` gives them, at the size ``chunk_size`` picks.
 
     ``edge``: the epoch's first or last batch. The consumer waits on the first with nothing else in flight, and
@@ -46,6 +49,9 @@ def split(batch_len: int, num_workers: int, requested: int = 0, edge: bool = Fal
     size = chunk_size(batch_len, num_workers, requested)
     if edge and not requested:
         size = max(1, min(size, math.ceil(batch_len / (EDGE_CHUNKS * max(1, num_workers)))))
+    if per_image_s and not requested:  # cheap images: enough per chunk to be worth its messages (``WorkRate``)
+        enough = math.ceil(TARGET_CHUNK_S / per_image_s)
+        size = max(size, min(enough, math.ceil(batch_len / max(1, num_workers))))
     return chunk_offsets(batch_len, size)
 
 
@@ -99,3 +105,26 @@ def merged_labels(parts: list[Part]) -> np.ndarray | None:
     if not parts or any(p.labels is None for p in parts):
         return None
     return np.concatenate([p.labels for p in parts if p.labels is not None]).astype(np.int64, copy=False)
+
+
+@dataclass
+class WorkRate:
+    """The mean work per image of the chunks made so far (the workers' read, decode, augment and collate seconds).
+
+    Each chunk costs the main process a message out and one back, whatever its size. With the shipped pipelines
+    a chunk of ``MAX_AUTO_CHUNK`` images is 10-50 ms of work and the messages do not show; with near-free work
+    (tiny images, a resize) it is under a millisecond and the messages are most of the main process's work. So
+    ``split`` sizes auto chunks to carry at least ``TARGET_CHUNK_S`` once this rate is known (from the first
+    chunks: the warm-up epoch), never beyond one chunk per worker per batch. Batches do not depend on it."""
+
+    seconds: float = 0.0
+    images: int = 0
+
+    def add(self, part: Part) -> None:
+        t = part.times
+        self.seconds += t.read + t.decode + t.augment + t.collate
+        self.images += part.count + len(part.skipped)
+
+    @property
+    def per_image_s(self) -> float | None:
+        return self.seconds / self.images if self.images and self.seconds > 0 else None

@@ -28,7 +28,7 @@ from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, PdlWarning
 from ..system import default_start_method, shm_free_bytes
 from .base import Loader
 from .batching import Batch
-from .chunks import Part, compact, merged, merged_labels, split, stack
+from .chunks import Part, WorkRate, compact, merged, merged_labels, split, stack
 from .forking import forking
 from .ring import RingState, SlotRing, fitting_slots, view
 from .spec import LoaderSpec
@@ -109,6 +109,7 @@ class ParallelLoader(Loader):
         self._window = self.num_workers * self.spec.prefetch  # batches dispatched ahead; smaller if the ring is
         self._squeezed = False  # the ring was cut to fit a small /dev/shm
         self._task_ids = itertools.count()
+        self._rate = WorkRate()  # work per image, from the chunks made: sizes the chunks of cheap images
         self._pending: dict[int, tuple[_InFlight, int]] = {}  # task → (its batch, chunk number)
         self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
         self._stale: list[_InFlight] = []  # abandoned batches whose chunks are still in flight
@@ -291,7 +292,7 @@ class ParallelLoader(Loader):
     ) -> _InFlight:
         """Cut the batch into chunks, queued in order on the shared pipe: the first free worker takes each."""
         slot = self._ring.acquire() if self._ring else None  # None: every slot is held by batches the caller kept
-        offsets = split(len(indices), self.num_workers, self.spec.chunk_size, edge)
+        offsets = split(len(indices), self.num_workers, self.spec.chunk_size, edge, self._rate.per_image_s)
         made = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
         (self._batches if into is None else into)[number] = made
         assert self._tasks is not None
@@ -315,7 +316,9 @@ class ParallelLoader(Loader):
                 continue
             if kind == FAILED:
                 raise payload
-            made.parts[part], t_start, t_done = payload
+            done, t_start, t_done = payload
+            made.parts[part] = done
+            self._rate.add(done)
             made.t_done = max(made.t_done, t_done)
             self.stats.worker_did(wid, t_start, t_done)
 

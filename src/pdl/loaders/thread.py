@@ -26,7 +26,7 @@ from ..data.protocol import Dataset
 from ..errors import LoaderTimeoutError
 from .base import Loader
 from .batching import Batch, make_batch
-from .chunks import Part, compact, merged, merged_labels, split, stack
+from .chunks import Part, WorkRate, compact, merged, merged_labels, split, stack
 from .spec import LoaderSpec
 
 Pending = tuple[np.ndarray | None, list[Future[Part]]]  # a batch submitted: its output array and its chunks' futures
@@ -49,6 +49,7 @@ class ThreadLoader(Loader):
         super().__init__(dataset, pipeline, spec, **options)
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
+        self._rate = WorkRate()  # work per image, from the chunks made: sizes the chunks of cheap images
         self._ahead: tuple[int, deque[Pending]] | None = None  # (epoch, its first batches) submitted early
 
     def start(self) -> None:
@@ -77,6 +78,8 @@ class ThreadLoader(Loader):
                 t0 = time.perf_counter()
                 out, futures = window.popleft()
                 parts = [self._result(f) for f in futures]
+                for part in parts:
+                    self._rate.add(part)
                 indices, skipped, times = merged(parts)
                 images: Any
                 if self.spec.augment_in == "main":
@@ -123,7 +126,7 @@ class ThreadLoader(Loader):
             out = np.empty((len(indices), *shape), dtype=self.pipeline.output_dtype)
         futures = [
             self._pool.submit(self._make, indices[lo : lo + n], epoch, lo, None if out is None else out[lo : lo + n])
-            for lo, n in split(len(indices), self.num_workers, self.spec.chunk_size, edge)
+            for lo, n in split(len(indices), self.num_workers, self.spec.chunk_size, edge, self._rate.per_image_s)
         ]
         return out, futures
 
