@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-import time
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -57,6 +57,25 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _NO_LENGTH = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM stand alone; every other marker has a length
 
 
+def jpeg_markers(raw: memoryview) -> Iterator[tuple[int, int]]:
+    """(marker, offset of its 0xFF) of each segment of a JPEG's header, in order, from the one after
+    start-of-image; stand-alone markers and fill bytes are stepped over. Stops where sync is lost (no marker
+    where one must be) or the bytes end; the caller stops at start-of-scan (0xDA), after which data follows."""
+    i, n = 2, len(raw)
+    while i + 4 <= n:
+        if raw[i] != 0xFF:
+            return  # lost sync: not a marker where one must be
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker in _NO_LENGTH:
+            i += 2
+            continue
+        yield marker, i
+        i += 2 + (raw[i + 2] << 8 | raw[i + 3])
+
+
 def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
     """(height, width) from a JPEG's start-of-frame marker, without decoding; None if not a JPEG or not found.
 
@@ -65,25 +84,14 @@ def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
     if not is_jpeg(data):
         return None
     raw = np.ravel(data).data  # a memoryview, no copy: only the few marker headers before the frame are read
-    i, n = 2, len(raw)
-    while i + 4 <= n:
-        if raw[i] != 0xFF:
-            return None  # lost sync: not a marker where one must be
-        marker = raw[i + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            i += 1
-            continue
-        if marker in _NO_LENGTH:
-            i += 2
-            continue
+    for marker, i in jpeg_markers(raw):
         if marker == 0xDA:  # start of scan before any frame header
             return None
         if marker in _SOF:
-            if i + 9 > n:
+            if i + 9 > len(raw):
                 return None
             h, w = raw[i + 5] << 8 | raw[i + 6], raw[i + 7] << 8 | raw[i + 8]
             return (h, w) if h and w else None  # height 0: defined later by a DNL marker
-        i += 2 + (raw[i + 2] << 8 | raw[i + 3])
     return None
 
 
@@ -223,12 +231,3 @@ def read_image(path: str, need: tuple[int, int] | None = None) -> np.ndarray:
     ``need``: see :func:`decode`.
     """
     return decode(path, read_bytes(path), need)
-
-
-def read_image_timed(path: str, need: tuple[int, int] | None = None) -> tuple[np.ndarray, float, float]:
-    """The image plus (read seconds, decode seconds), for the stage breakdown."""
-    t0 = time.perf_counter()
-    data = read_bytes(path)
-    t1 = time.perf_counter()
-    image = decode(path, data, need)
-    return image, t1 - t0, time.perf_counter() - t1

@@ -19,24 +19,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, ImageReadError, MissingDependencyError
-from .codec import check_decodable, decode, decode_scale, is_jpeg, read_bytes
+from .codec import check_decodable, decode, decode_scale, is_jpeg, jpeg_markers, read_bytes
 
 DEFAULT = "opencv"
 
 
 @dataclass(frozen=True)
 class Decoder:
-    name: str
     module: str | None  # what must import for it to work; None: always there
     extra: str | None  # pip install 'pdl[extra]'
-    reduces: bool  # decodes JPEGs at 1/2, 1/4 or 1/8 scale (--reduce-decode)
-    summary: str
 
 
+# every one decodes JPEGs at 1/2, 1/4 or 1/8 scale too (--reduce-decode): cv2.imdecode's IMREAD_REDUCED flags,
+# PIL.Image.draft, simplejpeg's min_factor
 DECODERS: dict[str, Decoder] = {
-    "opencv": Decoder("opencv", None, None, True, "cv2.imdecode (the default)"),
-    "pillow": Decoder("pillow", "PIL", "pillow", True, "PIL.Image, reduced through Image.draft"),
-    "simplejpeg": Decoder("simplejpeg", "simplejpeg", "simplejpeg", True, "simplejpeg.decode_jpeg"),
+    "opencv": Decoder(None, None),
+    "pillow": Decoder("PIL", "pillow"),
+    "simplejpeg": Decoder("simplejpeg", "simplejpeg"),
 }
 NAMES = tuple(DECODERS)
 
@@ -114,18 +113,12 @@ _DECODE: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"pillow": _pillow
 def exif_orientation(data: np.ndarray) -> int:
     """The EXIF orientation (1–8) a JPEG's APP1 segment states; 1 (as stored) when it states none."""
     raw = np.ravel(data).data
-    i, n = 2, len(raw)
-    while i + 4 <= n and raw[i] == 0xFF:
-        marker = raw[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xDA, 0xD9):  # the scan starts: no header segment follows
+    for marker, i in jpeg_markers(raw):
+        if marker in (0xDA, 0xD9):  # the scan starts (or the image ends): no header segment follows
             break
         length = raw[i + 2] << 8 | raw[i + 3]
         if marker == 0xE1 and bytes(raw[i + 4 : i + 10]) == b"Exif\0\0":
             return _tiff_orientation(bytes(raw[i + 10 : i + 2 + length]))
-        i += 2 + length
     return 1
 
 
