@@ -9,7 +9,6 @@ pipeline's outputs from full and from reduced decoding, with the same per-image 
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -98,13 +97,6 @@ class DecodeGain:
         )
 
 
-def twin(dataset: ImageFolder, reduce_decode: bool) -> ImageFolder:
-    """The same files (no rescan), decoded with ``reduce_decode`` on or off."""
-    other = copy.copy(dataset)
-    other.reduce_decode = reduce_decode
-    return other
-
-
 def first_epoch(dataset: ImageFolder, spec: LoaderSpec) -> np.ndarray:
     """The indices the first epoch reads (this rank's share), in order."""
     batches = epoch_plan(len(dataset), spec, 0)
@@ -154,7 +146,7 @@ def measure_gain(
 ) -> DecodeGain:
     """Time ``loader`` on full and on reduced decoding in the same interleaved rounds; then census and difference."""
     tick = progress or (lambda _msg: None)
-    sides = (twin(dataset, False), twin(dataset, True))
+    sides = (dataset.read_as(reduce_decode=False), dataset.read_as(reduce_decode=True))
     works = [(Workload(ds, pipeline, spec, (loader,), repeats), loader) for ds in sides]
     full, reduced = side_by_side(works, [f"{pipeline.name} full", f"{pipeline.name} reduced"], clock, tick)
     indices = first_epoch(dataset, spec)

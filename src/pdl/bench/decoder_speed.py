@@ -8,7 +8,6 @@ Decoding alone: the files' bytes are read once, then every round decodes all of 
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 
@@ -104,13 +103,6 @@ def decoder_speeds(
     return tuple(rows)
 
 
-def with_decoder(dataset: ImageFolder, decoder: str) -> ImageFolder:
-    """The same files (no rescan), read with ``decoder``."""
-    other = copy.copy(dataset)
-    other.decoder = decoder
-    return other
-
-
 def loader_per_decoder(
     dataset: ImageFolder,
     pipeline: Pipeline,
@@ -125,5 +117,5 @@ def loader_per_decoder(
     all in the same interleaved rounds (``timing.interleaved``): one point per decoder."""
     tick = progress or (lambda _msg: None)
     order = [DEFAULT, *[n for n in names if n != DEFAULT and missing(n) is None]]
-    sides = [(Workload(with_decoder(dataset, n), pipeline, spec, (loader,), repeats), loader) for n in order]
+    sides = [(Workload(dataset.read_as(decoder=n), pipeline, spec, (loader,), repeats), loader) for n in order]
     return side_by_side(sides, [f"{loader} {n}" for n in order], clock, tick)

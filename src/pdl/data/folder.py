@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -100,6 +101,16 @@ class ImageFolder:
         allows a reduced JPEG decode only when ``reduce_decode`` is on, and is ignored otherwise.
         """
         return read_with(self.decoder, self.path(i), need if self.reduce_decode else None)
+
+    def read_as(self, *, reduce_decode: bool | None = None, decoder: str | None = None) -> ImageFolder:
+        """The same files and labels (no rescan), read another way: with or without reduced JPEG decoding, or
+        with another decoder. What ``pdl decode`` and ``pdl profile --loader`` time side by side."""
+        other = copy.copy(self)
+        if reduce_decode is not None:
+            other.reduce_decode = reduce_decode
+        if decoder is not None:
+            other.decoder = require(decoder)
+        return other
 
     def path(self, i: int) -> str:
         return os.fsdecode(self.paths[i])
