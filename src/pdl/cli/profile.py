@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..bench.files import ResultWriter
 from ..bench.profile import profile, ticks
 from ..bench.runner import prepare
 from ..data.decoders import NAMES, check_decoder
@@ -15,7 +14,7 @@ from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS
 from ..report.render import grids
 from ..system import cpu_info
-from .common import check_choice, err, guarded, keeping, progress_bar, resolve_inputs, show
+from .common import check_choice, guarded, recording, resolve_inputs
 from .options import Shared, measuring_options, name_list
 
 IMAGES = 160  # profiled when --limit is not given: enough for stable medians, a few seconds a repeat
@@ -61,11 +60,7 @@ def profile_cmd(
         batch_sizes=(batch_size,),
     )
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
-    writer = ResultWriter(shared.results, "profile")
     total = ticks(exp.repeats, bool(names), (1 + len(names)) if loader else 0)
-    with keeping(writer, "measurements"), progress_bar(total, shared.quiet) as tick:
-        results = profile(plan, names, loader, writer.save, tick)
-    for grid in grids(results):
-        show(grid)
-    if not shared.quiet:
-        err.print(f"saved {writer.path} (and .csv)", highlight=False, markup=False)
+    with recording(shared.results, "profile", "measurements", total, shared.quiet) as (rec, tick):
+        results = profile(plan, names, loader, rec.save, tick)
+    rec.done(grids(results))

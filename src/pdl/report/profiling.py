@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..bench.records import DecoderSpeed, Point, Profiled, ResultSet, TransformCost
 from ..stats import median
-from .grid import Grid, noise_notes, speedup_cell
+from .grid import Grid, noise_notes, ratio, speedup_cell
 
 SUM_WITHIN = 0.10  # the transforms' sum and the pipeline timed whole should agree this closely
 FASTER = 1.05  # a decoder this much faster than OpenCV is worth naming
@@ -115,7 +115,7 @@ def decoders_grid(pr: Profiled, title_tail: str) -> Grid:
 
 
 def _times(value: float | None, base: float | None) -> str:
-    return f"{value / base:.2f}×" if value and base else ""
+    return ratio(value / base) if value and base else ""
 
 
 def loaders_grid(rs: ResultSet, title_tail: str) -> Grid:
