@@ -56,7 +56,7 @@ def test_a_worker_answers_ready_then_each_chunk_then_stops_on_none(images: Path)
         kind, task, (part, t_start, t_done) = results.recv()
         want = make_batch(ds, light, indices[1:], 1, spec)
         assert (kind, task) == (DONE, 7) and isinstance(part, Part) and part.offset == 1 and t_done >= t_start
-        assert part.kept.tolist() == [2, 9] and np.array_equal(part.images, want.images)
+        assert part.indices.tolist() == [2, 9] and np.array_equal(part.images, want.images)
         tasks.send(None)
         proc.join(10)
         assert proc.exitcode == 0

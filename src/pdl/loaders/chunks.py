@@ -10,13 +10,14 @@ its message.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..data.pipeline import Pipeline
-from .batching import StageTimes
+from .batching import Produced, StageTimes
 
 MAX_AUTO_CHUNK = 8  # images: ~10-50 ms of work per message with the shipped pipelines; the tail is one chunk
 EDGE_CHUNKS = 16  # an epoch's first and last batches: at least this many chunks per worker (auto size): ``split``
@@ -60,7 +61,7 @@ class Part:
     """What a chunk made: ``count`` images kept (written at ``offset`` in the slot, or pickled in ``images``)."""
 
     offset: int
-    kept: np.ndarray
+    indices: np.ndarray  # the images it kept (an unreadable one skipped under on_error skip is not among them)
     skipped: list[tuple[str, str]]
     times: StageTimes
     images: Any = None  # pickled instead of written into the slot: an array (or a list of raw images)
@@ -69,7 +70,7 @@ class Part:
 
     @property
     def count(self) -> int:
-        return len(self.kept)
+        return len(self.indices)
 
 
 def compact(rows: np.ndarray, parts: list[Part]) -> np.ndarray:
@@ -83,7 +84,7 @@ def compact(rows: np.ndarray, parts: list[Part]) -> np.ndarray:
     return rows[:at]
 
 
-def stack(arrays: list[np.ndarray], pipeline: Pipeline) -> np.ndarray:
+def stack(arrays: Sequence[np.ndarray], pipeline: Pipeline) -> np.ndarray:
     """Chunks' own arrays as one batch (no slot to write into); a chunk whose images were all skipped adds none."""
     arrays = [a for a in arrays if len(a)]
     if arrays:
@@ -91,16 +92,17 @@ def stack(arrays: list[np.ndarray], pipeline: Pipeline) -> np.ndarray:
     return np.empty((0, *(pipeline.output_shape or (0, 0, 3))), dtype=pipeline.output_dtype)
 
 
-def merged(parts: list[Part]) -> tuple[np.ndarray, list[tuple[str, str]], StageTimes]:
-    """The batch's kept indices, skipped images and stage times, over its parts in order."""
+def merged(parts: Sequence[Part | Produced]) -> tuple[np.ndarray, list[tuple[str, str]], StageTimes]:
+    """The batch's kept indices, skipped images and stage times, over its parts (chunks, or a peer's per-image
+    results) in order."""
     times = StageTimes()
     for part in parts:
         times.add(part.times)
-    kept = np.concatenate([p.kept for p in parts]) if parts else np.empty(0, np.int64)
+    kept = np.concatenate([p.indices for p in parts]) if parts else np.empty(0, np.int64)
     return kept.astype(np.int64, copy=False), [s for p in parts for s in p.skipped], times
 
 
-def merged_labels(parts: list[Part]) -> np.ndarray | None:
+def merged_labels(parts: Sequence[Part | Produced]) -> np.ndarray | None:
     """The labels the parts' items gave, in order; None when they gave none (the dataset's are looked up)."""
     if not parts or any(p.labels is None for p in parts):
         return None

@@ -19,9 +19,10 @@ import numpy as np
 import psutil
 
 from ...data.pipeline import Pipeline
-from ...data.protocol import Dataset, describe
+from ...data.protocol import Dataset
 from ...errors import LoaderTimeoutError, WorkerDiedError, WorkerError, worker_error
-from ..batching import Produced, StageTimes, augment_into, make_batch
+from ..batching import Produced, make_batch
+from ..chunks import merged, merged_labels, stack
 from ..spec import LoaderSpec
 
 DEFAULT_TIMEOUT_S = 120.0  # without --timeout: long enough for any sane batch, short enough to report a hang
@@ -62,43 +63,13 @@ def checked(made: Produced | WorkerError) -> Produced:
     return made
 
 
-def _labels(parts: Sequence[Produced]) -> np.ndarray | None:
-    if not parts or any(part.labels is None for part in parts):
-        return None  # the dataset's own, looked up by the loader
-    return np.concatenate([part.labels for part in parts if part.labels is not None]).astype(np.int64)
-
-
 def join_images(pipeline: Pipeline, parts: Sequence[Produced]) -> Produced:
     """Per-image results (augmented, each [0 or 1, H, W, C]) → one batch: the same array ``make_batch`` writes."""
-    times = StageTimes()
-    skipped: list[tuple[str, str]] = []
-    for part in parts:
-        times.add(part.times)
-        skipped += part.skipped
-    kept = [part for part in parts if len(part.indices)]
+    indices, skipped, times = merged(parts)
     t0 = time.perf_counter()
-    if kept:
-        images = np.concatenate([part.images for part in kept])
-    else:
-        images = np.empty((0, *(pipeline.output_shape or (0, 0, 3))), dtype=pipeline.output_dtype)
+    images = stack([part.images for part in parts], pipeline)  # an image skipped as unreadable adds none
     times.collate += time.perf_counter() - t0
-    indices = np.concatenate([part.indices for part in parts]) if parts else np.empty(0, dtype=np.int64)
-    return Produced(images, indices.astype(np.int64), skipped, times, _labels(parts))
-
-
-def augment_decoded(dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec, epoch: int, parts: Sequence[Produced]) -> Produced:
-    """Per-image decoded results (``augment=False``) augmented here, in the main process, with pdl's seeds."""
-    times = StageTimes()
-    skipped: list[tuple[str, str]] = []
-    images: list[np.ndarray] = []
-    for part in parts:
-        times.add(part.times)
-        skipped += part.skipped
-        images += part.images
-    indices = np.concatenate([part.indices for part in parts]).astype(np.int64) if parts else np.empty(0, np.int64)
-    paths = [describe(dataset, i) for i in indices]
-    stacked = augment_into(pipeline, images, indices, spec.seed, epoch, paths, times)
-    return Produced(stacked, indices, skipped, times, _labels(parts))
+    return Produced(images, indices, skipped, times, merged_labels(parts))
 
 
 def wait_for(

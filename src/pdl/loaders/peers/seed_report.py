@@ -30,9 +30,10 @@ from ...data.protocol import Dataset
 from ...system import default_start_method
 from ..base import Loader
 from ..batching import Batch, Produced
+from ..chunks import merged, merged_labels
 from ..forking import forking, worker_started
 from ..spec import LoaderSpec
-from .common import augment_decoded, checked, one_image, safely, wait_for
+from .common import checked, one_image, safely, wait_for
 
 Key = tuple[int, int]  # (epoch, position in the epoch's order): unique, so a stale image is never mistaken
 
@@ -159,10 +160,11 @@ class ReportLoader(Loader):
             for indices in plan:
                 t0 = time.perf_counter()
                 parts = [get() for _ in indices]
-                joined = augment_decoded(self.dataset, self.pipeline, self.spec, epoch, parts)
+                indices, skipped, times = merged(parts)
+                images = self._augment_here([im for part in parts for im in part.images], indices, epoch, times)
                 self.stats.wait_s.append(time.perf_counter() - t0)
-                self.stats.stages.append(joined.times)
-                yield self._to_batch(joined.images, joined.indices, joined.skipped, joined.labels)
+                self.stats.stages.append(times)
+                yield self._to_batch(images, indices, skipped, merged_labels(parts))
         finally:
             if self._active is not None:
                 self._active.clear()
