@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from ..bench.experiment import Experiment, option
 from ..bench.files import ResultWriter
 from ..bench.records import ResultSet
 from ..bench.timing import Progress
@@ -100,14 +101,16 @@ def say(label: str, style: str, text: str) -> None:
 
 
 # The library's errors name its own fields and parameters (`num_workers`, `timeout`, ImageFolder's `root`); the
-# CLI's lines name the flags they come from. A field not listed is its flag with dashes (`chunk_size` → --chunk-size).
-FLAGS = {"num_workers": "--workers", "root": "--inputs", "pipeline": "--pipeline", "loaders": "--loaders", "decoder": "--decoder"}
-FIELDS = {f.name for f in dataclasses.fields(LoaderSpec)} | set(FLAGS)
+# CLI's lines name the flags they come from: Experiment's own mapping (``option``: `chunk_size` → --chunk-size),
+# but where the library's name is not the field the flag fills.
+FLAGS = {"num_workers": "--workers", "root": "--inputs"}
+FIELDS = {f.name for f in dataclasses.fields(LoaderSpec)} | {f.name for f in dataclasses.fields(Experiment)}
+FIELDS |= {"pipeline"} | set(FLAGS)  # load_pipeline's parameter: the --pipeline option
 
 
 def as_flags(message: str) -> str:
     """``raise `timeout``` → ``raise --timeout``: each backquoted field the library names, as the CLI's flag."""
-    return re.sub(r"`([a-z_]+)`", lambda m: FLAGS.get(m[1], "--" + m[1].replace("_", "-")) if m[1] in FIELDS else m[0], message)
+    return re.sub(r"`([a-z_]+)`", lambda m: FLAGS.get(m[1]) or option(m[1]) if m[1] in FIELDS else m[0], message)
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
