@@ -147,9 +147,14 @@ def judge(base: Sequence[float], current: Sequence[float], threshold: float) -> 
     return ("regressed" if found.change < 0 else "improved"), found.change, f"{found.change:+.0%}, {found.describe()}"
 
 
+# results of these kinds measure one thing once (decodings of one loader), not loaders against the sequential loop:
+# neither the gate nor a history compares them
+NOT_COMPARED = ("decode", "profile")
+
+
 def compare(current: ResultSet, baseline: ResultSet, limits: Limits = Limits(), allow_other_machine: bool = False) -> Gate:
     for rs, which in ((current, "current"), (baseline, "--baseline")):
-        if rs.kind in ("decode", "profile"):  # their points compare decodings of one loader, not loaders vs sequential
+        if rs.kind in NOT_COMPARED:
             raise ConfigError(
                 f"the {which} results are a `pdl {rs.kind}` file: the gate compares run, sweep and tune files; show it "
                 "with `pdl report` alone"

@@ -15,7 +15,7 @@ from ..bench.records import ResultSet
 from ..errors import ResultsError
 from ..loaders import BASELINE
 from ..stats import median
-from .gate import Key, Series, calibrated, judge, throughput
+from .gate import NOT_COMPARED, Key, Series, calibrated, judge, throughput
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def order(loaded: Sequence[tuple[Path, ResultSet]], where: str) -> tuple[Run, ..
         raise ResultsError(
             f"--history '{where}': results of different kinds cannot be compared ({named}); keep one kind per folder"
         )
-    for kind in ("decode", "profile"):
+    for kind in NOT_COMPARED:
         if kind in kinds:
             raise ResultsError(
                 f"--history '{where}': `pdl {kind}` files measure one thing once, not loaders over time; show each with `pdl report`"
