@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import threading
@@ -27,7 +28,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind():
-    """Every test must leave no worker process and no /dev/shm segment of pdl behind. What one leaves is named
+    """Every test must leave no worker process and no shared-memory ring of pdl behind. What one leaves is named
     (pid and command line), stopped and removed here, so only that test fails: one leak, one failure."""
     before = shm_entries()
     yield
@@ -49,7 +50,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         time.sleep(_EXIT_GRACE_S)
         names = ", ".join(t.name for t in threading.enumerate() if t is not threading.current_thread())
         sys.stderr.write(f"pytest did not exit {_EXIT_GRACE_S} s after the session (threads alive: {names}); exiting\n")
+        sys.stderr.write("where each thread waits (the culprit's stack names what started it):\n")
         sys.stderr.flush()
+        faulthandler.dump_traceback(sys.stderr, all_threads=True)
         os._exit(int(exitstatus))
 
     threading.Thread(target=leave, name="pdl-exit-watchdog", daemon=True).start()

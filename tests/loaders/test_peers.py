@@ -192,3 +192,27 @@ def test_report_workers_sleep_between_epochs(broken: tuple[Path, str], pipeline:
         used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before, strict=True)]
         assert max(used) < 0.3, used
         assert len(list(loader)) == 5  # and the next epoch wakes them
+
+
+def test_a_pool_whose_manager_reads_a_message_cut_short_still_stops() -> None:
+    """A worker killed while it sent its result leaves ProcessPoolExecutor's manager thread reading the rest for
+    ever, and Python joins that thread at exit: the test session hung there. ``stop_pool`` ends that thread."""
+    import multiprocessing as mp
+    import struct
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pdl.loaders.peers.common import Reaper, stop_pool
+
+    executor = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
+    worker = executor.submit(os.getpid).result(timeout=20)
+    reaper = Reaper()
+    reaper.add([worker])
+    manager = executor._executor_manager_thread
+    assert manager is not None
+    # what the killed worker left in the result pipe: a message's length, then only the start of it
+    os.write(executor._result_queue._writer.fileno(), struct.pack("!i", 1000) + b"x" * 10)
+    time.sleep(0.5)
+    assert manager.is_alive()  # reading the 990 bytes that never come
+    assert stop_pool(executor, reaper) == 1  # the worker, idle, was stopped
+    assert not manager.is_alive()
+    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE

@@ -140,6 +140,27 @@ class Reaper:
         return len(alive)
 
 
+def stop_pool(executor: Any, reaper: Reaper) -> int:
+    """Shut a ``ProcessPoolExecutor`` down whatever its workers left it in; how many processes had to be stopped.
+
+    A worker killed while it sent a result leaves the pool's manager thread reading the rest of a message that
+    never comes, and Python joins that thread at exit: the interpreter would hang there. Once every worker is
+    gone, closing the pool's own copy of the result pipe's writing end ends that read (end of file): the thread
+    takes the pool for broken and ends.
+    """
+    manager = getattr(executor, "_executor_manager_thread", None)  # both dropped by shutdown: taken first
+    results = getattr(executor, "_result_queue", None)
+    executor.shutdown(wait=False, cancel_futures=True)
+    stopped = reaper.reap(wait=2.0)
+    if manager is not None:
+        manager.join(1.0)  # a pool whose workers all died ends by itself
+        if manager.is_alive() and results is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                results._writer.close()
+            manager.join(5.0)
+    return stopped
+
+
 def _until_dead(procs: list[psutil.Process], seconds: float) -> list[psutil.Process]:
     """Those of ``procs`` still running after up to ``seconds`` (a zombie has ended)."""
     deadline = time.monotonic() + seconds

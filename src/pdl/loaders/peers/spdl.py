@@ -42,7 +42,7 @@ from ..base import Loader
 from ..batching import Batch, Produced
 from ..forking import forking, worker_started
 from ..spec import LoaderSpec
-from .common import Reaper, checked, join_images, one_image, process_alive, safely, version, wait_s
+from .common import Reaper, checked, join_images, one_image, process_alive, safely, stop_pool, version, wait_s
 
 _local = threading.local()
 _worker: tuple[Dataset, Pipeline, LoaderSpec] | None = None  # a pool process's dataset, pipeline, spec
@@ -194,10 +194,7 @@ class SpdlLoader(Loader):
             self._stop(self._pipe)
         executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-            self.left_behind += self._reaper.reap(wait=2.0)
-            with contextlib.suppress(Exception):
-                executor.shutdown(wait=True)
+            self.left_behind += stop_pool(executor, self._reaper)
         self._pids = []
 
 
