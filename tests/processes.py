@@ -6,20 +6,40 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import psutil
 
 from pdl.loaders.ring import SHM_PREFIX
 
 
-def shm_entries() -> set[str]:
-    """This test process's pdl segments (named pdl-<creator pid>-...), whatever other pdl runs do meanwhile."""
-    mine = f"{SHM_PREFIX}{os.getpid()}-"
+def shm_entries(creator: int | None = None) -> set[str]:
+    """The rings of pdl made by ``creator`` (default: this test process) that still exist: their /dev/shm
+    segments (named pdl-<creator pid>-...), and their memfds open in any process ("memfd:pdl-<pid>-...", from
+    /proc/<pid>/fd), whatever other pdl runs do meanwhile. A memfd lives as long as a process holds it, so one
+    listed here is held by a live process: this test process's own descriptor not closed, or a worker left."""
+    mine = f"{SHM_PREFIX}{creator or os.getpid()}-"
     try:
-        return {name for name in os.listdir("/dev/shm") if name.startswith(mine)}
+        found = {name for name in os.listdir("/dev/shm") if name.startswith(mine)}
     except FileNotFoundError:
-        return set()
+        found = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        found |= {link.split()[0].lstrip("/") for link in _links(fd_dir) if link.startswith(f"/memfd:{mine}")}
+    return found
+
+
+def _links(fd_dir: Path) -> list[str]:
+    """Where a process's descriptors point; those closed meanwhile (the listing's own) left out."""
+    try:
+        fds = list(fd_dir.iterdir())
+    except OSError:  # gone, or not ours to read
+        return []
+    links = []
+    for fd in fds:
+        with suppress(OSError):
+            links.append(os.readlink(fd))
+    return links
 
 
 def live_children() -> list[psutil.Process]:
@@ -70,6 +90,13 @@ def stop_leftovers(before: Collection[int] = ()) -> list[str]:
 
 
 def remove_segments(names: set[str]) -> None:
+    """Unlink the /dev/shm segments; close this process's descriptors of the memfds (a worker's go with it)."""
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if os.readlink(fd).split()[0].lstrip("/") in names:
+                os.close(int(fd.name))
+        except OSError:
+            pass
     for name in names:
         try:
             os.unlink(os.path.join("/dev/shm", name))
@@ -87,7 +114,7 @@ def check_nothing_left(shm_before: set[str], exempt: Callable[[], Collection[int
     segments = shm_entries() - shm_before
     remove_segments(segments)
     assert not stopped, "a test left child processes alive (now stopped): " + "; ".join(stopped)
-    assert not segments, "a test left shared memory in /dev/shm (now removed): " + ", ".join(sorted(segments))
+    assert not segments, "a test left shared memory (now removed): " + ", ".join(sorted(segments))
 
 
 def stray(exempt: Callable[[], Collection[int]] = tuple) -> list[psutil.Process]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pdl.errors import ConfigError
-from pdl.system import cgroup_quota, max_cpus_override, usable_cores
+from pdl.system import cgroup_quota, max_cpus_override, memory_room_bytes, usable_cores
 
 
 def fake_v2(tmp_path: Path, cpu_max: dict[str, str]) -> tuple[Path, Path]:
@@ -51,6 +51,32 @@ def test_v1_cfs_quota(tmp_path: Path) -> None:
 
 def test_missing_cgroup_files_mean_no_quota(tmp_path: Path) -> None:
     assert cgroup_quota(tmp_path / "absent", tmp_path) is None
+
+
+def test_memory_room_is_what_the_cgroup_limit_leaves_where_that_is_less(tmp_path: Path) -> None:
+    import psutil
+
+    available = psutil.virtual_memory().available
+    root = tmp_path / "cgroup"
+    job = root / "user.slice" / "job"
+    job.mkdir(parents=True)
+    (job / "memory.max").write_text("max\n")
+    (job / "memory.current").write_text("1000\n")
+    (root / "user.slice" / "memory.max").write_text(f"{2**20 + 1000}\n")  # a parent's limit binds too
+    (root / "user.slice" / "memory.current").write_text("1000\n")
+    proc = tmp_path / "cg"
+    proc.write_text("0::/user.slice/job\n")
+    assert memory_room_bytes(proc, root) == 2**20
+    (root / "user.slice" / "memory.max").write_text("max\n")
+    assert abs(memory_room_bytes(proc, root) - available) < 2**28  # no limit: what the machine has (it moves)
+    v1 = root / "memory" / "docker" / "abc"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{3 * 2**20}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{2**20}\n")
+    proc.write_text("12:memory:/docker/abc\n")
+    assert memory_room_bytes(proc, root) == 2 * 2**20
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert abs(memory_room_bytes(proc, root) - available) < 2**28
 
 
 def test_usable_is_the_smallest_limit() -> None:

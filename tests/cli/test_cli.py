@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pdl.cli import app
+
+from ..processes import shm_entries
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
@@ -226,7 +227,7 @@ def test_interrupt_keeps_finished_points_and_leaves_nothing(images: Path, tmp_pa
         time.sleep(0.05)
     for w in workers:
         assert not w.is_running() or w.status() == psutil.STATUS_ZOMBIE, _cmdline(w)
-    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"pdl-{proc.pid}-")]
+    assert not shm_entries(proc.pid)
 
 
 def test_interrupt_while_memory_is_measured_stops_the_probe_and_its_workers(images: Path, tmp_path: Path) -> None:
@@ -249,7 +250,7 @@ def test_interrupt_while_memory_is_measured_stops_the_probe_and_its_workers(imag
     assert proc.returncode == 130 and "Traceback" not in err, err
     _, alive = psutil.wait_procs(family, timeout=5)
     assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
-    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"pdl-{probe.pid}-")]
+    assert not shm_entries(probe.pid)
 
 
 def test_workers_past_the_usable_cores_warn_but_run(images: Path, tmp_path: Path) -> None:
@@ -260,3 +261,14 @@ def test_workers_past_the_usable_cores_warn_but_run(images: Path, tmp_path: Path
                  "--results", str(tmp_path))  # fmt: skip
     assert res.exit_code == 0, res.output
     assert f"{many} workers + the main process exceed the" in res.stderr and "oversubscribed" in res.stderr
+
+
+def test_info_says_where_the_batch_ring_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pdl.loaders import ring
+
+    res = CliRunner().invoke(app, ["info"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "memfd (not bounded by /dev/shm)" in res.stdout  # Linux: this machine makes memfds
+    monkeypatch.setattr(ring, "backing", lambda: ring.SHM)
+    res = CliRunner().invoke(app, ["info"], env={"COLUMNS": "200"})
+    assert next(line for line in res.stdout.splitlines() if "batch ring" in line).split("│")[2].strip() == "/dev/shm"

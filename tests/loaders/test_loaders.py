@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder, ParallelLoader, SequentialLoader, ThreadLoader, load_pipeline
-from pdl.errors import ConfigError, LoaderTimeoutError, WorkerDiedError, WorkerError
+from pdl.errors import ConfigError, LoaderTimeoutError, SharedMemoryError, WorkerDiedError, WorkerError
 from pdl.loaders import LoaderSpec, make_loader
 
 from ..conftest import write_image
+from ..processes import shm_entries
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -136,7 +137,7 @@ def test_close_leaves_no_child_and_no_shared_memory(images, heavy) -> None:
     par.close()
     par.close()  # twice is fine
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
-    assert not os.path.exists(f"/dev/shm/{name}")
+    assert not [entry for entry in shm_entries() if name in entry]  # no /dev/shm file, no memfd held by anyone
     with pytest.raises(ConfigError, match="closed"):
         iter(par)
 
@@ -194,7 +195,10 @@ def no_faulthandler():
 
 @pytest.mark.parametrize(
     ("sig", "hint"),
-    [(signal.SIGKILL, "the out-of-memory killer sends SIGKILL"), (signal.SIGBUS, "a worker gets SIGBUS when /dev/shm fills up")],
+    [
+        (signal.SIGKILL, "the out-of-memory killer sends SIGKILL"),
+        (signal.SIGBUS, "a worker gets SIGBUS when shared memory runs out: free memory, or lower `batch_size`"),
+    ],
 )
 @pytest.mark.usefixtures("no_faulthandler")
 def test_a_killed_worker_is_reported_with_pid_signal_and_likely_cause(images, heavy, sig, hint) -> None:
@@ -258,8 +262,11 @@ def test_invalid_arguments_name_the_field_and_value(images, heavy) -> None:
 def test_too_small_dev_shm_is_detected_before_allocating(images, heavy, monkeypatch) -> None:
     """The ring is checked against /dev/shm first, and the loader falls back to pickling."""
     from pdl.errors import PdlWarning, SharedMemoryError
+    from pdl.loaders import process
     from pdl.loaders import ring as shm
 
+    monkeypatch.setattr(shm, "backing", lambda: shm.SHM)
+    monkeypatch.setattr(process, "backing", lambda: shm.SHM)
     monkeypatch.setattr(shm, "shm_free_bytes", lambda: 1000)
     with pytest.raises(SharedMemoryError, match=r"needs \d+ MiB in /dev/shm but only 0 MiB are free; lower `batch_size`"):
         shm.SlotRing(4, 2**20)
@@ -289,7 +296,7 @@ def test_a_small_dev_shm_gets_a_smaller_window_not_pickling(images, heavy, monke
     slot = 4 * math.prod(heavy.output_shape) * np.dtype(heavy.output_dtype).itemsize
     room = 3 * slot + slot // 2  # three slots and a half: 2 workers × prefetch 2 + 2 = 6 wanted
     monkeypatch.setattr(shm, "shm_free_bytes", lambda: room)
-    monkeypatch.setattr(process, "shm_free_bytes", lambda: room)
+    monkeypatch.setattr(process, "backing", lambda: shm.SHM)  # where /dev/shm holds the ring (no memfd)
     ds = ImageFolder(images)
     sequential = SequentialLoader(ds, heavy, batch_size=4)
     refs = [collect(sequential), collect(sequential)]  # two epochs: each its own per-image seeds
@@ -319,7 +326,7 @@ def test_two_slots_still_prefetch_one_batch(images, heavy, monkeypatch) -> None:
     slot = 4 * math.prod(heavy.output_shape) * np.dtype(heavy.output_dtype).itemsize
     room = 2 * slot + slot // 2
     monkeypatch.setattr(shm, "shm_free_bytes", lambda: room)
-    monkeypatch.setattr(process, "shm_free_bytes", lambda: room)
+    monkeypatch.setattr(process, "backing", lambda: shm.SHM)  # where /dev/shm holds the ring (no memfd)
     ds = ImageFolder(images)
     sequential = SequentialLoader(ds, heavy, batch_size=4)
     ref, ref_next = collect(sequential), collect(sequential)  # two epochs: each its own per-image seeds
@@ -339,14 +346,69 @@ def test_two_slots_still_prefetch_one_batch(images, heavy, monkeypatch) -> None:
         assert 0 < par.stats.copied_batches < len(ref)
 
 
-def test_a_squeezed_ring_gives_its_pages_back_between_epochs() -> None:
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_the_ring_is_a_memfd_outside_dev_shm_that_every_start_method_maps(images, heavy, start_method) -> None:
+    """Docker's 64 MB /dev/shm does not bound it; the workers get its descriptor however they start."""
+    ds = ImageFolder(images)
+    ref = collect(SequentialLoader(ds, heavy, batch_size=4))
+    workers = 2 if start_method == "fork" else 1
+    with ParallelLoader(ds, heavy, batch_size=4, num_workers=workers, start_method=start_method) as par:
+        par.start()
+        assert par.ring is not None and par.ring.where == "memfd"
+        assert not os.path.exists(f"/dev/shm/{par.ring.name}")
+        assert f"memfd:{par.ring.name}" in shm_entries()  # open here (and in the workers)
+        assert_same(ref, collect(par))
+        assert par.stats.copied_batches == 0  # every batch written by a worker into the memfd, none pickled
+        name = par.ring.name
+    assert not [entry for entry in shm_entries() if name in entry]
+
+
+def test_a_memfd_ring_takes_at_most_half_the_memory_available(images, heavy, monkeypatch) -> None:
+    """The ring is squeezed as in a small /dev/shm, with the advice that fits: as many slots as fit, a smaller window."""
+    import math
+
+    from pdl.errors import PdlWarning
+    from pdl.loaders import ring as shm
+
+    slot = 4 * math.prod(heavy.output_shape) * np.dtype(heavy.output_dtype).itemsize
+    available = 2 * (3 * slot + slot // 2)  # half of it: three slots and a half, of 6 wanted
+    monkeypatch.setattr(shm, "memory_room_bytes", lambda: available)
+    ds = ImageFolder(images)
+    ref = collect(SequentialLoader(ds, heavy, batch_size=4))
+    with pytest.warns(PdlWarning) as warned:
+        par = ParallelLoader(ds, heavy, batch_size=4, num_workers=2)
+        par.start()
+    [line] = [str(w.message) for w in warned]
+    assert f"do not fit half the {available / 2**20:.0f} MiB of memory available; using 3 (a window of 2" in line
+    assert line.endswith("free memory, or raise the container's memory limit for the full window")
+    with par:
+        assert par.ring is not None and par.ring.where == "memfd" and par.ring.slots == 3
+        assert_same(ref, collect(par))
+        assert par.stats.copied_batches == 0
+    monkeypatch.setattr(shm, "memory_room_bytes", lambda: 1000)
+    with pytest.raises(SharedMemoryError, match=r"needs 1 MiB of memory but only 0 MiB may be taken \(half the memory"):
+        shm.SlotRing(1, 2**20)
+
+
+def test_the_leftover_check_sees_a_ring_not_closed() -> None:
+    """What the check after every test looks for: a ring's memfd still open is listed until it is closed."""
+    from pdl.loaders.ring import SlotRing
+
+    ring = SlotRing(2, 4096)
+    assert f"memfd:{ring.name}" in shm_entries()
+    ring.close()
+    assert f"memfd:{ring.name}" not in shm_entries()
+
+
+@pytest.mark.parametrize("where", ["memfd", "/dev/shm"])
+def test_a_squeezed_ring_gives_its_pages_back_between_epochs(where: str) -> None:
     """So that whatever else needs the small /dev/shm between this loader's epochs (another loader measured beside
     it, the training process) has the room."""
     import gc
 
     from pdl.loaders.ring import SlotRing
 
-    ring = SlotRing(2, 2**20)
+    ring = SlotRing(2, 2**20, where)
     try:
         held = ring.lease(ring.acquire())
         other = ring.lease(ring.acquire())

@@ -29,7 +29,7 @@ def worker(ds: ImageFolder, pipeline: Pipeline, spec: LoaderSpec) -> Iterator[tu
     ctx = mp.get_context("fork")
     task_r, task_w = ctx.Pipe(duplex=False)
     res_r, res_w = ctx.Pipe(duplex=False)
-    args = (0, ds, pipeline, spec, task_r, ctx.Lock(), res_w, None, None)
+    args = (0, ds, pipeline, spec, task_r, ctx.Lock(), res_w, None)
     proc = ctx.Process(target=worker_loop, args=args, daemon=True)
     with forking("fork", pipeline):  # as the loader forks: OpenCV's pool kept out of the child
         proc.start()

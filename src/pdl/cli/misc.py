@@ -95,8 +95,10 @@ def inputs(
 
 @guarded
 def info() -> None:
-    """The machine as pdl sees it: cores it may use, memory, /dev/shm, library versions, start method."""
+    """The machine as pdl sees it: cores it may use, memory, /dev/shm and where the batch ring lives, library
+    versions, start method."""
     from .._env import limit_threads
+    from ..loaders.ring import MEMFD, backing
     from ..system import system_info
 
     limit_threads()
@@ -114,6 +116,7 @@ def info() -> None:
         ("usable cores", cpu["usable"]),
         ("memory", _gib(data["memory_total_bytes"])),
         ("/dev/shm", f"{_gib(data['shm_free_bytes'])} free of {_gib(data['shm_total_bytes'])}"),
+        ("batch ring", "memfd (not bounded by /dev/shm)" if backing() == MEMFD else "/dev/shm"),
         ("OS", data["os"]),
         ("Python", data["python"]),
         *((name, version) for name, version in data["versions"].items()),  # type: ignore[attr-defined]

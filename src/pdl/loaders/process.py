@@ -25,12 +25,12 @@ import numpy as np
 from ..data.pipeline import Pipeline
 from ..data.protocol import Dataset, check_picklable, sample_image
 from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, PdlWarning, SharedMemoryError, WorkerDiedError
-from ..system import default_start_method, shm_free_bytes
+from ..system import default_start_method
 from .base import Loader
 from .batching import Batch
 from .chunks import Part, WorkRate, compact, merged, merged_labels, split, stack
 from .forking import forking
-from .ring import RingState, SlotRing, fitting_slots, view
+from .ring import SHM, RingState, SlotRing, backing, fitting_slots, room, view
 from .spec import LoaderSpec
 from .worker import FAILED, READY, worker_loop
 
@@ -107,7 +107,7 @@ class ParallelLoader(Loader):
         self._results: list[connection.Connection] = []
         self._ring: SlotRing | None = None
         self._window = self.num_workers * self.spec.prefetch  # batches dispatched ahead; smaller if the ring is
-        self._squeezed = False  # the ring was cut to fit a small /dev/shm
+        self._squeezed = False  # the ring was cut to fit a small room
         self._task_ids = itertools.count()
         self._rate = WorkRate()  # work per image, from the chunks made: sizes the chunks of cheap images
         self._pending: dict[int, tuple[_InFlight, int]] = {}  # task → (its batch, chunk number)
@@ -118,10 +118,10 @@ class ParallelLoader(Loader):
 
     @property
     def ring(self) -> RingState | None:
-        """The shared-memory ring now: its /dev/shm name, its slots and how many are free (None: batches are
-        pickled instead)."""
+        """The shared-memory ring now: its name, its slots, how many are free and where it lives (None: batches
+        are pickled instead)."""
         ring = self._ring
-        return None if ring is None else RingState(ring.name, ring.n_slots, ring.free_slots)
+        return None if ring is None else RingState(ring.name, ring.n_slots, ring.free_slots, ring.where)
 
     @property
     def worker_pids(self) -> list[int]:
@@ -160,7 +160,7 @@ class ParallelLoader(Loader):
     def _spawn(self, ctx: Any, wid: int, task_r: connection.Connection, take: Any) -> None:
         res_r, res_w = ctx.Pipe(duplex=False)
         ring = self._ring
-        args = (wid, self.dataset, self.pipeline, self.spec, task_r, take, res_w, ring and ring.name, ring and ring.slot_bytes)
+        args = (wid, self.dataset, self.pipeline, self.spec, task_r, take, res_w, ring and ring.handle)
         proc = ctx.Process(target=worker_loop, args=args, name=f"pdl-worker-{wid}", daemon=True)
         proc.start()
         res_w.close()
@@ -180,10 +180,11 @@ class ParallelLoader(Loader):
         else:
             slot_bytes = spec.batch_size * self._raw_image_bytes()
         n_slots = self.num_workers * spec.prefetch + 2  # the window, the batch being consumed, and one spare
-        free = shm_free_bytes()
-        fit = fitting_slots(n_slots, slot_bytes, free)
+        where = backing()
+        has = room(where)
+        fit = fitting_slots(n_slots, slot_bytes, has.free)
         try:
-            ring = SlotRing(fit, slot_bytes)
+            ring = SlotRing(fit, slot_bytes, where)
         except SharedMemoryError as exc:
             warnings.warn(f"{exc}; falling back to pickling batches (slower)", PdlWarning, stacklevel=3)
             return None
@@ -192,11 +193,11 @@ class ParallelLoader(Loader):
             # prefetching at all: with 2 slots, a batch dispatched while the loop still holds the last one finds
             # no free slot and is pickled (a loop that drops its batch first keeps them all zero-copy)
             self._window = max(2, fit - 1)
-            self._squeezed = True  # its pages go back to /dev/shm between epochs
+            self._squeezed = True  # its pages go back between epochs
             warnings.warn(
-                f"shared memory: {n_slots} batch slots of {slot_bytes / 2**20:.0f} MiB do not fit the "
-                f"{(free or 0) / 2**20:.0f} MiB free in /dev/shm; using {fit} (a window of {self._window} "
-                f"batch(es) in flight instead of {n_slots - 2}); enlarge /dev/shm (docker: --shm-size) for the full window",
+                f"shared memory: {n_slots} batch slots of {slot_bytes / 2**20:.0f} MiB do not fit {has.said()}; "
+                f"using {fit} (a window of {self._window} batch(es) in flight instead of {n_slots - 2}); "
+                f"{has.advice} for the full window",
                 PdlWarning,
                 stacklevel=3,
             )
@@ -401,9 +402,10 @@ class ParallelLoader(Loader):
                 how += "; the out-of-memory killer sends SIGKILL: check memory, or lower `num_workers` or `batch_size`"
             elif sig == signal.SIGBUS and self._ring is not None:
                 how += (
-                    "; a worker gets SIGBUS when /dev/shm fills up: free it, enlarge it "
-                    "(docker: --shm-size), or lower `batch_size` or `prefetch`"
-                )
+                    "; a worker gets SIGBUS when /dev/shm fills up: free it, enlarge it (docker: --shm-size)"
+                    if self._ring.where == SHM
+                    else "; a worker gets SIGBUS when shared memory runs out: free memory"
+                ) + ", or lower `batch_size` or `prefetch`"
         else:
             how = f"exited with code {code}"
         raise WorkerDiedError(f"worker {wid} (pid {proc.pid}) died: {how}", exc_type="WorkerDied")

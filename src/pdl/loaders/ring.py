@@ -2,10 +2,16 @@
 
 A slot goes back to the ring when the last array viewing it is garbage-collected, so a batch stays valid for
 as long as the caller holds it; when every slot is held, batches are pickled instead (slower, never wrong).
+
+On Linux the segment is a memfd: anonymous shared memory, passed to the workers as a file descriptor. It is
+not a file in /dev/shm, so Docker's 64 MB default (``--shm-size``) does not bound it (memory limits do), and
+the kernel frees it when the last process holding it exits, however that happens. Elsewhere, or where the
+kernel refuses a memfd, it is a named segment in /dev/shm.
 """
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import secrets
@@ -15,20 +21,64 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing import shared_memory
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..errors import SharedMemoryError
-from ..system import shm_free_bytes
+from ..system import memory_room_bytes, shm_free_bytes
 
 SHM_PREFIX = "pdl-"
+MEMFD, SHM = "memfd", "/dev/shm"  # where a ring lives
+MEMORY_SHARE = 2  # a memfd ring takes at most 1/2 of the memory still available: the rest is the workers' and the training's
+
+
+@functools.cache
+def backing() -> str:
+    """Where new rings live: ``MEMFD`` where the kernel makes one (Linux), else ``SHM``."""
+    if not hasattr(os, "memfd_create"):
+        return SHM
+    try:
+        os.close(os.memfd_create(f"{SHM_PREFIX}probe", os.MFD_CLOEXEC))
+    except OSError:  # ENOSYS, or a seccomp profile that forbids it
+        return SHM
+    return MEMFD
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a ring may take where it lives: bytes (None: cannot be read, so not limited), said in words."""
+
+    where: str
+    free: int | None
+
+    def said(self) -> str:
+        """'the 60 MiB free in /dev/shm', or 'half the 900 MiB of memory available'."""
+        free = (self.free or 0) / 2**20
+        return (
+            f"the {free:.0f} MiB free in /dev/shm"
+            if self.where == SHM
+            else f"half the {free * MEMORY_SHARE:.0f} MiB of memory available"
+        )
+
+    @property
+    def advice(self) -> str:
+        return (
+            "enlarge /dev/shm (docker: --shm-size)" if self.where == SHM else "free memory, or raise the container's memory limit"
+        )
+
+
+def room(where: str) -> Room:
+    if where == SHM:
+        return Room(SHM, shm_free_bytes())
+    available = memory_room_bytes()
+    return Room(MEMFD, None if available is None else available // MEMORY_SHARE)
 
 
 def fitting_slots(wanted: int, slot_bytes: int, free: int | None) -> int:
-    """How many of ``wanted`` slots to make: all of them where they fit the free /dev/shm (or it cannot be read),
-    else as many as fit but at least 2 (one batch in flight, one being consumed); below 2 the ring's own check
-    refuses it, and batches are pickled."""
+    """How many of ``wanted`` slots to make: all of them where they fit the room (or it cannot be read), else as
+    many as fit but at least 2 (one batch in flight, one being consumed); below 2 the ring's own check refuses
+    it, and batches are pickled."""
     if free is None or wanted * slot_bytes <= free:
         return wanted
     return max(2, min(wanted, free // max(1, slot_bytes)))
@@ -36,41 +86,81 @@ def fitting_slots(wanted: int, slot_bytes: int, free: int | None) -> int:
 
 @dataclass(frozen=True)
 class RingState:
-    name: str  # the segment in /dev/shm
+    name: str  # the segment's name: its file in /dev/shm, or the memfd's (/proc/<pid>/fd shows it as /memfd:<name>)
     slots: int
     free: int
+    where: str = MEMFD
+
+
+@dataclass(frozen=True)
+class RingHandle:
+    """What a worker needs to map the ring. A memfd's descriptor travels with it when a worker is started: a
+    forked worker inherits it, a spawned or forkserver one gets a duplicate (as multiprocessing passes a pipe)."""
+
+    name: str
+    size: int
+    slot_bytes: int
+    fd: int | None = None  # None: a named segment in /dev/shm
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.fd is None:
+            return (RingHandle, (self.name, self.size, self.slot_bytes))
+        from multiprocessing import reduction
+
+        return (_rebuilt, (self.name, self.size, self.slot_bytes, reduction.DupFd(self.fd)))
+
+
+def _rebuilt(name: str, size: int, slot_bytes: int, dup: Any) -> RingHandle:
+    return RingHandle(name, size, slot_bytes, dup.detach())
 
 
 class SlotRing:
-    """``n_slots`` slots of ``slot_bytes`` in one /dev/shm segment, handed out last in, first out.
+    """``n_slots`` slots of ``slot_bytes`` in one shared-memory segment (``where``: ``MEMFD`` or ``SHM``; by default
+    ``backing()``), handed out last in, first out.
 
-    /dev/shm is checked for room up front, but its pages are not reserved: tmpfs allocates a page when a worker
-    first writes it, and the slot freed last is handed out first, so the ring costs the slots a run keeps busy
+    The room is checked up front, but the pages are not reserved: the kernel allocates a page when a worker first
+    writes it, and the slot freed last is handed out first, so the ring costs the slots a run keeps busy
     (workers × prefetch in a plain loop), its spare slots nothing until a caller holds batches back, and the
     busy slots stay warm in cache. Reserving every page (posix_fallocate) would turn a /dev/shm that fills up
     later into an early error instead of a worker's SIGBUS (which the loader reports as such), at the price
     of memory never used.
     """
 
-    def __init__(self, n_slots: int, slot_bytes: int) -> None:
+    def __init__(self, n_slots: int, slot_bytes: int, where: str | None = None) -> None:
         self.n_slots, self.slot_bytes = n_slots, max(1, slot_bytes)
+        self.where = where or backing()
         need = self.n_slots * self.slot_bytes
-        free = shm_free_bytes()
-        if free is not None and need > free:
+        has = room(self.where)
+        if has.free is not None and need > has.free:
+            took = "in /dev/shm" if self.where == SHM else "of memory"
             raise SharedMemoryError(
-                f"shared memory: the batch ring needs {need / 2**20:.0f} MiB in /dev/shm but only {free / 2**20:.0f} MiB "
-                "are free; lower `batch_size`, `num_workers` or `prefetch`, or enlarge /dev/shm (docker: --shm-size)"
+                f"shared memory: the batch ring needs {need / 2**20:.0f} MiB {took} but only {has.free / 2**20:.0f} MiB "
+                f"{'are free' if self.where == SHM else 'may be taken (half the memory available)'}; "
+                f"lower `batch_size`, `num_workers` or `prefetch`, or {has.advice}"
             )
-        name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        self.shm = shared_memory.SharedMemory(name=name, create=True, size=need)
+        self.name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        self._fd: int | None = None
+        self.shm: shared_memory.SharedMemory | None = None
+        if self.where == MEMFD:
+            fd = os.memfd_create(self.name, os.MFD_CLOEXEC)
+            try:
+                os.ftruncate(fd, need)
+                self._map = mmap.mmap(fd, need)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd, self.buf = fd, memoryview(self._map)
+        else:
+            self.shm = shared_memory.SharedMemory(name=self.name, create=True, size=need)
+            self._map, self.buf = self.shm._mmap, cast(memoryview, self.shm.buf)  # type: ignore[attr-defined]
         self._free: deque[int] = deque(range(self.n_slots))
         self._lock = threading.Lock()
         self._closed = False
         self._idle = False  # between epochs with ``give_back``: a slot released then returns its pages at once
 
     @property
-    def name(self) -> str:
-        return self.shm.name
+    def handle(self) -> RingHandle:
+        return RingHandle(self.name, self.n_slots * self.slot_bytes, self.slot_bytes, self._fd)
 
     def acquire(self) -> int | None:
         with self._lock:
@@ -84,10 +174,10 @@ class SlotRing:
                     self._punch(slot)
 
     def give_back(self, idle: bool) -> None:
-        """``idle=True`` (an epoch ended): the free slots' pages go back to /dev/shm now, and each slot released
-        later goes back when it is; ``False`` (an epoch starts): slots keep their pages again. For a ring squeezed
-        into a small /dev/shm, so that whatever else needs it between this loader's epochs (another loader, the
-        training process) has the room; tmpfs hands the pages out again, zeroed, when a worker next writes."""
+        """``idle=True`` (an epoch ended): the free slots' pages go back now, and each slot released later goes
+        back when it is; ``False`` (an epoch starts): slots keep their pages again. For a ring squeezed into a
+        small room, so that whatever else needs it between this loader's epochs (another loader, the training
+        process) has it; the kernel hands the pages out again, zeroed, when a worker next writes."""
         with self._lock:
             self._idle = idle and not self._closed
             if self._idle:
@@ -95,22 +185,21 @@ class SlotRing:
                     self._punch(slot)
 
     def _punch(self, slot: int) -> None:
-        """Free the backing pages of the slot's whole pages (MADV_REMOVE: tmpfs punches a hole)."""
+        """Free the backing pages of the slot's whole pages (MADV_REMOVE: shared memory punches a hole)."""
         page = mmap.PAGESIZE
         start = -(-slot * self.slot_bytes // page) * page
         stop = (slot + 1) * self.slot_bytes // page * page
-        mapping = getattr(self.shm, "_mmap", None)
-        if stop > start and mapping is not None and hasattr(mmap, "MADV_REMOVE"):
+        if stop > start and hasattr(mmap, "MADV_REMOVE"):
             try:
-                mapping.madvise(mmap.MADV_REMOVE, start, stop - start)
-            except OSError:  # not tmpfs, or not allowed: the pages stay, as without this
+                self._map.madvise(mmap.MADV_REMOVE, start, stop - start)
+            except (OSError, ValueError):  # not shared memory, or not allowed, or closed: the pages stay
                 pass
 
     @property
     def resident_bytes(self) -> int:
-        """Bytes of the segment backed by /dev/shm pages now (what it takes from the room)."""
+        """Bytes of the segment backed by pages now (what it takes from the room)."""
         try:
-            st = os.stat(f"/dev/shm/{self.name}")
+            st = os.fstat(self._fd) if self._fd is not None else os.stat(f"/dev/shm/{self.name}")
         except OSError:
             return 0
         return int(st.st_blocks * 512)
@@ -120,7 +209,7 @@ class SlotRing:
         return len(self._free)
 
     def close(self) -> None:
-        """Unlink the segment (nothing left in /dev/shm); the mapping lives on while arrays still view it."""
+        """Close the memfd, or unlink the /dev/shm segment; the mapping lives on while arrays still view it."""
         with self._lock:
             if self._closed:
                 return
@@ -128,6 +217,16 @@ class SlotRing:
         self._destroy()
 
     def _destroy(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+            try:
+                self.buf.release()
+                self._map.close()
+            except BufferError:  # batches still held by the caller: the mapping goes when they do
+                pass
+            return
+        assert self.shm is not None
         try:
             self.shm.unlink()
         except FileNotFoundError:
@@ -142,7 +241,7 @@ class SlotRing:
 
         One finalizer per lease: every array cut from it (``view``) keeps it alive through ``.base``.
         """
-        arr: np.ndarray = np.ndarray((self.slot_bytes,), dtype=np.uint8, buffer=self.shm.buf, offset=slot * self.slot_bytes)
+        arr: np.ndarray = np.ndarray((self.slot_bytes,), dtype=np.uint8, buffer=self.buf, offset=slot * self.slot_bytes)
         weakref.finalize(arr, self.release, slot)
         return arr
 
@@ -158,19 +257,25 @@ def view(raw: np.ndarray, shape: tuple[int, ...], dtype: Any, offset: int = 0) -
 _ATTACHED: list[Any] = []  # keeps 3.13+ SharedMemory objects alive (their __del__ closes the mapping)
 
 
-def attach(name: str) -> Any:
-    """Map an existing segment in a worker without registering it with the resource tracker.
+def attach(handle: RingHandle) -> Any:
+    """Map the ring in a worker: its memfd (the descriptor is closed then; the mapping keeps the memory), or its
+    /dev/shm segment without registering it with the resource tracker.
 
     Before Python 3.13, ``SharedMemory(name)`` registers the segment again in the child, and the tracker,
     shared with the parent, then reports it leaked or unlinks it twice.
     """
+    if handle.fd is not None:
+        try:
+            return mmap.mmap(handle.fd, handle.size)
+        finally:
+            os.close(handle.fd)  # a worker's own copy (inherited or passed); the parent's stays open
     if sys.version_info >= (3, 13):
-        shm = shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]
+        shm = shared_memory.SharedMemory(name=handle.name, track=False)  # type: ignore[call-arg]
         _ATTACHED.append(shm)
         return shm.buf
     import _posixshmem
 
-    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+    fd = _posixshmem.shm_open("/" + handle.name, os.O_RDWR, mode=0o600)
     try:
         return mmap.mmap(fd, os.fstat(fd).st_size)
     finally:

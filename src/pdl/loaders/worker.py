@@ -21,7 +21,7 @@ from ..errors import worker_error
 from .batching import make_batch
 from .chunks import Part
 from .forking import worker_started
-from .ring import attach, slot_array
+from .ring import RingHandle, attach, slot_array
 from .spec import LoaderSpec
 
 # message kinds, worker → parent
@@ -36,12 +36,12 @@ def worker_loop(
     tasks: connection.Connection,
     take: Any,
     results: connection.Connection,
-    shm_name: str | None,
-    slot_bytes: int | None,
+    ring: RingHandle | None,
 ) -> None:
     worker_started()
     keep_freed_memory()
-    buf = attach(shm_name) if shm_name else None
+    buf = attach(ring) if ring is not None else None
+    slot_bytes = ring.slot_bytes if ring is not None else 0
     augment = spec.augment_in == "workers"
     if augment:
         pipeline.compose  # build the albumentations objects once, before the first task  # noqa: B018
@@ -61,7 +61,7 @@ def worker_loop(
         indices = np.asarray(listed, dtype=np.int64)
         t_start = time.perf_counter()
         try:
-            part = _run(dataset, pipeline, spec, epoch, indices, slot, offset, batch_len, buf, slot_bytes or 0, augment)
+            part = _run(dataset, pipeline, spec, epoch, indices, slot, offset, batch_len, buf, slot_bytes, augment)
             results.send((DONE, task_id, (part, t_start, time.perf_counter())))
         except Exception as exc:
             results.send((FAILED, task_id, worker_error(exc, getattr(exc, "path", None), "reading")))
