@@ -145,3 +145,10 @@ def test_a_speedup_the_cores_cannot_give_is_flagged_as_a_disturbed_baseline(monk
     assert any(
         n.startswith("‼ disturbed baseline: process (2 workers, 2.50×) above what the usable cores allow") for n in grid.notes
     )
+    # with a step (a GPU's, the loop waits), loading overlaps it: past the workers' count is no sign of disturbance
+    from pdl.bench.step import Step
+
+    clock, log = FakeClock(), []
+    stepped = replace(work, step=Step(1.0))
+    seq, par = measure(stepped, clock=clock, sleep=lambda _s: None)
+    assert par.speedup > 2.2 and not par.disturbed

@@ -108,7 +108,8 @@ def test_batches_kept_by_the_caller_stay_valid(images, heavy) -> None:
 
 def test_slots_return_after_epoch_break_and_new_epoch(images, heavy) -> None:
     ds = ImageFolder(images)
-    with ParallelLoader(ds, heavy, batch_size=3, num_workers=2) as par:
+    # prefetch_epochs off: every slot free between epochs (none held by the next epoch's first batches)
+    with ParallelLoader(ds, heavy, batch_size=3, num_workers=2, prefetch_epochs=False) as par:
         for batch in par:
             pass
         ring = par.ring
@@ -294,7 +295,7 @@ def test_a_small_dev_shm_gets_a_smaller_window_not_pickling(images, heavy, monke
     assert shm.fitting_slots(6, 10, None) == 6 and shm.fitting_slots(6, 10, 60) == 6
     assert shm.fitting_slots(6, 10, 35) == 3 and shm.fitting_slots(6, 10, 5) == 2  # below 2: the ring refuses
     slot = 4 * math.prod(heavy.output_shape) * np.dtype(heavy.output_dtype).itemsize
-    room = 3 * slot + slot // 2  # three slots and a half: 2 workers × prefetch 2 + 2 = 6 wanted
+    room = 3 * slot + slot // 2  # three slots and a half: 2 workers × prefetch 2 + 3 = 7 wanted
     monkeypatch.setattr(shm, "shm_free_bytes", lambda: room)
     monkeypatch.setattr(process, "backing", lambda: shm.SHM)  # where /dev/shm holds the ring (no memfd)
     ds = ImageFolder(images)
@@ -304,8 +305,8 @@ def test_a_small_dev_shm_gets_a_smaller_window_not_pickling(images, heavy, monke
         par = ParallelLoader(ds, heavy, batch_size=4, num_workers=2)
         par.start()
     [line] = [str(w.message) for w in warned]
-    assert line.startswith(f"shared memory: 6 batch slots of {slot / 2**20:.0f} MiB do not fit the ")
-    assert "using 3 (a window of 2 batch(es) in flight instead of 4); enlarge /dev/shm (docker: --shm-size)" in line
+    assert line.startswith(f"shared memory: 7 batch slots of {slot / 2**20:.0f} MiB do not fit the ")
+    assert "using 3 (a window of 1 batch(es) in flight instead of 4); enlarge /dev/shm (docker: --shm-size)" in line
     with par:
         assert par.ring is not None and par.ring.slots == 3
         for ref in refs:
@@ -314,7 +315,7 @@ def test_a_small_dev_shm_gets_a_smaller_window_not_pickling(images, heavy, monke
 
 
 def test_two_slots_still_prefetch_one_batch(images, heavy, monkeypatch) -> None:
-    """Room for two slots only: a window of 2, not 1 (which would be no prefetching at all). A loop that drops each
+    """Room for two slots only: a window of 1, one batch in flight while the loop holds one. A loop that drops each
     batch before asking for the next keeps every batch zero-copy; one that holds its batch (a plain ``for``) gets
     the batch that found no free slot pickled, never a wrong one."""
     import math
@@ -330,7 +331,7 @@ def test_two_slots_still_prefetch_one_batch(images, heavy, monkeypatch) -> None:
     ds = ImageFolder(images)
     sequential = SequentialLoader(ds, heavy, batch_size=4)
     ref, ref_next = collect(sequential), collect(sequential)  # two epochs: each its own per-image seeds
-    with pytest.warns(PdlWarning, match=r"using 2 \(a window of 2 batch\(es\) in flight instead of 4\)"):
+    with pytest.warns(PdlWarning, match=r"using 2 \(a window of 1 batch\(es\) in flight instead of 4\)"):
         par = ParallelLoader(ds, heavy, batch_size=4, num_workers=2)
         par.start()
     with par:
@@ -371,7 +372,7 @@ def test_a_memfd_ring_takes_at_most_half_the_memory_available(images, heavy, mon
     from pdl.loaders import ring as shm
 
     slot = 4 * math.prod(heavy.output_shape) * np.dtype(heavy.output_dtype).itemsize
-    available = 2 * (3 * slot + slot // 2)  # half of it: three slots and a half, of 6 wanted
+    available = 2 * (3 * slot + slot // 2)  # half of it: three slots and a half, of 7 wanted
     monkeypatch.setattr(shm, "memory_room_bytes", lambda: available)
     ds = ImageFolder(images)
     ref = collect(SequentialLoader(ds, heavy, batch_size=4))
@@ -379,7 +380,7 @@ def test_a_memfd_ring_takes_at_most_half_the_memory_available(images, heavy, mon
         par = ParallelLoader(ds, heavy, batch_size=4, num_workers=2)
         par.start()
     [line] = [str(w.message) for w in warned]
-    assert f"do not fit half the {available / 2**20:.0f} MiB of memory available; using 3 (a window of 2" in line
+    assert f"do not fit half the {available / 2**20:.0f} MiB of memory available; using 3 (a window of 1" in line
     assert line.endswith("free memory, or raise the container's memory limit for the full window")
     with par:
         assert par.ring is not None and par.ring.where == "memfd" and par.ring.slots == 3
@@ -452,3 +453,40 @@ def test_the_parent_builds_the_pipeline_before_forking_so_workers_share_it(image
     with ParallelLoader(ImageFolder(images), pipeline, batch_size=4, num_workers=1, start_method="fork") as par:
         par.start()
         assert pipeline.built
+
+
+class _Counted(ImageFolder):
+    """Counts the images read (threads share it; for the thread loader)."""
+
+    reads = 0
+
+    def read(self, i: int, need: tuple[int, int] | None = None) -> tuple[np.ndarray, float, float]:
+        type(self).reads += 1
+        return super().read(i, need)
+
+
+def test_while_the_loop_holds_a_batch_the_window_is_in_flight(images, heavy) -> None:
+    """``workers × prefetch`` batches are made while the loop holds one, as torch's prefetch_factor counts: with
+    one worker and prefetch 1, the next batch is made during the loop's step (it used to wait until asked for:
+    no prefetching at all, the stall of a sequential loop)."""
+    spec = LoaderSpec(batch_size=4, num_workers=1, prefetch=1, prefetch_epochs=False)
+    with ParallelLoader(ImageFolder(images), heavy, spec) as par:
+        batches = iter(par)
+        first = next(batches)
+        assert list(par._batches) == [1]  # batch 1 dispatched while the loop holds batch 0
+        deadline = time.monotonic() + 20
+        while par._batches[1].outstanding and time.monotonic() < deadline:
+            par._collect(par._receive(deadline, "test"))
+        assert not par._batches[1].outstanding  # made without the loop asking for it
+        del first
+        batches.close()
+    _Counted.reads = 0
+    with ThreadLoader(_Counted(images), heavy, spec) as threads:
+        batches = iter(threads)
+        first = next(batches)
+        deadline = time.monotonic() + 20
+        while _Counted.reads < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _Counted.reads == 8  # batch 0 and batch 1 read, nothing further: a window of one batch
+        del first
+        batches.close()

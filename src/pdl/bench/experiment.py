@@ -56,7 +56,7 @@ class Experiment:
     rank: int = 0  # the shard measured (data-parallel training): this rank's share of every epoch
     world_size: int = 1
     cache: Cache = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
-    prefetch_epochs: bool = False  # process and thread loaders: the next epoch's first batches made while this one ends
+    prefetch_epochs: bool = True  # process and thread loaders: the next epoch's first batches made while this one ends
 
     def __post_init__(self) -> None:
         parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work

@@ -157,8 +157,8 @@ class Point:
     """With --step-ms: median seconds per epoch the consumer spent in the step."""
     first_wait_share: float | None = None
     """With --step-ms: the part of the stall share spent on each epoch's first batch (median over rounds):
-    without ``prefetch_epochs`` prefetching does not carry across epochs, so it is waited for however many workers
-    there are."""
+    with ``prefetch_epochs`` off (and in the loaders without it) prefetching does not carry across epochs, so it is
+    waited for however many workers there are."""
     cache: str = "warm"
     """The page cache at each timed epoch: warm (as left), or cold (the dataset's files evicted before it)."""
     cache_resident: float | None = None

@@ -148,13 +148,14 @@ def check_search(max_workers: int, budget_s: float | None, repeats: int) -> None
         )
 
 
-def loader_call(class_name: str, batch_size: int, workers: int, prefetch: int, prefetch_epochs: bool = False) -> str:
-    """The call to use: 'ParallelLoader(ds, pipe, batch_size=64, num_workers=3, prefetch=2)'."""
-    across = ", prefetch_epochs=True" if prefetch_epochs else ""
+def loader_call(class_name: str, batch_size: int, workers: int, prefetch: int, prefetch_epochs: bool = True) -> str:
+    """The call to use: 'ParallelLoader(ds, pipe, batch_size=64, num_workers=3, prefetch=2)'; with
+    ``prefetch_epochs`` off (not the default), it says so."""
+    across = "" if prefetch_epochs else ", prefetch_epochs=False"
     return f"{class_name}(ds, pipe, batch_size={batch_size}, num_workers={workers}, prefetch={prefetch}{across})"
 
 
-def summary(tuning: Tuning, class_name: str, batch_size: int, prefetch_epochs: bool = False) -> Tuned:
+def summary(tuning: Tuning, class_name: str, batch_size: int, prefetch_epochs: bool = True) -> Tuned:
     """What a results file keeps of the search (``ResultSet.tuned``) and the report reads back."""
     c = tuning.chosen
     memory = c.point.memory_peak_mb if c.point is not None else None
@@ -212,7 +213,8 @@ def tune(
     tuning = replace(tuning, trials=trials, chosen=chosen)
     points = tuple(chosen.point if i == at and chosen.point else p for i, p in enumerate(results.points))
     cls = loader_class(kind)
-    told = summary(tuning, cls.__name__, batch_size, exp.prefetch_epochs and cls.prefetches_epochs)
+    # a loader that does not prefetch across epochs takes no such argument: nothing to say in its call
+    told = summary(tuning, cls.__name__, batch_size, exp.prefetch_epochs or not cls.prefetches_epochs)
     results = replace(results, points=points, tuned=told, complete=True)
     on_save(results)
     return results, tuning

@@ -117,7 +117,12 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
     ),
     "prefetch": (Annotated[int, typer.Option(help="Batches in flight per worker.")], _DEFAULTS["prefetch"]),
     "prefetch_epochs": (
-        Annotated[bool, typer.Option(help="process, thread: the window's room at an epoch's end starts the next epoch.")],
+        Annotated[
+            bool,
+            typer.Option(
+                help="process, thread: the window's room at an epoch's end starts the next epoch (off: each epoch starts empty, as torch's)."
+            ),
+        ],
         _DEFAULTS["prefetch_epochs"],
     ),
     "chunk_size": (

@@ -179,7 +179,9 @@ class ParallelLoader(Loader):
             slot_bytes = spec.batch_size * math.prod(shape) * np.dtype(self.pipeline.output_dtype).itemsize
         else:
             slot_bytes = spec.batch_size * self._raw_image_bytes()
-        n_slots = self.num_workers * spec.prefetch + 2  # the window, the batch being consumed, and one spare
+        # the window, the batch asked for, the one the loop still holds (a for loop's), and a spare: a slot never
+        # written costs no memory
+        n_slots = self.num_workers * spec.prefetch + 3
         where = backing()
         has = room(where)
         fit = fitting_slots(n_slots, slot_bytes, has.free)
@@ -189,14 +191,14 @@ class ParallelLoader(Loader):
             warnings.warn(f"{exc}; falling back to pickling batches (slower)", PdlWarning, stacklevel=3)
             return None
         if fit < n_slots:  # a smaller window in the room there is, rather than every batch pickled
-            # every slot but the one the loop holds is in flight; at least 2 in flight, since a window of 1 is no
-            # prefetching at all: with 2 slots, a batch dispatched while the loop still holds the last one finds
-            # no free slot and is pickled (a loop that drops its batch first keeps them all zero-copy)
-            self._window = max(2, fit - 1)
+            # every slot but the one the loop holds is in flight (the window and the batch asked for); at least a
+            # window of 1: with 2 slots, a batch dispatched while the loop still holds the last one finds no free
+            # slot and is pickled (a loop that drops its batch first keeps them all zero-copy)
+            self._window = max(1, fit - 2)
             self._squeezed = True  # its pages go back between epochs
             warnings.warn(
                 f"shared memory: {n_slots} batch slots of {slot_bytes / 2**20:.0f} MiB do not fit {has.said()}; "
-                f"using {fit} (a window of {self._window} batch(es) in flight instead of {n_slots - 2}); "
+                f"using {fit} (a window of {self._window} batch(es) in flight instead of {n_slots - 3}); "
                 f"{has.advice} for the full window",
                 PdlWarning,
                 stacklevel=3,
@@ -227,13 +229,13 @@ class ParallelLoader(Loader):
         finished = False
         try:
             for number in range(len(plan)):
-                # batches dispatched but not yet handed out (in flight or in the reorder buffer) stay within
-                # the window, so they never need more slots than the ring has
-                while sent < len(plan) and sent - number < window:
+                # batch ``number`` (asked for now) and, beyond it, the window: while the loop holds this batch,
+                # ``window`` batches are in flight (torch's prefetch_factor × workers), never more than the ring holds
+                while sent < len(plan) and sent - number <= window:
                     self._dispatch(epoch, sent, plan[sent], edge=sent in (0, len(plan) - 1))
                     sent += 1
                 # this epoch all dispatched: the room left in the window starts the next one (its order is known)
-                while sent == len(plan) and len(ahead) < len(following) and sent - number + len(ahead) < window:
+                while sent == len(plan) and len(ahead) < len(following) and sent - number + len(ahead) <= window:
                     n = len(ahead)
                     self._dispatch(epoch + 1, n, following[n], edge=n in (0, len(following) - 1), into=ahead)
                 t0 = time.perf_counter()

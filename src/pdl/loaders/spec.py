@@ -76,7 +76,7 @@ class LoaderSpec:
     ray_address: str | None = None  # None: RAY_ADDRESS, else a local Ray instance
     rank: int = 0  # this process's shard of every epoch (data-parallel training), as DistributedSampler's
     world_size: int = 1  # how many shards (training processes) share each epoch
-    prefetch_epochs: bool = False  # process and thread loaders: the window's room at an epoch's end starts the next
+    prefetch_epochs: bool = True  # process and thread loaders: the window's room at an epoch's end starts the next
 
     def __post_init__(self) -> None:
         check({f.name: getattr(self, f.name) for f in fields(self)}, lambda key: f"`{key}`")

@@ -69,10 +69,11 @@ class ThreadLoader(Loader):
         finished = False
         try:
             for _ in range(len(plan)):
-                while sent < len(plan) and len(window) < room:
+                # the batch asked for and, beyond it, ``room`` in flight while the loop holds it
+                while sent < len(plan) and len(window) <= room:
                     window.append(self._submit(plan[sent], epoch, edge=sent in (0, len(plan) - 1)))
                     sent += 1
-                while sent == len(plan) and len(ahead) < len(following) and len(window) + len(ahead) < room:
+                while sent == len(plan) and len(ahead) < len(following) and len(window) + len(ahead) <= room:
                     n = len(ahead)  # this epoch all submitted: the room left starts the next one
                     ahead.append(self._submit(following[n], epoch + 1, edge=n in (0, len(following) - 1)))
                 t0 = time.perf_counter()

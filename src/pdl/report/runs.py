@@ -68,8 +68,8 @@ STALL_COLUMNS = ["stall", "1st batch", "of ideal images/s", "wait p50/p90/p99 ms
 
 STALL_NOTE = (
     "stall: the consumer's wait for batches / the epoch's wall time (the sequential loop's is its whole load "
-    "time); 1st batch: the part of it spent on each epoch's first batch (without --prefetch-epochs prefetching does not carry across "
-    "epochs: fewer batches per epoch, more of it); of ideal: images/s against the step-bound ideal, batch / step; "
+    "time); 1st batch: the part of it spent on each epoch's first batch (with --no-prefetch-epochs, and in loaders "
+    "other than process and thread, prefetching does not carry across epochs: fewer batches per epoch, more of it); of ideal: images/s against the step-bound ideal, batch / step; "
     "wait: per batch, over every timed round"
 )
 
@@ -232,6 +232,6 @@ def memory_grid(rs: ResultSet) -> Grid | None:
         grid.rows.append(row)
     grid.notes = [
         f"a batch is {first.batch_mb or 0:.1f} MB; budget: workers × prefetch + 2 batches over the sequential run "
-        "(the batches in flight, the one being consumed, one spare)"
+        "(the batches in flight, the one asked for, the one the loop still holds)"
     ]
     return grid
