@@ -34,6 +34,28 @@ def test_save_then_load_round_trips_and_csv_is_tidy(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
+def test_an_interrupt_while_the_csv_is_written_keeps_the_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between the JSON's rename and the CSV's: the JSON, with its points, is what a stopped run keeps
+    (it used to count as never saved, and the stopped sweep deleted it)."""
+    import pdl.bench.files as files_mod
+
+    real, calls = files_mod._atomic_write, []
+
+    def interrupted_at_the_csv(path: Path, text: str) -> None:
+        calls.append(path.suffix)
+        if path.suffix == ".csv":
+            raise KeyboardInterrupt
+        real(path, text)
+
+    monkeypatch.setattr(files_mod, "_atomic_write", interrupted_at_the_csv)
+    writer = ResultWriter(tmp_path, "sweep-workers")
+    with pytest.raises(KeyboardInterrupt):
+        writer.save(sweep_workers())
+    assert calls == [".json", ".csv"] and writer.saved
+    writer.discard_if_unused()
+    assert len(load(writer.path).points) == len(sweep_workers().points)
+
+
 def test_a_new_writer_never_takes_an_existing_name(tmp_path: Path) -> None:
     a, b = ResultWriter(tmp_path, "run"), ResultWriter(tmp_path, "run")
     assert a.path != b.path and a.path.exists() and b.path.exists()

@@ -104,8 +104,8 @@ class ResultWriter:
 
     def save(self, results: ResultSet) -> None:
         _atomic_write(self.path, to_json(results))
+        self.saved = True  # the JSON is the record: kept even if an interrupt stops the CSV beside it
         _atomic_write(self.csv_path, to_csv(results))
-        self.saved = True
 
     def discard_if_unused(self) -> None:
         """Remove the claimed name when nothing was ever saved into it (an error before the first point)."""
