@@ -407,9 +407,9 @@ def test_a_squeezed_ring_gives_its_pages_back_between_epochs(where: str) -> None
     it, the training process) has the room."""
     import gc
 
-    from pdl.loaders.ring import SlotRing
+    from pdl.loaders.ring import SlotRing, room
 
-    ring = SlotRing(2, 2**20, where)
+    ring = SlotRing(2, 2**20, room(where))
     try:
         held = ring.lease(ring.acquire())
         other = ring.lease(ring.acquire())

@@ -182,11 +182,10 @@ class ParallelLoader(Loader):
         # the window, the batch asked for, the one the loop still holds (a for loop's), and a spare: a slot never
         # written costs no memory
         n_slots = self.num_workers * spec.prefetch + 3
-        where = backing()
-        has = room(where)
+        has = room(backing())  # read once: the slots are fitted to it and the ring checked against it
         fit = fitting_slots(n_slots, slot_bytes, has.free)
         try:
-            ring = SlotRing(fit, slot_bytes, where)
+            ring = SlotRing(fit, slot_bytes, has)
         except SharedMemoryError as exc:
             warnings.warn(f"{exc}; falling back to pickling batches (slower)", PdlWarning, stacklevel=3)
             return None

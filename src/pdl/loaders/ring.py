@@ -67,6 +67,18 @@ class Room:
             "enlarge /dev/shm (docker: --shm-size)" if self.where == SHM else "free memory, or raise the container's memory limit"
         )
 
+    def refusal(self, need: int) -> str | None:
+        """Why ``need`` bytes do not fit, in one line; None when they do (or the room cannot be read)."""
+        if self.free is None or need <= self.free:
+            return None
+        took, left = (
+            ("in /dev/shm", "are free") if self.where == SHM else ("of memory", "may be taken (half the memory available)")
+        )
+        return (
+            f"shared memory: the batch ring needs {need / 2**20:.0f} MiB {took} but only {self.free / 2**20:.0f} MiB {left}; "
+            f"lower `batch_size`, `num_workers` or `prefetch`, or {self.advice}"
+        )
+
 
 def room(where: str) -> Room:
     if where == SHM:
@@ -115,8 +127,8 @@ def _rebuilt(name: str, size: int, slot_bytes: int, dup: Any) -> RingHandle:
 
 
 class SlotRing:
-    """``n_slots`` slots of ``slot_bytes`` in one shared-memory segment (``where``: ``MEMFD`` or ``SHM``; by default
-    ``backing()``), handed out last in, first out.
+    """``n_slots`` slots of ``slot_bytes`` in one shared-memory segment, handed out last in, first out. ``has``: the
+    room it is checked against and where it lives (``MEMFD`` or ``SHM``); by default ``room(backing())``, read now.
 
     The room is checked up front, but the pages are not reserved: the kernel allocates a page when a worker first
     writes it, and the slot freed last is handed out first, so the ring costs the slots a run keeps busy
@@ -126,18 +138,13 @@ class SlotRing:
     of memory never used.
     """
 
-    def __init__(self, n_slots: int, slot_bytes: int, where: str | None = None) -> None:
+    def __init__(self, n_slots: int, slot_bytes: int, has: Room | None = None) -> None:
         self.n_slots, self.slot_bytes = n_slots, max(1, slot_bytes)
-        self.where = where or backing()
+        has = has or room(backing())
+        self.where = has.where
         need = self.n_slots * self.slot_bytes
-        has = room(self.where)
-        if has.free is not None and need > has.free:
-            took = "in /dev/shm" if self.where == SHM else "of memory"
-            raise SharedMemoryError(
-                f"shared memory: the batch ring needs {need / 2**20:.0f} MiB {took} but only {has.free / 2**20:.0f} MiB "
-                f"{'are free' if self.where == SHM else 'may be taken (half the memory available)'}; "
-                f"lower `batch_size`, `num_workers` or `prefetch`, or {has.advice}"
-            )
+        if (refused := has.refusal(need)) is not None:
+            raise SharedMemoryError(refused)
         self.name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self._fd: int | None = None
         self.shm: shared_memory.SharedMemory | None = None
