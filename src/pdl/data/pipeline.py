@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from .. import _env  # noqa: F401  (NO_ALBUMENTATIONS_UPDATE before albumentations loads)
+from .._augment import require as require_augmentation_library
 from ..errors import ConfigError
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "configs" / "pipelines"  # pdl/configs: package data
@@ -116,6 +117,7 @@ def resolve(name_or_path: str) -> Path:
 
 
 def load_pipeline(name_or_path: str | Path) -> Pipeline:
+    require_augmentation_library()  # one line naming both install commands, before albumentations is first imported
     path = resolve(str(name_or_path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
