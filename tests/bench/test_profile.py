@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from pdl._augment import augmentation_library
+from pdl.bench import profile as profile_module
 from pdl.bench.files import load
-from pdl.bench.instrument import instrument, walk
+from pdl.bench.instrument import InstrumentationError, Instrumented, instrument, walk
 from pdl.bench.profile import profile_pipeline
 from pdl.bench.records import DecoderSpeed, Profiled, TransformCost
 from pdl.cli import app
@@ -93,6 +95,33 @@ def test_heavy_lists_every_transform_of_its_file(images: Path) -> None:
     found = profile_pipeline(ImageFolder(images, limit=3), load_pipeline("heavy"), repeats=1)
     listed = [t.name for t in found.transforms]
     assert listed == ["Resize", "Affine", "RandomCrop", "HorizontalFlip", "ColorJitter", "GaussianBlur", "GaussNoise", "CLAHE"]
+
+
+@pytest.mark.parametrize("level", ["medium", "heavy"])
+def test_every_leaf_of_a_shipped_pipeline_is_timed_under_the_installed_library(images: Path, level: str) -> None:
+    """Whichever library is installed (albumentations 2.0.8 or AlbumentationsX, issue #35: every transform 0.000
+    ms there), each transform that ran has time, the sum is most of the whole, and the library is named."""
+    found = profile_pipeline(ImageFolder(images, limit=4), load_pipeline(level), repeats=1)
+    assert found.same_output and all(t.ms[0] > 0 for t in found.transforms if t.ran), found.transforms
+    assert sum(t.ms[0] for t in found.transforms) >= profile_module.MEASURED_FLOOR * found.augment_ms[0]
+    assert instrument(load_pipeline(level)).library == augmentation_library()
+
+
+def _meters_never_fed(pipeline, clock):  # the issue's failure: meters built, the calls going around them
+    metered = instrument(pipeline, clock)
+    return Instrumented(load_pipeline(pipeline.source), metered.meters, metered.image, metered.library)
+
+
+def test_meters_that_measured_nothing_are_refused_in_one_line_naming_the_library(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(profile_module, "instrument", _meters_never_fed)
+    name, version = augmentation_library()
+    with pytest.raises(InstrumentationError, match=rf"cannot instrument {name} {version}: its meters timed 0\.000 ms per image"):
+        profile_pipeline(ImageFolder(images, limit=3), load_pipeline("light"), repeats=1)
+    refused = invoke("profile", "--inputs", str(images), "--limit", "3", "--repeats", "1", "--results", str(tmp_path))
+    assert refused.exit_code == 2 and f"cannot instrument {name} {version}" in refused.output
+    assert len([line for line in refused.output.splitlines() if line.strip()]) == 1, refused.output
 
 
 class Items:

@@ -24,13 +24,16 @@ from ..errors import ConfigError, worker_error
 from ..loaders.batching import StageTimes, image_seed, read_each
 from ..loaders.spec import OnError
 from .decoder_speed import decoder_speeds, jpegs, loader_per_decoder
-from .instrument import Instrumented, instrument, walk
+from .instrument import InstrumentationError, Instrumented, instrument, walk
 from .records import Profiled, ResultSet, TransformCost
 from .runner import Plan, start_results
 from .step import Clock
 from .timing import Progress
 
 EPOCH = 0  # the seeds of a loader's first epoch
+# The transforms' timed sum below this share of the pipeline timed whole: the meters missed the pipeline's work (the
+# sum is usually within 10% of it: albumentations' own work between transforms and the timers make the rest).
+MEASURED_FLOOR = 0.2
 
 
 def _one_pass(
@@ -81,6 +84,7 @@ def profile_pipeline(
         if n == 0:
             raise ConfigError("every image was skipped as unreadable: nothing to profile; check --inputs")
         same = same and same_here
+        check_measured(metered, whole, n)
         per.append((times.read / n * 1e3, times.decode / n * 1e3, whole / n * 1e3))
         for m in walk(metered.meters):
             costs[m.where].append(m.seconds / n * 1e3)
@@ -102,6 +106,27 @@ def profile_pipeline(
         same_output=same,
         decoder=str(getattr(dataset, "decoder", DEFAULT)) if timed else DEFAULT,
         timed_whole=not timed,
+    )
+
+
+def check_measured(metered: Instrumented, whole: float, n: int) -> None:
+    """Refuse, in one line naming the library, meters that missed the pipeline while it ran: an instrumentation
+    that does not take times nothing (and still makes the same output, so that check alone cannot see it)."""
+    leaves = [m for m in walk(metered.meters) if not m.group]
+    timed = sum(m.seconds for m in leaves)
+    always = [m for m in leaves if m.depth == 0 and m.p >= 1 and float(getattr(metered.pipeline.compose, "p", 1.0)) >= 1]
+    if whole <= 0 or n == 0:
+        return
+    if timed < MEASURED_FLOOR * whole:
+        what = f"timed {timed / n * 1e3:.3f} ms per image of the {whole / n * 1e3:.3f} ms the pipeline took whole ({timed / whole:.0%})"
+    elif any(m.ran == 0 for m in always):
+        what = f"counted no application of {next(m for m in always if m.ran == 0).name}, which applies to every image"
+    else:
+        return
+    name, version = metered.library
+    raise InstrumentationError(
+        f"pdl profile cannot instrument {name} {version}: its meters {what}, so the per-transform times would be wrong; "
+        'profile under albumentations 2.0.8 (pip install -e ".[albumentations]" in another venv), and report this version'
     )
 
 
