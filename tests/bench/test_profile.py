@@ -119,7 +119,8 @@ def test_meters_that_measured_nothing_are_refused_in_one_line_naming_the_library
     name, version = augmentation_library()
     with pytest.raises(InstrumentationError, match=rf"cannot instrument {name} {version}: its meters timed 0\.000 ms per image"):
         profile_pipeline(ImageFolder(images, limit=3), load_pipeline("light"), repeats=1)
-    refused = invoke("profile", "--inputs", str(images), "--limit", "3", "--repeats", "1", "--results", str(tmp_path))
+    args = ("--inputs", str(images), "--pipeline", "light", "--limit", "3", "--repeats", "1", "--results", str(tmp_path))
+    refused = invoke("profile", *args)
     assert refused.exit_code == 2 and f"cannot instrument {name} {version}" in refused.output
     assert len([line for line in refused.output.splitlines() if line.strip()]) == 1, refused.output
 
