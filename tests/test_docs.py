@@ -20,8 +20,8 @@ from pdl.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 README_COMMANDS = [
-    "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/pdl run",
-    'python3 -m venv .venv && .venv/bin/pip install -e ".[test,plot,torch,ray,photos,peers,pillow,simplejpeg]" && .venv/bin/pytest',
+    'python3 -m venv .venv && .venv/bin/pip install -e ".[albumentations]" && .venv/bin/pdl run',
+    'python3 -m venv .venv && .venv/bin/pip install -e ".[albumentations,test,plot,torch,ray,photos,peers,pillow,simplejpeg]" && .venv/bin/pytest',
 ]
 REGENERATE = "out of date: run python docs/gen_reference.py, then commit docs/reference/"
 
