@@ -104,6 +104,7 @@ def test_every_leaf_of_a_shipped_pipeline_is_timed_under_the_installed_library(i
     found = profile_pipeline(ImageFolder(images, limit=4), load_pipeline(level), repeats=1)
     assert found.same_output and all(t.ms[0] > 0 for t in found.transforms if t.ran), found.transforms
     assert sum(t.ms[0] for t in found.transforms) >= profile_module.MEASURED_FLOOR * found.augment_ms[0]
+    assert next(t for t in found.transforms if t.name == "Resize").ran == 4  # p=1: counted on every image
     assert instrument(load_pipeline(level)).library == augmentation_library()
 
 
@@ -123,6 +124,26 @@ def test_meters_that_measured_nothing_are_refused_in_one_line_naming_the_library
     refused = invoke("profile", *args)
     assert refused.exit_code == 2 and f"cannot instrument {name} {version}" in refused.output
     assert len([line for line in refused.output.splitlines() if line.strip()]) == 1, refused.output
+
+
+def test_a_transform_that_ran_untimed_is_refused(images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half an instrumentation (counted, not timed, as a new route in the library would leave it) is refused too."""
+
+    class ResizeUntimed(Instrumented):
+        def __call__(self, image, seed):
+            out = super().__call__(image, seed)
+            self.meters[0].seconds = 0.0  # Resize: applied to every image, its time lost
+            return out
+
+    def resize_untimed(pipeline, clock):
+        metered = instrument(pipeline, clock)
+        return ResizeUntimed(metered.pipeline, metered.meters, metered.image, metered.library)
+
+    monkeypatch.setattr(profile_module, "instrument", resize_untimed)
+    with pytest.raises(
+        InstrumentationError, match=r"its meters timed nothing for Resize \(transforms\[0\]\), which applied to 3 images"
+    ):
+        profile_pipeline(ImageFolder(images, limit=3), load_pipeline("light"), repeats=1)
 
 
 class Items:
@@ -278,3 +299,8 @@ def test_the_sum_note_says_which_side_of_the_whole_the_transforms_are_and_why() 
     above = sum_note(1.8, 1.5)
     assert "20.0% above the pipeline timed whole (1.500 ms; NOT within 10%: re-run with more --repeats)" in above
     assert above.endswith("timing noise (the instrumented and the plain pipeline are timed apart)")
+    far_below = sum_note(0.5, 1.5)  # AlbumentationsX on small images: its own work between transforms is large
+    assert (
+        "66.7% below the pipeline timed whole (1.500 ms; NOT within 10%: re-run with more --repeats; a gap that stays is the library's own work (AlbumentationsX's is large))"
+        in far_below
+    )
