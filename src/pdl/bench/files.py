@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..data.bounds import MAX_NESTING, MAX_RESULTS_BYTES, REASON_CHARS, cut, nesting, quote
 from ..errors import ResultsError
 from .records import SCHEMA, VERSION, ResultSet, upgrade
 
@@ -138,37 +139,54 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def load(path: Path) -> ResultSet:
-    """A results file of this pdl's version or an older one (migrated on load, see ``records.upgrade``)."""
+    """A results file of this pdl's version or an older one (migrated on load, see ``records.upgrade``).
+
+    Within ``bounds``: at most MAX_RESULTS_BYTES, nested at most MAX_NESTING deep; whatever the file holds, the
+    outcome is a ResultSet or one ResultsError naming the file (values quoted to ``bounds.QUOTE_CHARS``)."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_RESULTS_BYTES:
+            raise ResultsError(
+                f"'{path}' is not a pdl results file ({size:,} bytes; pdl reads at most {MAX_RESULTS_BYTES:,}); "
+                "pass a file written by pdl"
+            )
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResultsError(f"results file '{path}' does not exist; pass a file written by pdl (see results/)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"results file '{path}' is damaged or not JSON ({exc}); re-run the measurement") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSON's, and int('9' * 5000)'s
+        raise ResultsError(
+            f"results file '{path}' is damaged or not JSON ({cut(str(exc), REASON_CHARS)}); re-run the measurement"
+        ) from None
     except RecursionError:  # JSON nested deeper than Python's stack: nothing pdl wrote
         raise ResultsError(
             f"'{path}' is not a pdl results file (JSON nested too deep to read); pass a file written by pdl"
         ) from None
+    if nesting(data) > MAX_NESTING:
+        raise ResultsError(
+            f"'{path}' is not a pdl results file (JSON nested more than {MAX_NESTING} deep); pass a file written by pdl"
+        )
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ResultsError(f'\'{path}\' is not a pdl results file (no "schema": "{SCHEMA}"); pass a file written by pdl')
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ResultsError(
-            f"results file '{path}' is damaged (version {version!r} is not a schema version); re-run the measurement"
+            f"results file '{path}' is damaged (version {quote(version)} is not a schema version); re-run the measurement"
         )
     if version > VERSION:
         raise ResultsError(
-            f"'{path}' has results schema version {version}, from a newer pdl; this pdl reads versions 1 to {VERSION}: "
-            "upgrade pdl to read it"
+            f"'{path}' has results schema version {cut(str(version))}, from a newer pdl; this pdl reads versions 1 to "
+            f"{VERSION}: upgrade pdl to read it"
         )
     try:
         return ResultSet.from_dict(upgrade(data))
     except RecursionError:
         raise ResultsError(f"'{path}' is not a pdl results file (a field nested too deep); pass a file written by pdl") from None
-    except (TypeError, KeyError, ValueError) as exc:
-        reason = exc.args[0] if isinstance(exc, KeyError) else exc  # a KeyError's str() is quoted
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        # records.upgrade/from_dict index into the file's dicts and lists as pdl wrote them: a field of another
+        # type ends there as one of these
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # a KeyError's str() is quoted
         raise ResultsError(
-            f"results file '{path}' is damaged (missing or wrong field: {reason}); re-run the measurement"
+            f"results file '{path}' is damaged (missing or wrong field: {cut(str(reason), REASON_CHARS)}); re-run the measurement"
         ) from None
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._env import quiet_opencv
 from ..errors import ImageReadError
+from .bounds import MAX_DECODED_ENV, REASON_CHARS, cut, max_decoded_bytes
 
 quiet_opencv()
 
@@ -29,6 +30,8 @@ def read_bytes(path: str) -> np.ndarray:
         raise ImageReadError(path, "cannot read (permission denied)") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the path (from a list file): no file has that name
+        raise ImageReadError(cut(repr(path)), "cannot read (a NUL byte in the path); fix the path") from None
     if data.size == 0:
         raise ImageReadError(path, "cannot decode (empty file)")
     return data
@@ -138,12 +141,39 @@ def header_size(data: np.ndarray) -> tuple[int, int] | None:
         w = int.from_bytes(head[24:27], "little") + 1
         h = int.from_bytes(head[27:30], "little") + 1
         return h, w
+    if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8 " and head[23:26] == b"\x9d\x01\x2a" and len(head) >= 30:
+        w, h = struct.unpack("<HH", head[26:30])  # lossy: 14-bit sides, 2 bits of scale above them
+        return h & 0x3FFF, w & 0x3FFF
+    if head[:4] == b"RIFF" and len(head) >= 25 and head[8:16] == b"WEBPVP8L" and head[20] == 0x2F:
+        (bits,) = struct.unpack("<I", head[21:25])  # lossless: 14 bits each, stored minus one
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    if head[:4] in (b"II*\0", b"MM\0*"):
+        return _tiff_size(np.ravel(data).data)
     return None
 
 
+def _tiff_size(raw: memoryview) -> tuple[int, int] | None:
+    """(height, width) from a TIFF's first image directory (ImageLength, ImageWidth); None if not found there."""
+    order = "<" if raw[0] == 0x49 else ">"
+    n = len(raw)
+    if n < 8:
+        return None
+    (ifd,) = struct.unpack(order + "I", raw[4:8])
+    if ifd + 2 > n:
+        return None
+    (count,) = struct.unpack(order + "H", raw[ifd : ifd + 2])
+    sides: dict[int, int] = {}
+    for k in range(min(count, (n - ifd - 2) // 12)):
+        tag, kind, _, value = struct.unpack(order + "HHI4s", raw[ifd + 2 + 12 * k : ifd + 14 + 12 * k])
+        if tag in (256, 257) and kind in (3, 4):  # a SHORT or a LONG, left-justified in the value field
+            sides[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
+    return (sides[257], sides[256]) if 256 in sides and 257 in sides else None
+
+
 def check_size(path: str, data: np.ndarray) -> None:
-    """Refuse, before decoding, an image whose header claims more than OpenCV will decode: a decompression bomb
-    (or a huge scan) then costs a few header bytes, not the memory OpenCV would reserve before refusing."""
+    """Refuse, before decoding, an image whose header claims more than OpenCV will decode, or a decoded array past
+    ``bounds.MAX_DECODED_BYTES``: a decompression bomb (or a huge scan) then costs a few header bytes, not the
+    memory a decoder would reserve before refusing."""
     size = header_size(data)
     if size is None:
         return
@@ -155,6 +185,13 @@ def check_size(path: str, data: np.ndarray) -> None:
                 path,
                 f"header claims {w}×{h} pixels; OpenCV refuses more than {_power(limit)} {what}: set {name} or skip it",
             )
+    bound = max_decoded_bytes()
+    if h * w * 3 > bound:
+        raise ImageReadError(
+            path,
+            f"header claims {w}×{h} pixels, {h * w * 3 / 2**20:,.0f} MB decoded; pdl refuses more than "
+            f"{bound / 2**20:,.0f} MB an image: set {MAX_DECODED_ENV} or skip it",
+        )
 
 
 def reduced_scale(size: tuple[int, int], need: tuple[int, int]) -> int:
@@ -186,11 +223,47 @@ def decode_scale(data: np.ndarray, need: tuple[int, int] | None) -> int:
     return min(reduced_scale(size, need), reduced_scale((size[1], size[0]), need))
 
 
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def check_structure(path: str, data: np.ndarray) -> None:
+    """Refuse a PNG chunk or a JPEG header segment that claims more bytes than the file holds: a decoder may
+    reserve what the length field says before finding out (a 362 KB PNG whose IDAT claims 2.5 GB)."""
+    raw = np.ravel(data).data
+    n = len(raw)
+    if is_jpeg(data):
+        for marker, i in jpeg_markers(raw):
+            length = raw[i + 2] << 8 | raw[i + 3]
+            if length < 2 or i + 2 + length > n:
+                raise ImageReadError(path, _too_long(f"JPEG segment FF{marker:02X}", i, length, n))
+            if marker == 0xDA:
+                return
+    elif bytes(raw[:8]) == _PNG:
+        i = 8
+        while i + 8 <= n:
+            length, kind = struct.unpack(">I4s", raw[i : i + 8])
+            if i + 12 + length > n:
+                name = kind.decode("latin-1") if kind.isalpha() else kind.hex()
+                raise ImageReadError(path, _too_long(f"PNG chunk {name!r}", i, length, n))
+            if kind == b"IEND":
+                return
+            i += 12 + length
+
+
+def _too_long(what: str, offset: int, length: int, size: int) -> str:
+    return (
+        f"cannot decode ({what} at byte {offset:,} claims {length:,} bytes; the file has {size:,}): "
+        "a damaged or hostile file; re-save it or skip it"
+    )
+
+
 def check_decodable(path: str, data: np.ndarray) -> None:
-    """What every decoder is spared: a truncated JPEG (OpenCV would fill it grey) and a header claiming more than
-    OpenCV's limits (``check_size``), each an ImageReadError naming the file."""
+    """What every decoder is spared: a truncated JPEG (OpenCV would fill it grey), a chunk or segment longer than
+    the file (``check_structure``) and a header claiming more than OpenCV's limits or ``bounds.MAX_DECODED_BYTES``
+    (``check_size``), each an ImageReadError naming the file."""
     if is_jpeg(data) and _jpeg_truncated(data):
         raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
+    check_structure(path, data)
     check_size(path, data)
 
 
@@ -222,7 +295,7 @@ def _opencv_reason(exc: BaseException) -> str:
     if sep and sep2:
         what = what.partition(" in function")[0]
         return f"{what} failed" if "Assertion" in code else what
-    return text or type(exc).__name__
+    return cut(text, REASON_CHARS) if text else type(exc).__name__
 
 
 def read_image(path: str, need: tuple[int, int] | None = None) -> np.ndarray:

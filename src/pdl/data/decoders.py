@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, ImageReadError, MissingDependencyError
+from .bounds import REASON_CHARS, cut
 from .codec import check_decodable, decode, decode_scale, is_jpeg, jpeg_markers, read_bytes
 
 DEFAULT = "opencv"
@@ -71,7 +72,7 @@ def decode_with(name: str, path: str, data: np.ndarray, need: tuple[int, int] | 
     try:
         image = _DECODE[name](data, decode_scale(data, need))
     except Exception as exc:  # whatever the library raises on a damaged file: this file's
-        raise ImageReadError(path, f"cannot decode ({name}: {type(exc).__name__}: {exc})") from None
+        raise ImageReadError(path, f"cannot decode ({name}: {cut(f'{type(exc).__name__}: {exc}', REASON_CHARS)})") from None
     return orient(image, exif_orientation(data))
 
 

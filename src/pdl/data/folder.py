@@ -84,7 +84,7 @@ class ImageFolder:
         if rows.labels is None:
             self.classes, labels = (ROOT_CLASS,), [0] * len(paths)
         else:
-            self.classes, labels = class_indices(rows.labels[: len(paths)])
+            self.classes, labels = class_indices(rows.labels[: len(paths)], self.root)
         self.paths = np.array([os.fsencode(p) for p in paths])
         self.labels = np.array(labels, dtype=np.int64)
 

@@ -19,6 +19,7 @@ import yaml
 from .. import _env  # noqa: F401  (NO_ALBUMENTATIONS_UPDATE before albumentations loads)
 from .._augment import require as require_augmentation_library
 from ..errors import ConfigError
+from .bounds import MAX_CONFIG_BYTES, MAX_NESTING, MAX_YAML_NODES, REASON_CHARS, cut, quote
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "configs" / "pipelines"  # pdl/configs: package data
 LEVELS = ("light", "medium", "heavy", "extreme")  # shipped levels, in order of complexity
@@ -100,33 +101,124 @@ def shipped_names() -> list[str]:
 def resolve(name_or_path: str) -> Path:
     """A shipped level's name, or a path to a YAML file."""
     candidate = Path(name_or_path)
+    shown = cut(name_or_path)
     if candidate.suffix.lower() in (".yaml", ".yml") or "/" in name_or_path:
-        if not candidate.is_file():
+        try:
+            found = candidate.is_file()
+        except (OSError, ValueError):  # a name too long for the system, or a NUL byte in it
+            found = False
+        if not found:
             raise ConfigError(
-                f"pipeline file '{name_or_path}' does not exist; pass a shipped name ({', '.join(shipped_names())}) or a YAML path"
+                f"pipeline file '{shown}' does not exist; pass a shipped name ({', '.join(shipped_names())}) or a YAML path"
             )
         return candidate
+    if "\0" in name_or_path or len(name_or_path) > 255:
+        raise ConfigError(f"`pipeline` '{shown}' is no pipeline name; shipped: {', '.join(shipped_names())}")
     shipped = SHIPPED_DIR / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped
     close = difflib.get_close_matches(name_or_path, shipped_names(), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ConfigError(
-        f"`pipeline` '{name_or_path}' is neither a shipped pipeline nor a YAML file; {hint}shipped: {', '.join(shipped_names())}"
+        f"`pipeline` '{shown}' is neither a shipped pipeline nor a YAML file; {hint}shipped: {', '.join(shipped_names())}"
     )
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document nested deeper than ``bounds.MAX_NESTING`` while it is composed
+    (PyYAML composes recursively: 3,000 levels would be a RecursionError)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise _TooBig(f"nested more than {MAX_NESTING} levels deep", self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _TooBig(Exception):
+    def __init__(self, what: str, mark: Any = None) -> None:
+        super().__init__(what)
+        self.what, self.mark = what, mark
+
+
+def _expanded(root: yaml.Node) -> None:
+    """Refuse a document whose value, every alias expanded, has more than ``bounds.MAX_YAML_NODES`` nodes or nests
+    deeper than ``bounds.MAX_NESTING``, or that refers to itself: counted on the composed node graph (each node
+    once), before anything is built from it, so a "billion laughs" file costs its few hundred nodes."""
+    size: dict[int, tuple[int, int]] = {}  # id(node) → (nodes, depth) with aliases expanded
+    busy: set[int] = set()
+
+    def walk(node: yaml.Node) -> tuple[int, int]:
+        key = id(node)
+        if key in size:
+            return size[key]
+        if key in busy:
+            raise _TooBig("an alias refers to a value that holds it (a cycle)", node.start_mark)
+        busy.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        nodes, depth = 1, 0
+        for child in children:
+            n, d = walk(child)
+            nodes, depth = nodes + n, max(depth, d)
+        busy.discard(key)
+        size[key] = (nodes, depth + 1)
+        if nodes > MAX_YAML_NODES:
+            raise _TooBig(f"more than {MAX_YAML_NODES:,} values with its aliases expanded", node.start_mark)
+        if depth + 1 > MAX_NESTING:
+            raise _TooBig(f"nested more than {MAX_NESTING} levels deep with its aliases expanded", node.start_mark)
+        return size[key]
+
+    walk(root)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``, within the bounds in ``bounds`` (size, nodes with aliases expanded,
+    nesting); anything else is one ConfigError naming the file (and the line where PyYAML knows it)."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: {path.stat().st_size:,} bytes; a pipeline file is at most {MAX_CONFIG_BYTES:,}: pass a pipeline file"
+            )
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{path}: cannot read pipeline: {cut(str(exc), REASON_CHARS)}; pass a UTF-8 YAML file") from None
+    loader: _BoundedLoader | None = None
+    try:
+        loader = _BoundedLoader(text)  # its reader refuses control characters here, at once
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded(node)
+        return loader.construct_document(node)
+    except _TooBig as exc:
+        where = f"{path}:{exc.mark.line + 1}:{exc.mark.column + 1}" if exc.mark else str(path)
+        raise ConfigError(f"{where}: the YAML is {exc.what}; a pipeline is a short list of transforms") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {cut(str(exc.problem), REASON_CHARS)}; fix the file's syntax") from None
+    except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:  # int('9' * 5000), a bad !!timestamp
+        raise ConfigError(f"{path}: cannot read pipeline: {cut(str(exc), REASON_CHARS)}; fix the value") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def load_pipeline(name_or_path: str | Path) -> Pipeline:
     require_augmentation_library()  # one line naming both install commands, before albumentations is first imported
     path = resolve(str(name_or_path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {exc.problem}; fix the file's syntax") from None
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        raise ConfigError(f"{path}: cannot read pipeline: {exc}") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a pipeline file must be a mapping with 'name' and 'transforms'; got {type(data).__name__}")
     if "transform" in data and isinstance(data["transform"], dict):
@@ -152,9 +244,9 @@ def _transform_class(path: Path, where: str, name: str) -> type:
     if isinstance(cls, type) and issubclass(cls, (BasicTransform, BaseCompose)) and name != "Lambda":
         return cls
     known = [n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), (BasicTransform, BaseCompose))]
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6) if len(name) <= 100 else []
     hint = f"; did you mean {', '.join(close)}?" if close else "; see albumentations' list of transforms"
-    raise ConfigError(f"{path}: {where}: unknown transform '{name}'{hint}")
+    raise ConfigError(f"{path}: {cut(where, REASON_CHARS)}: unknown transform '{cut(name)}'{hint}")
 
 
 def _build(path: Path, where: str, entry: Any) -> Any:
@@ -165,14 +257,14 @@ def _build(path: Path, where: str, entry: Any) -> Any:
         name, args = next(iter(entry.items()))
         args = {} if args is None else args
     else:
-        raise ConfigError(f"{path}: {where}: write each transform as 'Name: {{arg: value}}' or a bare 'Name'; got {entry!r}")
+        raise ConfigError(f"{path}: {where}: write each transform as 'Name: {{arg: value}}' or a bare 'Name'; got {quote(entry)}")
     if not isinstance(args, dict):
-        raise ConfigError(f"{path}: {where} ({name}): arguments must be a mapping, got {args!r}")
+        raise ConfigError(f"{path}: {where} ({cut(str(name))}): arguments must be a mapping, got {quote(args)}")
     cls = _transform_class(path, where, str(name))
     if "transforms" in args:
         nested = args["transforms"]
         if not isinstance(nested, list):
-            raise ConfigError(f"{path}: {where} ({name}): 'transforms' must be a list")
+            raise ConfigError(f"{path}: {where} ({name}): 'transforms' must be a list, got {quote(nested)}")
         args = {**args, "transforms": [_build(path, f"{where}.transforms[{i}]", e) for i, e in enumerate(nested)]}
     try:
         return cls(**args)
@@ -240,4 +332,4 @@ def _hw(shape: tuple[int, ...]) -> str:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     text = text.split(" For further information visit")[0]
-    return f"{type(exc).__name__}: {text}"[:400]
+    return cut(f"{type(exc).__name__}: {text}", REASON_CHARS)

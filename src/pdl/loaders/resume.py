@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, TypedDict, cast
 
+from ..data.bounds import quote
 from ..data.protocol import Dataset, describe
 from ..errors import ConfigError
 from .spec import LoaderSpec
@@ -54,29 +55,37 @@ def make_state(dataset: Dataset, spec: LoaderSpec, epoch: int, batches: int) -> 
 
 def check_state(state: Mapping[str, Any], dataset: Dataset, spec: LoaderSpec, per_epoch: int) -> tuple[int, int]:
     """(epoch, batches handed out) from ``state``, after checking it describes this work; else one line naming
-    the first field that differs, both values, and the fix."""
-    if not isinstance(state, Mapping) or state.get("format") != FORMAT:
-        found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+    the first field that differs, both values (quoted to ``bounds.QUOTE_CHARS``), and the fix. Whatever the
+    state holds (arrays, huge strings, other types), this is the one error: never another exception."""
+    fmt = state.get("format") if isinstance(state, Mapping) else None
+    if not isinstance(state, Mapping) or not _same(fmt, FORMAT):
+        found = quote(fmt) if isinstance(state, Mapping) else type(state).__name__
         raise ConfigError(
-            f"load_state_dict: not a pdl loader state (format {found!r}, expected {FORMAT!r}); pass what state_dict() returned"
+            f"load_state_dict: not a pdl loader state (format {found}, expected {FORMAT!r}); pass what state_dict() returned"
         )
     mine = make_state(dataset, spec, 0, 0)
     for key in ("dataset_length", "dataset_fingerprint", *IDENTITY):
-        if state.get(key) != mine[key]:  # type: ignore[literal-required]
+        if not _same(state.get(key), mine[key]):  # type: ignore[literal-required]
             what = "the dataset" if key.startswith("dataset") else f"`{key}`"
             raise ConfigError(
-                f"load_state_dict: the state is of other work: {key} is {state.get(key)!r} in the state, "
+                f"load_state_dict: the state is of other work: {key} is {quote(state.get(key))} in the state, "
                 f"{mine[key]!r} here (pass {what} the state was taken with)"  # type: ignore[literal-required]
             )
     epoch, batches = state.get("epoch"), state.get("batches")
     if not (_whole(epoch) and _whole(batches) and batches <= per_epoch):  # type: ignore[operator]
         raise ConfigError(
-            f"load_state_dict: epoch {epoch!r}, batches {batches!r} is no position in an epoch of {per_epoch} batches; "
-            "pass what state_dict() returned"
+            f"load_state_dict: epoch {quote(epoch)}, batches {quote(batches)} is no position in an epoch of {per_epoch} "
+            "batches; pass what state_dict() returned"
         )
     assert isinstance(epoch, int) and isinstance(batches, int)
     return (epoch + 1, 0) if batches == per_epoch else (epoch, batches)
 
 
+def _same(found: object, expected: object) -> bool:
+    """``found == expected`` for a value read back from a state of any type: a bool is no int here, and an array
+    (whose == is elementwise) or any other type is simply not the same."""
+    return type(found) is type(expected) and found == expected
+
+
 def _whole(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63  # an epoch fits numpy's int64
