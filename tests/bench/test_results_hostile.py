@@ -1,0 +1,84 @@
+"""Hostile results files (issue #32): every shipped fixture (schema versions 1 on, so every migration) mutated,
+and JSON past the bounds. ``files.load`` gives a ResultSet or one ResultsError line naming the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pdl.bench.files import load
+from pdl.data import bounds
+from pdl.errors import PdlError
+
+FIXTURES = sorted((Path(__file__).resolve().parents[1] / "fixtures").glob("*.json"))
+_VALUES = (
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=10) | st.just("x" * 5000)
+    | st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2) | st.just([[[]]])
+)  # fmt: skip
+
+
+def one_line(exc: BaseException, path: Path) -> None:
+    text = str(exc)
+    assert "\n" not in text and str(path) in text and len(text) < 1000, text[:2000]
+
+
+def paths_of(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += paths_of(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node[:3]):
+            out += paths_of(v, (*prefix, i))
+    return out
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), fixture=st.sampled_from(FIXTURES))
+def test_a_mutated_results_file_loads_or_gives_one_line(data: st.DataObject, fixture: Path, tmp_path: Path) -> None:
+    tree = json.loads(fixture.read_text())
+    for _ in range(data.draw(st.integers(1, 3))):
+        where = data.draw(st.sampled_from(paths_of(tree)[1:]))
+        parent = tree
+        for key in where[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[where[-1]]
+        else:
+            parent[where[-1]] = data.draw(_VALUES)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(tree))
+    try:
+        load(path)
+    except PdlError as exc:
+        one_line(exc, path)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.sampled_from([f.read_text() for f in FIXTURES]), at=st.integers(0, 10_000), bit=st.text(max_size=4))
+def test_damaged_json_text_gives_one_line(text: str, at: int, bit: str, tmp_path: Path) -> None:
+    at %= len(text)
+    path = tmp_path / "r.json"
+    path.write_text(text[:at] + bit + text[at + len(bit) :], errors="surrogatepass")
+    try:
+        load(path)
+    except PdlError as exc:
+        one_line(exc, path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"schema": "pdl.results", "version": 1, "x": ' + "[" * 40 + "]" * 40 + "}", "[" * 100_000 + "]" * 100_000, "9" * 5000],
+    ids=["nested-40", "nested-100000", "huge-int"],
+)
+def test_json_past_the_bounds_is_one_line(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    with pytest.raises(PdlError) as info:
+        load(path)
+    one_line(info.value, path)
+    assert bounds.MAX_NESTING == 32
