@@ -18,3 +18,21 @@ NUMERIC = ["--workers", "--batch-size", "--prefetch", "--chunk-size", "--repeats
            "--world-size"]  # fmt: skip
 NUMBERS = st.sampled_from(["-1", "0", "-0", "1e309", "nan", "inf", "-inf", "9" * 400, "0x10", "1_0", "１", "", " ", "2.5", "1e-320",
                            "\0", "-" + "9" * 30]) | st.integers(-(2**70), 2**70).map(str) | st.text(max_size=6)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def empty(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("empty")
+
+
+def check(args: list[str]) -> None:
+    res = runner.invoke(app, args, env={"COLUMNS": "160"})
+    assert res.exit_code == 2, (args, res.exit_code, res.output[-3000:], res.exception)
+    assert "Traceback" not in res.output and len(res.output) < 4000, res.output[-3000:]
+    assert [line for line in res.output.splitlines() if line.strip()], res.output
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(NUMERIC), value=NUMBERS)
+def test_a_numeric_option_runs_or_gives_one_line(option: str, value: str, empty: Path, tmp_path: Path) -> None:
+    check(["run", "--inputs", str(empty), "--results", str(tmp_path), "--quiet", option, value])
