@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,53 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("images")
     generate(root, classes=3, per_class=7, seed=0)
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_waiting_for_quiet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's commands do not wait for a quiet machine (their own default is --wait-quiet 30): a test checks
+    what a command does, not how long the machine it runs on stays busy. Tests of waiting mark ``waits``."""
+    if request.node.get_closest_marker("waits") is None:
+        from pdl.bench import runner, tune
+
+        made = runner.watch_for
+
+        def not_waiting(exp, status=None):  # type: ignore[no-untyped-def]
+            watch = made(exp, status)
+            watch.wait_left = 0.0
+            return watch
+
+        monkeypatch.setattr(runner, "watch_for", not_waiting)
+        monkeypatch.setattr(tune, "watch_for", not_waiting)
+
+
+@pytest.fixture
+def neighbour() -> Iterator[Callable[[float], int]]:
+    """Starts CPU-bound processes outside pdl's tree (daemonized, as if started from another terminal) that spin
+    for the given seconds; each is stopped at the end of the test whatever happened."""
+    started: list[int] = []
+
+    def start(seconds: float) -> int:
+        code = (
+            "import os, time\n"
+            "pid = os.fork()\n"
+            "if pid:\n    print(pid, flush=True); os._exit(0)\n"
+            "fd = os.open(os.devnull, os.O_RDWR); os.dup2(fd, 1); os.dup2(fd, 2)\n"  # let the launcher's pipe close
+            f"os.setsid(); end = time.monotonic() + {seconds}\n"
+            "while time.monotonic() < end: pass\n"
+        )
+        launcher = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=10, check=True)
+        started.append(int(launcher.stdout.strip()))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture(autouse=True)

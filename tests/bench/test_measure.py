@@ -152,3 +152,72 @@ def test_a_speedup_the_cores_cannot_give_is_flagged_as_a_disturbed_baseline(monk
     stepped = replace(work, step=Step(1.0))
     seq, par = measure(stepped, clock=clock, sleep=lambda _s: None)
     assert par.speedup > 2.2 and not par.disturbed
+
+
+class FakeWatch:
+    """What the machine did, scripted: one ``Interference`` per look (the warm-ups, then each round tried)."""
+
+    def __init__(self, script: list, fail: bool = False) -> None:
+        self.script, self.fail, self.waited_s, self.waits, self.followed = list(script), fail, 0.0, 0, None
+
+    def reading(self) -> object:
+        return object()
+
+    def follow(self, pids) -> None:
+        self.followed = list(pids)
+
+    def between(self, a, b):
+        return self.script.pop(0)
+
+    def wait_quiet(self, seen) -> bool:
+        if seen.disturbed:
+            self.waits += 1
+            self.waited_s += 1.5
+        return True
+
+    def refuse(self, seen) -> None:
+        from pdl.contention import MachineBusy
+
+        if self.fail:
+            raise MachineBusy("busy")
+
+
+def _load(others: float):
+    from pdl.contention import Interference
+
+    return Interference(others, 0.0, None, None, 0.1, 2, 2, ("9 neighbour 1.00",) if others > 0.5 else ())
+
+
+def test_a_disturbed_round_is_measured_again_and_only_quiet_rounds_are_kept(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+
+    clock, log = FakeClock(), []
+    # warm-up, round 1, round 2 (disturbed: a neighbour took a core), round 2 again, round 3
+    script = {"sequential": [9.0, 10.0, 10.0, 12.0, 11.0], "process": [9.0, 5.0, 10.0, 5.0, 6.0]}
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, script[kind], clock, log))
+    watch = FakeWatch([_load(0.0), _load(0.0), _load(1.0), _load(0.0), _load(0.01)])
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 3,
+                    watch=watch)  # type: ignore[arg-type]  # fmt: skip
+    seq, par = measure(work, clock=clock)
+    assert par.wall_s == (5.0, 5.0, 6.0) and seq.wall_s == (10.0, 12.0, 11.0)  # the disturbed round's walls are gone
+    assert par.redone == seq.redone == 1 and par.waited_s == 1.5 and watch.waits == 1
+    assert par.redone_why == "other processes used 1.00 of 2 cores (9 neighbour 1.00)"
+    assert [i.others for i in par.interference] == [0.0, 0.0, 0.01] and par.quiet() == (True, True, True)
+    assert watch.script == []
+
+
+def test_redoing_is_bounded_and_a_round_still_disturbed_is_kept_marked(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+    from pdl.contention import MachineBusy
+
+    clock, log = FakeClock(), []
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, [1.0] * 9, clock, log))
+    watch = FakeWatch([_load(0.0)] + [_load(1.0)] * 4)  # every round disturbed; 2 rounds: at most 2 redone
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 2,
+                    watch=watch)  # type: ignore[arg-type]  # fmt: skip
+    seq, par = measure(work, clock=clock)
+    assert par.redone == 2 and par.rounds == 2 and par.quiet() == (False, False) and len(par.busy_rounds()) == 2
+    clock, log = FakeClock(), []
+    failing = replace(work, watch=FakeWatch([_load(0.0)] + [_load(1.0)] * 4, fail=True))
+    with pytest.raises(MachineBusy):
+        measure(failing, clock=clock)

@@ -79,7 +79,7 @@ def test_resaving_replaces_the_claimed_file_atomically(tmp_path: Path) -> None:
         ('{"hello": 1}', "is not a pdl results file"),
         (
             '{"schema": "pdl.results", "version": 99}',
-            "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 3: upgrade pdl",
+            "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 4: upgrade pdl",
         ),
         ('{"schema": "pdl.results", "version": "2"}', "is damaged (version '2' is not a schema version)"),
         ('{"schema": "pdl.results", "version": 1, "kind": "run"}', "is damaged (missing or wrong field: options)"),
@@ -217,3 +217,14 @@ def test_results_files_get_the_users_umask(tmp_path: Path, umask: int) -> None:
         os.umask(old)
     for path in (writer.path, writer.csv_path):
         assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_version_3_run_file_loads_with_nothing_seen_in_its_rounds() -> None:
+    from pdl.bench.files import load
+
+    path = Path(__file__).parents[1] / "fixtures" / "v3-run.json"
+    assert json.loads(path.read_text())["version"] == 3
+    rs = load(path)
+    assert rs.version == VERSION == 4 and [p.loader for p in rs.points] == ["sequential", "process"]
+    for p in rs.points:  # never checked: every round counts as quiet, none was redone
+        assert p.interference == () and p.redone == 0 and p.quiet() == (True,) * p.rounds and p.busy_rounds() == ()

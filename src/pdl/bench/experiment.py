@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..data.cache import CACHES, Cache
 from ..data.decoders import DEFAULT as DEFAULT_DECODER
@@ -17,7 +17,10 @@ from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS, REGISTRY, uses
 from ..loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, check_shard, whole
 from .records import Kind
+
 from .step import Step, StepKind, parse_step
+
+IfBusy = Literal["measure", "fail"]  # what a measuring command does when the machine stays busy past --wait-quiet
 
 # LoaderSpec's rules, and those of what only an experiment has (a sequential loader may have 0 workers; a
 # measured point has at least 1)
@@ -57,6 +60,8 @@ class Experiment:
     world_size: int = 1
     cache: Cache = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
     prefetch_epochs: bool = True  # process and thread loaders: the next epoch's first batches made while this one ends
+    wait_quiet: float = 30.0  # seconds (for the whole command) to wait for other processes to leave the CPUs; 0: never
+    if_busy: IfBusy = "measure"  # measure: rounds another process disturbed are marked and kept out of verdicts; fail: exit 4
 
     def __post_init__(self) -> None:
         parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work
@@ -74,6 +79,12 @@ class Experiment:
             check({"batch_size": b}, option)
         for w in self.workers:
             check({"workers": w}, option, EXPERIMENT_RULES)
+        if not self.wait_quiet >= 0:  # NaN too
+            raise ConfigError(
+                f"--wait-quiet {self.wait_quiet}: give the seconds to wait for a quiet machine, 0 or more (0: never wait)"
+            )
+        if self.if_busy not in get_args(IfBusy):
+            raise ConfigError(f"--if-busy '{self.if_busy}': choose one of {', '.join(get_args(IfBusy))}")
         if self.cache not in CACHES:
             raise ConfigError(f"--cache '{self.cache}': choose one of {', '.join(CACHES)}")
         unknown = [name for name in self.loaders if name not in REGISTRY]

@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from ..contention import Interference
 from ..system import CpuInfo as Cpu  # the cores a run could use, and why: one record, measured and stored
 
 SCHEMA = "pdl.results"
-VERSION = 3
+VERSION = 4
 Kind = Literal["run", "sweep-workers", "sweep-batch", "tune", "decode", "profile"]  # what a results file holds: the command
 KINDS: tuple[str, ...] = get_args(Kind)
 R = TypeVar("R")
@@ -186,6 +187,16 @@ class Point:
     disturbed: bool = False
     """The speedup is above what the usable cores allow by more than the noise (``stats.impossible``): the
     sequential baseline was slowed by something else, so the speedup is not a result."""
+    interference: tuple[Interference, ...] = ()
+    """What else competed for the usable CPUs in each round, in round order (other processes, steal, cgroup
+    throttling, CPU pressure; ``contention.py``). Empty in files written before it was measured (schema < 4)."""
+    redone: int = 0
+    """Rounds measured again because another process (or the hypervisor) disturbed them; only the last try of
+    each round is kept."""
+    redone_why: str = ""
+    """What disturbed the first round measured again, in words ('other processes used 0.98 of 2 cores (…)')."""
+    waited_s: float = 0.0
+    """Seconds spent waiting for the machine to be quiet before or between this point's rounds."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}
@@ -198,6 +209,16 @@ class Point:
     @property
     def rounds(self) -> int:
         return len(self.wall_s)
+
+    def quiet(self) -> tuple[bool, ...]:
+        """Per round: True when nothing else disturbed it (or when that was not measured: older files)."""
+        if len(self.interference) != self.rounds:
+            return (True,) * self.rounds
+        return tuple(not i.disturbed for i in self.interference)
+
+    def busy_rounds(self) -> tuple[Interference, ...]:
+        """The kept rounds that another process (or the hypervisor) disturbed."""
+        return tuple(i for i in self.interference if i.disturbed) if len(self.interference) == self.rounds else ()
 
     def rates(self) -> tuple[float, ...]:
         """Images/s of each round."""
@@ -434,7 +455,13 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, **moved, "options": options, "version": 3}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 reads the machine in every round (``Point.interference``) and measures disturbed rounds again
+    (``redone``): a version-3 point's rounds were never checked, so they stay as they were, with nothing seen."""
+    return {**data, "version": 4}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def _build(cls: type[R], data: Any, where: str) -> R:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .._env import keep_freed_memory, limit_threads
+from ..contention import Watch
 from ..data.folder import ImageFolder
 from ..data.pipeline import Pipeline, load_pipeline
 from ..system import default_start_method, git_source, system_info
@@ -36,21 +37,29 @@ def execute(
     plan: Plan,
     on_save: Callable[[ResultSet], None],
     progress: Progress | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> ResultSet:
-    """Measure every point of the plan and call ``on_save`` after each, so an interruption keeps what was done."""
+    """Measure every point of the plan and call ``on_save`` after each, so an interruption keeps what was done.
+    ``status`` hears why measuring waits (a busy machine)."""
     exp, dataset = plan.exp, plan.dataset
     results = start_results(plan)
+    watch = watch_for(exp, status)
     for pipeline in plan.pipelines:
         for batch_size in exp.batch_sizes:
             for workers in exp.workers:
                 spec = exp.spec(batch_size, workers)
-                work = Workload(dataset, pipeline, spec, exp.loaders, exp.repeats, exp.memory_epochs, exp.step, exp.cache)
+                work = Workload(dataset, pipeline, spec, exp.loaders, exp.repeats, exp.memory_epochs, exp.step, exp.cache, watch)
                 points = measure(work, progress=progress)
                 results = replace(results, points=results.points + tuple(points if exp.kind == "run" else points[1:]))
                 on_save(results)
     results = replace(results, complete=True)
     on_save(results)
     return results
+
+
+def watch_for(exp: Experiment, status: Callable[[str], None] | None = None) -> Watch:
+    """The command's one ``Watch``: its wait budget (--wait-quiet) spans all its points."""
+    return Watch(exp.wait_quiet, exp.if_busy == "fail", say=status or (lambda _m: None))
 
 
 def start_results(plan: Plan, kind: str | None = None) -> ResultSet:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from ..contention import Interference, Watch
 from ..data.cache import ColdCache
 from ..data.decoders import DEFAULT as DEFAULT_DECODER
 from ..data.pipeline import Pipeline
@@ -118,6 +119,7 @@ class Workload:
     memory_epochs: int = 0  # epochs per loader, after the timed rounds, with memory sampled
     step: Step | None = None  # the consumer's simulated training step per batch (timed rounds only)
     cache: str = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
+    watch: Watch | None = None  # reads what else competes for the CPUs in each round (contention.py); None: nothing
 
 
 def measure(
@@ -170,9 +172,33 @@ def side_by_side(
             loader = make_loader(kind, work.dataset, work.pipeline, work.spec)
             stack.callback(loader.close)
             loaders.append(loader)
-        warm, runs = interleaved(loaders, names, first.repeats, clock, tick, first.step, sleep, before_epoch, calibration_s)
+        warm, runs, rounds = interleaved(
+            loaders, names, first.repeats, clock, tick, first.step, sleep, before_epoch, calibration_s, first.watch
+        )
         points = [make_point(sides[i][0], loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
-    return [replace(p, left_behind=int(getattr(loader, "left_behind", 0))) for p, loader in zip(points, loaders, strict=True)]
+    return [
+        replace(p, left_behind=int(getattr(loader, "left_behind", 0)), **rounds.fields())
+        for p, loader in zip(points, loaders, strict=True)
+    ]
+
+
+@dataclass
+class Rounds:
+    """What the machine did in each kept round (``interference``, one per round), how many disturbed rounds were
+    measured again, and the seconds spent waiting for quiet."""
+
+    interference: list[Interference] = field(default_factory=list)
+    redone: int = 0
+    waited_s: float = 0.0
+    redone_why: str = ""  # what disturbed the first round measured again
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "interference": tuple(self.interference),
+            "redone": self.redone,
+            "waited_s": self.waited_s,
+            "redone_why": self.redone_why,
+        }
 
 
 def interleaved(
@@ -185,11 +211,20 @@ def interleaved(
     sleep: Sleep = time.sleep,
     before_epoch: Callable[[], object] | None = None,
     calibrate: Callable[[], float] | None = None,
-) -> tuple[list[WarmUp], list[list[EpochTiming]]]:
+    watch: Watch | None = None,
+) -> tuple[list[WarmUp], list[list[EpochTiming]], Rounds]:
     """Warm every loader up, then ``repeats`` rounds of one timed epoch each, the order flipping every round so
     drift hits all sides alike. Returns the warm-ups and each loader's epochs, in ``loaders``' order. The caller
     owns (and closes) the loaders; ``before_epoch`` runs before every warm-up and timed epoch (cache eviction).
-    ``calibrate`` is timed before and after every round; each epoch of the round records the mean of the two."""
+    ``calibrate`` is timed before and after every round; each epoch of the round records the mean of the two.
+
+    With a ``watch`` (``contention.Watch``), the machine is read around the warm-ups and every round. A busy
+    warm-up is followed by a wait for quiet (within the watch's budget); a disturbed round is measured again after
+    one (at most ``repeats`` times in all), so the rounds kept are quiet ones wherever quiet could be had; the
+    returned ``Rounds`` says what each kept round saw."""
+    rounds = Rounds()
+    waited0 = watch.waited_s if watch is not None else 0.0
+    before = watch.reading() if watch is not None else None
     # the loaders that fork start first, before any other has started threads (Ray's, SPDL's event loop,
     # torchdata's readers, a thread pool): a child forked from a process with threads can hang
     early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
@@ -199,9 +234,15 @@ def interleaved(
             before_epoch()
         warm.append(warm_up(loader, clock, early.get(i)))
         tick(f"warm-up {name}")
+    if watch is not None and before is not None:
+        watch.follow(pid for loader in loaders for pid in loader.worker_pids)
+        seen = watch.between(before, watch.reading())  # the warm-ups were the first look: no wait when quiet
+        watch.wait_quiet(seen)
     runs: list[list[EpochTiming]] = [[] for _ in loaders]
-    for r in range(repeats):
+    r = 0
+    while r < repeats:
         order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
+        start = watch.reading() if watch is not None else None
         opened = calibrate() if calibrate is not None else None
         for i in order:
             if before_epoch is not None:
@@ -212,7 +253,20 @@ def interleaved(
             mean = (opened + calibrate()) / 2
             for timings in runs:
                 timings[-1].calibration_s = mean
-    return warm, runs
+        if watch is not None and start is not None:
+            seen = watch.between(start, watch.reading())
+            if seen.disturbed and rounds.redone < repeats and watch.wait_quiet(seen):
+                for timings in runs:
+                    timings.pop()
+                rounds.redone += 1
+                rounds.redone_why = rounds.redone_why or seen.describe()
+                continue
+            if seen.disturbed:
+                watch.refuse(seen)  # --if-busy fail: a disturbed round is never kept
+            rounds.interference.append(seen)
+        r += 1
+    rounds.waited_s = (watch.waited_s - waited0) if watch is not None else 0.0
+    return warm, runs, rounds
 
 
 @dataclass(frozen=True)

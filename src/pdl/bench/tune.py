@@ -21,7 +21,7 @@ from ..stats import CLAIM_ALPHA, TARGET_STALL, evidence, median, parse_share, ro
 from .experiment import Experiment
 from .memory import peak_memory
 from .records import Point, ResultSet, Tuned
-from .runner import Plan, start_results
+from .runner import Plan, start_results, watch_for
 from .timing import Progress, Workload, measure
 
 MIN_DROP = 0.01  # one percentage point of stall: less is not worth a worker
@@ -180,6 +180,7 @@ def tune(
     budget_s: float | None,
     on_save: Callable[[ResultSet], None],
     progress: Progress | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> tuple[ResultSet, Tuning]:
     """Measure ``plan``'s first pipeline and batch size with its first parallel loader, searching workers and
     prefetch; then the chosen configuration's peak memory (one untimed epoch in a fresh process). Every trial is
@@ -189,17 +190,20 @@ def tune(
     kind, pipeline, batch_size = exp.loaders[1], plan.pipelines[0], exp.batch_sizes[0]
     tick = progress or (lambda _msg: None)
     results = start_results(plan, "tune")
+    watch = watch_for(exp, status)
     options = {**results.options, "max_workers": max_workers, "target_stall": target, "budget_s": budget_s}
     results = replace(results, options=options)
 
     def measure_one(workers: int, prefetch: int) -> Trial:
         nonlocal results
         spec = replace(exp.spec(batch_size, workers), prefetch=prefetch)
-        work = Workload(plan.dataset, pipeline, spec, (kind,), exp.repeats, 0, exp.step)
+        work = Workload(plan.dataset, pipeline, spec, (kind,), exp.repeats, 0, exp.step, watch=watch)
         [point] = measure(work, progress=lambda msg: tick(f"{workers} workers, prefetch {prefetch}: {msg}"))
         results = replace(results, points=(*results.points, point))
         on_save(results)
-        return Trial(workers, prefetch, point.stall_rounds, point)
+        # only the rounds nothing else disturbed are evidence: a busy round's stall is the neighbour's
+        quiet = tuple(s for s, ok in zip(point.stall_rounds, point.quiet(), strict=True) if ok)
+        return Trial(workers, prefetch, quiet or point.stall_rounds, point)
 
     tuning = search(measure_one, max_workers, target, exp.prefetch, budget_s)
     at = next(i for i, t in enumerate(tuning.trials) if t is tuning.chosen)  # trial i is point i

@@ -174,9 +174,15 @@ def recording(results_dir: Path, kind: str, what: str, ticks: int, quiet: bool) 
 
 @contextmanager
 def progress_bar(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
-    """A Rich progress bar with ETA over the epochs to run; nothing with --quiet."""
+    """A Rich progress bar with ETA over the epochs to run; nothing with --quiet. ``status(tick)`` is its line
+    for a wait that is not a step (a busy machine)."""
     if quiet:
-        yield lambda _msg: check_signals()
+
+        def silent(_msg: str) -> None:
+            check_signals()
+
+        silent.status = silent  # type: ignore[attr-defined]
+        yield silent
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -191,7 +197,18 @@ def progress_bar(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
             bar.update(task, advance=1, description=msg)
             check_signals()
 
+        def status(msg: str) -> None:  # why it waits: the bar's line, not a step
+            bar.update(task, description=msg)
+            check_signals()
+
+        tick.status = status  # type: ignore[attr-defined]
         yield tick
+
+
+def status(tick: Callable[[str], None]) -> Callable[[str], None]:
+    """The progress bar's status line (what it is waiting for), from the ``tick`` that ``progress_bar`` made."""
+    found: Callable[[str], None] = getattr(tick, "status", lambda _msg: None)
+    return found
 
 
 def show(grid: Any) -> None:

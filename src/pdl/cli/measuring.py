@@ -10,20 +10,19 @@ from ..bench.runner import execute, prepare
 from ..data.cache import IGNORED_ABOVE
 from ..report.render import grids
 from ..system import cpu_info
-from .common import err, recording
+from .common import err, recording, status
 
 
 def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False) -> ResultSet:
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
     usable = cpu_info().usable
-    bound = usable if exp.kind == "run" else usable - 1  # sweeps warn when workers + the main process exceed it
-    if max(exp.workers) > bound and not quiet:
+    if max(exp.workers) > usable and not quiet:  # the main process mostly waits: measured, and marked, if it does not
         err.print(
-            f"[yellow]note:[/] {max(exp.workers)} workers + the main process exceed the {usable} usable cores: "
-            "such points are oversubscribed (marked ⚠), so their speedup is bounded by the cores, not the loader"
+            f"[yellow]note:[/] {max(exp.workers)} workers exceed the {usable} usable cores: such points are "
+            "oversubscribed (marked ⚠ in the sweeps), so their speedup is bounded by the cores, not the loader"
         )
     with recording(results_dir, exp.kind, "points", exp.points * exp.epochs_per_point(), quiet) as (rec, tick):
-        results = execute(plan, rec.save, tick)
+        results = execute(plan, rec.save, tick, status(tick))
     rec.done(grids(results, stages=stages), *([cold_line(results)] if exp.cache == "cold" else []))
     return results
 

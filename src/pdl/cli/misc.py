@@ -123,6 +123,7 @@ def info() -> None:
         ("OpenCV threads (pdl sets 1)", data["opencv_threads"]),
         ("worker start method", data["start_method"]),
         ("inputs/ filesystem", _filesystem(DEFAULT_INPUTS)),
+        *_load_now(),
     ]
     table = Table(title="pdl info", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -130,6 +131,31 @@ def info() -> None:
     for key, value in rows:  # Text: a CPU model or path with brackets is shown as it is, not read as markup
         table.add_row(Text(key), Text(str(value), style="bold" if key == "usable cores" else ""))
     out.print(table)
+
+
+def _load_now() -> list[tuple[str, object]]:
+    """What competes for the usable cores right now (one look of ``contention.QUIET_WINDOW_S``): what a measuring
+    command would wait for."""
+    from ..contention import Watch
+
+    watch = Watch()
+    seen = watch.look()
+    top = seen.top or watch.top()
+
+    def unknown(v: float | None, fmt: str) -> str:
+        return "unknown here" if v is None else fmt.format(v)
+
+    verdict = "busy: measuring would wait (--wait-quiet)" if seen.disturbed else "quiet"
+    return [
+        ("load now: others", unknown(seen.others, f"{{:.2f}} of {seen.usable} usable cores ({verdict})")),
+        ("load now: busiest others", ", ".join(top) or "none above 0.05 cores"),
+        ("load now: steal (VM)", unknown(seen.steal, "{:.2f} cores")),
+        (
+            "load now: cgroup throttling",
+            "no CPU quota" if seen.throttled is None else f"{seen.throttled} periods, {seen.throttled_s or 0.0:.3f} s",
+        ),
+        ("load now: CPU pressure (some)", unknown(seen.pressure, "{:.0%} of the time")),
+    ]
 
 
 def _filesystem(path: Path) -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, get_args, get_type_hints
 
 import typer
 
-from ..bench.experiment import Experiment
+from ..bench.experiment import Experiment, IfBusy
 from ..bench.step import StepKind
 from ..data.cache import Cache
 from ..data.decoders import NAMES as DECODERS
@@ -41,6 +41,7 @@ OnErrorChoice = choices("OnErrorChoice", OnError)
 StartMethodChoice = choices("StartMethodChoice", StartMethod)
 StepKindChoice = choices("StepKindChoice", StepKind)
 CacheChoice = choices("CacheChoice", Cache)
+IfBusyChoice = choices("IfBusyChoice", IfBusy)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Shared:
     step_ms: str | None = None
     step_kind: Enum | None = None
     decoder: str = _DEFAULTS["decoder"]
+    wait_quiet: float = _DEFAULTS["wait_quiet"]
+    if_busy: Enum | None = None
 
     def experiment(self, inputs: Path, **fields: Any) -> Experiment:
         """The command's Experiment: its own fields plus these (choices as their values); the baseline is always
@@ -217,6 +220,26 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
             typer.Option(help="Page cache at each timed epoch: warm, or cold (the images evicted before every epoch)."),
         ],
         CacheChoice(_DEFAULTS["cache"]),
+    ),
+    "wait_quiet": (
+        Annotated[
+            float,
+            typer.Option(
+                help="Seconds (for the whole command) to wait for other processes to leave the CPUs before measuring, "
+                "and before measuring a disturbed round again; 0: never wait."
+            ),
+        ],
+        _DEFAULTS["wait_quiet"],
+    ),
+    "if_busy": (
+        Annotated[
+            IfBusyChoice,
+            typer.Option(
+                help="When the machine stays busy past --wait-quiet: measure (busy rounds are marked and kept out of "
+                "every verdict), or fail with exit code 4 (for CI runners that must not measure while busy)."
+            ),
+        ],
+        IfBusyChoice(_DEFAULTS["if_busy"]),
     ),
 }
 

@@ -11,7 +11,7 @@ from ..bench.tune import check_tune, parse_target, tune
 from ..report.tuning import tune_grid
 from ..stats import TARGET_STALL
 from ..system import cpu_info
-from .common import guarded, recording, resolve_inputs
+from .common import guarded, recording, resolve_inputs, status
 from .options import Shared, measuring_options
 
 
@@ -46,5 +46,5 @@ def tune_cmd(
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
     ticks = (most + 1) * (exp.repeats + 1) + 1
     with recording(shared.results, "tune", "trials", ticks, shared.quiet) as (rec, tick):
-        results, _ = tune(plan, most, target, budget_s, rec.save, tick)
+        results, _ = tune(plan, most, target, budget_s, rec.save, tick, status(tick))
     rec.done([tune_grid(results)])

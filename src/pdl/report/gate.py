@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..bench.records import Point, ResultSet
+from ..contention import Interference, busy_summary, throttle_summary
 from ..errors import ConfigError, ResultsError
 from ..loaders import BASELINE
-from ..stats import GATE_ALPHA, evidence, median, parse_share
+from ..stats import GATE_ALPHA, evidence, median, parse_share, rounds_needed
 
 KEY_FIELDS = ("pipeline", "loader", "workers", "batch_size", "augment_in")
 
@@ -90,16 +91,35 @@ class Gate:
 
 @dataclass(frozen=True)
 class Series:
-    """A configuration's throughput rounds, with the calibration's seconds in each round when measured."""
+    """A configuration's throughput rounds, with the calibration's seconds in each round when measured, and what
+    else competed in each (empty: not measured, an older file)."""
 
     rates: tuple[float, ...]
     calibration_s: tuple[float, ...]
+    interference: tuple[Interference, ...] = ()
+
+    def kept(self) -> Series:
+        """The rounds nothing else disturbed: the only ones a verdict may use."""
+        if len(self.interference) != len(self.rates):
+            return self
+        keep = [not i.disturbed for i in self.interference]
+        calibration = tuple(c for c, k in zip(self.calibration_s, keep, strict=True) if k) if self.calibrated else ()
+        return Series(
+            tuple(r for r, k in zip(self.rates, keep, strict=True) if k),
+            calibration,
+            tuple(i for i, k in zip(self.interference, keep, strict=True) if k),
+        )
+
+    def busy(self) -> tuple[Interference, ...]:
+        return tuple(i for i in self.interference if i.disturbed) if len(self.interference) == len(self.rates) else ()
 
     def corrected(self) -> tuple[float, ...]:
         """Each round's images/s × the run's median calibration seconds: images per calibration unit, the drift
         between runs cancelled. The run's median, not each round's own: a single calibration is a short sample,
         and its noise, added to every round, blurred the rank test (on real photos, 3 of 20 true 1.25× regressions
         became inconclusive with per-round correction, none with the run's median)."""
+        if not self.rates:
+            return ()
         factor = median(self.calibration_s)
         return tuple(r * factor for r in self.rates)
 
@@ -126,14 +146,43 @@ def throughput(rs: ResultSet) -> dict[Key, Series]:
     seen: set[tuple[Key, tuple[float, ...]]] = set()
     own = {_key(p) for p in rs.points if p.loader == BASELINE}
     for p in rs.points:
-        series.setdefault(_key(p), Series(p.rates(), p.calibration_s))
+        series.setdefault(_key(p), Series(p.rates(), p.calibration_s, p.interference))
         base: Key = (p.pipeline, BASELINE, 0, p.batch_size, p.augment_in)
         if p.loader == BASELINE or base in own or (base, p.baseline_wall_s) in seen:
             continue
         seen.add((base, p.baseline_wall_s))
         before = series.get(base, Series((), ()))
-        series[base] = Series(before.rates + p.baseline_rates(), before.calibration_s + p.calibration_s)
+        loads = before.interference + p.interference if len(p.interference) == p.rounds else ()
+        if len(loads) != len(before.rates) + p.rounds:
+            loads = ()  # one point without the machine's reading: none of the baseline's rounds can be told apart
+        series[base] = Series(before.rates + p.baseline_rates(), before.calibration_s + p.calibration_s, loads)
     return series
+
+
+def quiet_only(
+    base: Sequence[float],
+    current: Sequence[float],
+    busy: tuple[Sequence[Interference], Sequence[Interference]],
+    threshold: float,
+) -> tuple[Status, float | None, str]:
+    """``judge`` on rounds nothing else disturbed (the caller has left the busy ones out; ``busy`` are those, per
+    side). Too few quiet rounds left is *inconclusive*, saying who was busy: a neighbour's load is never a
+    regression."""
+    need = rounds_needed(GATE_ALPHA)
+    sides = (("baseline", base, busy[0]), ("current", current, busy[1]))
+    short = [(which, kept, left) for which, kept, left in sides if left and len(kept) < need]
+    if short or not base or not current:
+        b, c = median(base) if base else None, median(current) if current else None
+        change = c / b - 1 if b and c else None  # of the quiet rounds; none left on a side: no change to show
+        why = "; ".join(
+            f"the machine was busy in the {which} results: {busy_summary(left, len(kept) + len(left))}"
+            for which, kept, left in sides
+            if left and len(kept) < need
+        )
+        return "inconclusive", change, f"{why}; {need} quiet rounds a side are needed: re-run on a quiet machine"
+    status, change, reason = judge(base, current, threshold)
+    left_out = sum(len(left) for _, _, left in sides)
+    return status, change, reason + (f" ({left_out} busy round(s) left out)" if left_out else "")
 
 
 def judge(base: Sequence[float], current: Sequence[float], threshold: float) -> tuple[Status, float, str]:
@@ -161,7 +210,7 @@ def compare(current: ResultSet, baseline: ResultSet, limits: Limits = Limits(), 
             )
     same = check_same_machine(current, baseline, allow_other_machine)
     verdicts = _speedups(current, baseline, limits.speedup)
-    notes = []
+    notes = machine_notes(current, baseline)
     if same:
         rates, note = _throughputs(current, baseline, limits.images)
         verdicts += rates
@@ -184,7 +233,8 @@ def _speedups(current: ResultSet, baseline: ResultSet, threshold: float) -> list
             reason = f"disturbed baseline in the {which} results: a speedup above the usable cores is not a result"
             verdicts.append(Verdict(key, "speedup", "inconclusive", b.speedup, c.speedup, c.speedup / b.speedup - 1, reason))
         else:
-            status, change, reason = judge(b.speedup_rounds, c.speedup_rounds, threshold)
+            bq, cq = _quiet(b, b.speedup_rounds), _quiet(c, c.speedup_rounds)
+            status, change, reason = quiet_only(bq, cq, (b.busy_rounds(), c.busy_rounds()), threshold)
             verdicts.append(Verdict(key, "speedup", status, b.speedup, c.speedup, change, reason))
     verdicts += [
         Verdict(k, "speedup", "new", None, p.speedup, None, "not in the baseline") for k, p in cur.items() if k not in base
@@ -200,14 +250,37 @@ def _throughputs(current: ResultSet, baseline: ResultSet, threshold: float) -> t
         c = cur.get(key)
         if c is None:
             continue  # said once, by its speedup row (or the sequential loop is in every file that has points)
-        rounds = (b.corrected(), c.corrected()) if corrected else (b.rates, c.rates)
-        status, change, reason = judge(*rounds, threshold)
+        bk, ck = b.kept(), c.kept()
+        rounds = (bk.corrected(), ck.corrected()) if corrected else (bk.rates, ck.rates)
+        status, change, reason = quiet_only(*rounds, (b.busy(), c.busy()), threshold)
         verdicts.append(Verdict(key, "images/s", status, median(b.rates), median(c.rates), change, reason))
     if corrected:
         note = "images/s change: drift-corrected (images/s × the calibration workload's median seconds in the same run)"
     else:
         note = "images/s change: raw, machine drift NOT cancelled (a file without calibration rounds, from an older pdl)"
     return verdicts, note
+
+
+def _quiet(p: Point, values: Sequence[float]) -> tuple[float, ...]:
+    """``values`` (one per round of ``p``) of the rounds nothing else disturbed."""
+    return tuple(v for v, ok in zip(values, p.quiet(), strict=True) if ok)
+
+
+def machine_notes(current: ResultSet, baseline: ResultSet) -> list[str]:
+    """What changed on the machine between the runs that may explain a verdict: the augmentation library or
+    OpenCV, and a CPU quota's throttling."""
+    notes = []
+    bv, cv = baseline.machine.versions, current.machine.versions
+    for name in ("albumentations_dist", "albumentations", "opencv", "numpy"):
+        if name in bv and name in cv and bv[name] != cv[name]:
+            label = "augmentation library" if name == "albumentations_dist" else name
+            notes.append(f"{label} changed: {bv[name]} in the baseline, {cv[name]} now: the likely cause of a change in images/s")
+    for which, rs in (("baseline", baseline), ("current", current)):
+        rounds = [i for p in rs.points if p.loader != BASELINE and len(p.interference) == p.rounds for i in p.interference]
+        said = throttle_summary(rounds)
+        if said:
+            notes.append(f"in the {which} results {said}: a quota is part of the machine measured")
+    return notes
 
 
 def check_same_machine(current: ResultSet, baseline: ResultSet, allow: bool) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..bench.records import Point
+from ..contention import OTHERS_LIMIT, busy_summary, throttle_summary
 from ..stats import NOISE_THRESHOLD
 
 BEST = "★"
@@ -15,6 +16,9 @@ NOISY = "~"
 
 
 DISTURBED = "‼"
+
+
+BUSY = "⊘"  # rounds another process (or the hypervisor) disturbed: kept out of every verdict
 
 
 @dataclass
@@ -31,28 +35,84 @@ def ratio(value: float) -> str:
 
 def speedup_cell(p: Point) -> str:
     """'1.85× (1.80–1.90)': median of per-round ratios with their min–max; '~' marks a noisy point."""
-    flag = (NOISY if p.noisy else "") + (DISTURBED if p.disturbed else "")
+    flag = (NOISY if p.noisy else "") + (DISTURBED if p.disturbed else "") + (BUSY if p.busy_rounds() else "")
     if len(p.speedup_rounds) < 2:
         return f"{ratio(p.speedup)}{flag}"
     return f"{ratio(p.speedup)} ({p.speedup_min:.2f}–{p.speedup_max:.2f}){flag}"
 
 
 def noise_notes(points: Sequence[Point]) -> list[str]:
+    """What the reader must know before trusting the speedups: busy rounds (who), noisy points (and whether
+    anything else was seen running), disturbed baselines, throttling."""
     notes = []
+    groups = _measurements(points)
+    busy = [(p, p.busy_rounds()) for p in groups if p.busy_rounds()]
+    if busy:
+        rounds = [i for _, b in busy for i in b]
+        total = sum(p.rounds for p, _ in busy)
+        notes.append(
+            f"{BUSY} busy machine: {busy_summary(rounds, total)}; those rounds are marked and kept out of every verdict "
+            "(pdl report --baseline, --history, the sweeps' sentences): re-run on a quiet machine, or raise --wait-quiet"
+        )
+    redone = [p for p in groups if p.redone]
+    if redone:
+        waited = sum(p.waited_s for p in groups)
+        notes.append(
+            f"{sum(p.redone for p in redone)} disturbed round(s) measured again after waiting for quiet "
+            f"({waited:.1f} s in all); the first: {redone[0].redone_why}"
+        )
     noisy = [p for p in points if p.noisy]
     if noisy:
         notes.append(
-            f"{NOISY} {len(noisy)} point(s) noisy: their rounds disagree by more than {NOISE_THRESHOLD:.0%}; re-run with "
-            "more --repeats (and a quieter machine) before trusting them"
+            f"{NOISY} {len(noisy)} point(s) noisy: their rounds disagree by more than {NOISE_THRESHOLD:.0%}; "
+            f"{_why_noisy(noisy)}; re-run with more --repeats before trusting them"
         )
     disturbed = [p for p in points if p.disturbed]
     if disturbed:
         names = ", ".join(f"{p.loader} ({p.workers} workers, {p.speedup:.2f}×)" for p in disturbed)
+        seen = [i for p in disturbed for i in p.interference if i.others is not None]
+        why = (
+            f"other processes used up to {max(i.others or 0.0 for i in seen):.2f} cores in its rounds"
+            if seen
+            else "something slowed the sequential loop"
+        )
         notes.append(
             f"{DISTURBED} disturbed baseline: {names} above what the usable cores allow by more than the noise: "
-            "something slowed the sequential loop; not a result: re-run on a quieter machine"
+            f"{why}; not a result: re-run on a quieter machine"
         )
+    throttled = throttle_summary([i for p in groups for i in p.interference])
+    if throttled:
+        notes.append(f"{throttled}: its rounds ran slower than the usable cores allow (kept: the quota is the machine)")
     return notes
+
+
+def _measurements(points: Sequence[Point]) -> list[Point]:
+    """One point per measurement (the points of one run share its rounds and what the machine did in them)."""
+    seen: dict[tuple[object, ...], Point] = {}
+    for p in points:
+        seen.setdefault((p.baseline_wall_s, p.interference), p)
+    return list(seen.values())
+
+
+def _why_noisy(noisy: Sequence[Point]) -> str:
+    """Whether anything was seen competing in a noisy point's rounds: it names what, or rules the machine out."""
+    rounds = [i for p in _measurements(noisy) for i in p.interference]
+    if not rounds:
+        return "the machine's load was not recorded (a file from an older pdl)"
+    seen = [i for i in rounds if (i.others or 0.0) > OTHERS_LIMIT * i.usable / 2 or (i.steal or 0.0) > 0.01 or i.throttled]
+    if not seen:
+        most = max(i.others or 0.0 for i in rounds)
+        return (
+            f"no other load seen inside this machine (others at most {most:.2f} cores, no steal, no throttling): "
+            "the host, or the work itself"
+        )
+    worst = max(seen, key=lambda i: (i.others or 0.0) + (i.steal or 0.0))
+    parts = [f"others up to {worst.others or 0.0:.2f} cores"]
+    if any(i.steal for i in seen):
+        parts.append(f"steal up to {max(i.steal or 0.0 for i in seen):.2f} cores")
+    if any(i.throttled for i in seen):
+        parts.append("cgroup throttling")
+    return f"interference seen in {len(seen)} of {len(rounds)} rounds ({', '.join(parts)})"
 
 
 def to_markdown(grid: Grid) -> str:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bench.records import ResultSet
+from ..contention import busy_summary
 from ..errors import ResultsError
 from ..loaders import BASELINE
-from ..stats import median
+from ..stats import GATE_ALPHA, median, rounds_needed
 from .gate import NOT_COMPARED, Key, Series, calibrated, judge, throughput
 
 
@@ -49,6 +50,7 @@ class Trend:
     lows: tuple[float | None, ...]
     highs: tuple[float | None, ...]
     changes: tuple[Change, ...]
+    busy: tuple[str | None, ...] = ()  # per run: what made it too busy to judge (drawn, never marks a change)
 
     @property
     def label(self) -> str:
@@ -101,11 +103,23 @@ def _reference(series: Sequence[dict[Key, Series]]) -> float:
 
 
 def _trend(key: Key, per_run: Sequence[Series | None], threshold: float, corrected: bool, reference: float) -> Trend:
-    rounds = [None if s is None else tuple(v / reference for v in s.corrected()) if corrected else s.rates for s in per_run]
+    kept = [None if s is None else s.kept() for s in per_run]
+    rounds = [None if s is None else tuple(v / reference for v in s.corrected()) if corrected else s.rates for s in kept]
+    need = rounds_needed(GATE_ALPHA)
+    busy = tuple(
+        busy_summary(s.busy(), len(s.rates)) if s is not None and s.busy() and len(k.rates if k else ()) < need else None
+        for s, k in zip(per_run, kept, strict=True)
+    )
+    # a busy run is drawn from all its rounds (marked), but never judged
+    shown = [
+        r if r or s is None or busy[i] is None else tuple(v / reference for v in s.corrected()) if corrected else s.rates
+        for i, (r, s) in enumerate(zip(rounds, per_run, strict=True))
+    ]
     changes = []
-    at = next((i for i, r in enumerate(rounds) if r), None)  # the run the trend is at: where it last changed
+    # the run the trend is at (where it last changed): never a busy one
+    at = next((i for i, r in enumerate(rounds) if r and busy[i] is None), None)
     for i, r in enumerate(rounds):
-        if at is None or i <= at or not r:
+        if at is None or i <= at or not r or busy[i] is not None:
             continue
         status, change, reason = judge(rounds[at] or (), r, threshold)
         if status in ("regressed", "improved"):
@@ -113,8 +127,9 @@ def _trend(key: Key, per_run: Sequence[Series | None], threshold: float, correct
             at = i
     return Trend(
         key,
-        tuple(None if not r else median(r) for r in rounds),
-        tuple(None if not r else min(r) for r in rounds),
-        tuple(None if not r else max(r) for r in rounds),
+        tuple(None if not r else median(r) for r in shown),
+        tuple(None if not r else min(r) for r in shown),
+        tuple(None if not r else max(r) for r in shown),
         tuple(changes),
+        busy,
     )

@@ -36,6 +36,9 @@ def plot_history(h: History, path: Path) -> None:
             [p[0] for p in pts], [p[1] for p in pts], yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
             marker="o", markersize=4, capsize=2, label=t.label,
         )  # fmt: skip
+        for i, said in enumerate(t.busy):  # a busy run: drawn, ringed, never judged
+            if said and t.values[i] is not None:
+                ax.plot(i + 1, t.values[i], "o", markersize=11, fillstyle="none", color="grey")
         for c in t.changes:
             ax.plot(c.run + 1, t.values[c.run], "v" if c.change < 0 else "^", markersize=13, color=line[0].get_color())
             ax.annotate(
@@ -45,7 +48,8 @@ def plot_history(h: History, path: Path) -> None:
     unit = "images/s at the first run's machine speed" if h.corrected else "images/s (raw)"
     ax.set_ylabel(f"{unit}\n(median round; bars: slowest–fastest)")
     ax.set_title(
-        f"history: {len(h.runs)} runs · ▼▲ first run of a significant change\n{h.runs[-1].results.machine.summary()}", fontsize=10
+        f"history: {len(h.runs)} runs · ▼▲ first run of a significant change · ○ busy machine: not judged\n{h.runs[-1].results.machine.summary()}",
+        fontsize=10,
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

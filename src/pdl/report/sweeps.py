@@ -25,7 +25,8 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
     groups = _groups(rs.points)
     counts = sorted({w for g in groups.values() for w in g})
     many_loaders = len({loader for _, loader in groups}) > 1
-    header = [f"{w} w" + (" ⚠" if w + 1 > usable else "") for w in counts]
+    crowded = {w: oversubscribed(w, [g[w] for g in groups.values() if w in g], usable) for w in counts}
+    header = [f"{w} w" + (" ⚠" if crowded[w] else "") for w in counts]
     speed = Grid(f"speedup over sequential by workers (Table 1) · {rs.machine.summary()}", ["pipeline", *header])
     rate = Grid("images/s by workers", ["pipeline", BASELINE, *header])
     verdicts = []
@@ -36,8 +37,9 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
         base = median([t for p in by_w.values() for t in p.baseline_wall_s])
         images = next(iter(by_w.values())).images
         rate.rows.append([label, f"{images / base:.0f}", *(f"{by_w[w].images_per_s:.0f}" if w in by_w else "–" for w in counts)])
-        verdicts.append(f"{label}: {best_line(by_w, best, usable)}")
+        verdicts.append(f"{label}: {quiet_line(by_w, usable)}")
     speed.rows.append(["ideal", *(ratio(ideal_speedup(w, usable)) for w in counts)])
+    why = "; ".join(f"{w} w: {crowded[w]}" for w in counts if crowded[w])
     stepped = any(p.step_ms for p in rs.points)
     if stepped:
         stall = Grid(f"stall share by workers{step_title(rs)} (wait p99 ms)", ["pipeline", *header])
@@ -48,11 +50,27 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
         stall.notes = [STALL_NOTE.split("; 1st batch")[0], *(answer_line(a) for a in answers if a is not None)]
     speed.notes = [
         *verdicts,
-        f"{BEST} best of the row; ideal = min(workers, usable cores = {usable}); "
-        f"⚠ workers + the main process exceed the {usable} usable cores (oversubscribed)",
+        f"{BEST} best of the row; ideal = min(workers, usable cores = {usable})" + (f"; ⚠ oversubscribed: {why}" if why else ""),
         *noise_notes(rs.points),
     ]
     return [speed, rate, stall] if stepped else [speed, rate]
+
+
+MAIN_COMPETES = 0.25  # of a core: a main process using more, beside workers that fill the cores, takes from them
+
+
+def oversubscribed(workers: int, points: Sequence[Point], usable: int) -> str:
+    """Why ``workers`` oversubscribe the cores, in words, or "": the workers alone exceed the usable cores, or
+    they fill them and the main process was measured using more than ``MAIN_COMPETES`` of a core beside them (it
+    mostly waits for batches, so it usually does not)."""
+    if workers > usable:
+        return f"the workers alone exceed the {usable} usable cores"
+    if workers < usable:
+        return ""
+    main = max((p.cpu_main_s / median(p.wall_s) for p in points if median(p.wall_s) > 0), default=0.0)
+    if main > MAIN_COMPETES:
+        return f"they fill the {usable} usable cores and the main process used {main:.2f} of a core beside them (measured)"
+    return ""
 
 
 def _stall_cell(p: Point | None) -> str:
@@ -67,6 +85,22 @@ def _cell(p: Point | None, best: Point) -> str:
     return speedup_cell(p) + (f" {BEST}" if p is best else "")
 
 
+def quiet_rounds(p: Point) -> tuple[float, ...]:
+    """The point's per-round speedups of the rounds nothing else disturbed."""
+    return tuple(r for r, ok in zip(p.speedup_rounds, p.quiet(), strict=True) if ok)
+
+
+def quiet_line(by_w: dict[int, Point], usable: int) -> str:
+    """``best_line`` drawn from quiet rounds only: a point whose rounds were all disturbed is left out, and said."""
+    quiet = {w: p for w, p in by_w.items() if quiet_rounds(p)}
+    left_out = sorted(set(by_w) - set(quiet))
+    busy = f" ({', '.join(map(str, left_out))} workers: busy machine in every round, left out)" if left_out else ""
+    if not quiet:
+        return "no conclusion: the machine was busy in every round" + busy
+    best = max(quiet.values(), key=lambda p: median(quiet_rounds(p)))
+    return best_line(quiet, best, usable) + busy
+
+
 def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:
     """The row's conclusion, only as far as its rounds support it (a one-sided rank test at ``CLAIM_ALPHA``):
     'best' when the others are lower with evidence; 'slows it down' when more workers are; else it says which
@@ -74,7 +108,7 @@ def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:
     w = best.workers
 
     def lower(p: Point) -> bool:
-        found = evidence(best.speedup_rounds, p.speedup_rounds, CLAIM_ALPHA)
+        found = evidence(quiet_rounds(best) or best.speedup_rounds, quiet_rounds(p) or p.speedup_rounds, CLAIM_ALPHA)
         return found.significant and found.change < 0
 
     tied = [k for k, p in sorted(by_w.items()) if p is not best and not lower(p)]
@@ -83,7 +117,7 @@ def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:
             f"cannot tell the worker counts apart: {w} workers measured highest ({ratio(best.speedup)}), but no other "
             f"count's rounds are lower with evidence (need p ≤ {CLAIM_ALPHA:g}: re-run with more --repeats)"
         )
-    line = f"best: {w} workers ({ratio(best.speedup)})"
+    line = f"best: {w} workers ({ratio(median(quiet_rounds(best) or best.speedup_rounds))})"
     if tied:
         line += f", within noise of {', '.join(map(str, tied))} workers"
     beyond = [k for k in sorted(by_w) if k > w]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..bench.records import ResultSet
 from .gate import Gate
-from .grid import Grid
+from .grid import BUSY, Grid
 from .history import History
 
 
@@ -51,12 +51,17 @@ def history_grid(h: History) -> Grid:
         for t in h.trends:
             v, change = t.values[i], marks.get((i, t.key))
             mark = "" if change is None else f" {'▼' if change.change < 0 else '▲'} {change.change:+.0%}"
-            cells.append("–" if v is None else f"{v:.0f}{mark}")
+            busy = t.busy[i] if i < len(t.busy) else None
+            cells.append("–" if v is None else f"{v:.0f}{mark}" + (f" {BUSY}" if busy else ""))
         grid.rows.append([str(i + 1), run.label, *cells])
     for t in h.trends:
         for c in t.changes:
             word = "slower" if c.change < 0 else "faster"
             grid.notes.append(f"{t.label}: significantly {word} from run {c.run + 1} ({h.runs[c.run].label}): {c.reason}")
+    for i, run in enumerate(h.runs):
+        said = next((t.busy[i] for t in h.trends if i < len(t.busy) and t.busy[i]), None)
+        if said:
+            grid.notes.append(f"{BUSY} run {i + 1} ({run.label}) was measured on a busy machine: {said}; drawn, never judged")
     if not any(t.changes for t in h.trends):
         grid.notes.append("no significant change in any configuration over these runs")
     machines = {run.results.machine.summary() for run in h.runs}
