@@ -17,7 +17,6 @@ from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS, REGISTRY, uses
 from ..loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, check_shard, whole
 from .records import Kind
-
 from .step import Step, StepKind, parse_step
 
 IfBusy = Literal["measure", "fail"]  # what a measuring command does when the machine stays busy past --wait-quiet
