@@ -64,6 +64,13 @@ class ResultsError(PdlError):
     """A results file is missing, damaged or of another schema version."""
 
 
+class ResultsNotSaved(PdlError):
+    """The results folder could not take the results; they were saved elsewhere (named). Not a usage error, not a
+    regression: exit code 5."""
+
+    exit_code = 5
+
+
 class MissingDependencyError(PdlError):
     """An optional extra (torch, ray, matplotlib) is not installed."""
 

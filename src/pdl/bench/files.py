@@ -98,15 +98,53 @@ class ResultWriter:
         else:
             raise ResultsError(f"--results '{directory}': too many results files named {stamp}-{kind}")
         self.saved = False
+        self.directory = directory
+        self.moved: str | None = None  # why the results left --results for a temporary folder (the first failure)
 
     @property
     def csv_path(self) -> Path:
         return self.path.with_suffix(".csv")
 
     def save(self, results: ResultSet) -> None:
-        _atomic_write(self.path, to_json(results))
-        self.saved = True  # the JSON is the record: kept even if an interrupt stops the CSV beside it
-        _atomic_write(self.csv_path, to_csv(results))
+        """Write the JSON, then the CSV. When the folder cannot take them (no space, a quota, a read-only remount,
+        a folder gone), the measurement is not lost: it goes to a temporary folder (``moved`` says why; the next
+        saves go there too), and only when that fails as well is it an error."""
+        text = to_json(results)
+        try:
+            _atomic_write(self.path, text)
+            self.saved = True  # the JSON is the record: kept even if an interrupt stops the CSV beside it
+            _atomic_write(self.csv_path, to_csv(results))
+        except OSError as exc:
+            if self.moved is not None:
+                raise ResultsError(
+                    f"cannot save the results in '{self.path.parent}' either ({exc.strerror or exc}), after "
+                    f"{self.moved}; free some space and re-run"
+                ) from None
+            self._move(exc, len(text.encode()))
+            self.save(results)
+
+    def _move(self, exc: OSError, needed: int) -> None:
+        import tempfile
+
+        if not self.saved:
+            try:
+                self.path.unlink(missing_ok=True)  # the empty name claimed in the folder that failed
+            except OSError:
+                pass
+        where = Path(tempfile.mkdtemp(prefix="pdl-results-"))
+        self.moved = (
+            f"--results '{self.directory}' could not take them ({exc.strerror or exc}; the results need {needed:,} bytes)"
+        )
+        self.path = where / self.path.name
+
+    def not_saved(self) -> str | None:
+        """One line when the results could not go where asked: why, and where they are instead; None otherwise."""
+        if self.moved is None:
+            return None
+        return (
+            f"{self.moved}: they are saved in {self.path} (and .csv) instead; `pdl report {self.path}` reads them; "
+            "free space there, or pass another --results"
+        )
 
     def discard_if_unused(self) -> None:
         """Remove the claimed name when nothing was ever saved into it (an error before the first point)."""

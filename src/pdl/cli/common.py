@@ -24,7 +24,7 @@ from ..bench.experiment import Experiment, option
 from ..bench.files import ResultWriter
 from ..bench.records import ResultSet
 from ..bench.timing import Progress
-from ..errors import PdlError
+from ..errors import PdlError, ResultsNotSaved
 from ..loaders.spec import LoaderSpec
 
 # Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 160 columns
@@ -156,8 +156,13 @@ class Recording:
         self.writer.save(results)
 
     def done(self, grids: Iterable[Any], *notes: str) -> None:
+        """The tables, then where they are saved; when --results could not take them, one line saying where they
+        are instead, and exit 5 (``ResultsNotSaved``): the measurement is kept, the save failed."""
         for grid in grids:
             show(grid)
+        elsewhere = self.writer.not_saved()
+        if elsewhere is not None:
+            raise ResultsNotSaved(elsewhere)
         if not self.quiet:
             for line in (*notes, f"saved {self.writer.path} (and .csv)"):
                 err.print(line, highlight=False, markup=False)
