@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..bench.records import ResultSet
-from .grid import BEST, Grid
+from .grid import BEST, BUSY, Grid, noise_notes
 from .runs import STALL_COLUMNS, STALL_NOTE, stall_cells, step_title
 from .stall import answer, answer_line
 
@@ -20,7 +20,7 @@ def tune_grid(rs: ResultSet) -> Grid:
     told = rs.tuned
     for i, p in enumerate(pts, 1):
         chosen = told and (p.workers, p.prefetch) == (told.workers, told.prefetch) and p.memory_peak_mb
-        rounds = " ".join(f"{r:.1%}" for r in p.stall_rounds)
+        rounds = " ".join(f"{r:.1%}" + ("" if ok else BUSY) for r, ok in zip(p.stall_rounds, p.quiet(), strict=True))
         grid.rows.append([
             str(i), str(p.workers), str(p.prefetch), f"{p.stall_share or 0:.1%}" + (f" {BEST}" if chosen else ""),
             rounds, *stall_cells(p)[1:],
@@ -42,4 +42,6 @@ def tune_grid(rs: ResultSet) -> Grid:
         a = answer(list(pts), rs.machine.cpu.usable, told.target)
         if a is not None:
             grid.notes.append(answer_line(a))
+    # busy rounds (⊘) were left out of the search's comparisons; the reader is told who was busy
+    grid.notes += [n for n in noise_notes(pts) if n.startswith(BUSY) or n[:1].isdigit()]
     return grid
