@@ -78,6 +78,9 @@ class Interference:
     """CPUs pdl may run on (its affinity set): others' time is counted over these."""
     top: tuple[str, ...] = ()
     """When disturbed: the busiest other processes just after the round, as 'pid name cores' ('1234 python3 0.98')."""
+    stalled: tuple[str, ...] = ()
+    """pdl's own workers that stopped making progress in the round ('worker 1 (pid 1234) is stopped (T): …'): the
+    round says nothing about the loader either."""
 
     @property
     def spare(self) -> float:
@@ -88,7 +91,7 @@ class Interference:
     def disturbed(self) -> bool:
         """Other processes or the hypervisor took more than their limit of the usable cores."""
         others = self.others is not None and self.others - self.spare > OTHERS_LIMIT * self.usable
-        return others or (self.steal is not None and self.steal > STEAL_LIMIT * self.usable)
+        return others or (self.steal is not None and self.steal > STEAL_LIMIT * self.usable) or bool(self.stalled)
 
     def describe(self) -> str:
         """'other processes used 0.98 of 2 cores (1234 python3 0.98)'; what disturbed the round, in words."""
@@ -97,8 +100,9 @@ class Interference:
             parts.append(f"other processes used {self.others:.2f} of {self.usable} cores")
         if self.steal is not None and self.steal > STEAL_LIMIT * self.usable:
             parts.append(f"the hypervisor stole {self.steal:.2f} of {self.usable} cores")
-        text = "; ".join(parts) or "quiet"
-        return text + (f" ({', '.join(self.top)})" if self.top else "")
+        text = "; ".join(parts)
+        text = (text + (f" ({', '.join(self.top)})" if self.top else "")) if text else ""
+        return "; ".join(filter(None, [text, *self.stalled])) or "quiet"
 
 
 @dataclass(frozen=True)
@@ -424,9 +428,27 @@ def busy_summary(busy: Sequence[Interference], rounds: int) -> str:
     steal = [i.steal for i in busy if i.steal is not None and i.steal > STEAL_LIMIT * i.usable]
     if steal:
         parts.append(f"the hypervisor stole up to {max(steal):.2f} of {busy[0].usable} cores")
+    stalled = [s for i in busy for s in i.stalled]
+    if stalled:
+        parts.append(f"a worker of pdl's stalled ({stalled[0]})")
     names = Counter(" ".join(t.split()[:2]) for i in busy for t in i.top)
     who = f" ({', '.join(name for name, _ in names.most_common(TOP))})" if names else ""
     return f"{' and '.join(parts)} in {len(busy)} of {rounds} rounds{who}"
+
+
+def busy_word(busy: Sequence[Interference]) -> str:
+    """'the machine was busy' when another process or the hypervisor disturbed a round; 'a worker of pdl's
+    stalled' when only pdl's own stalled workers did."""
+    if all(i.stalled and not _others_or_steal(i) for i in busy):
+        return "a worker of pdl's stalled"
+    return "the machine was busy"
+
+
+def _others_or_steal(i: Interference) -> bool:
+    return bool(
+        (i.others is not None and i.others - i.spare > OTHERS_LIMIT * i.usable)
+        or (i.steal is not None and i.steal > STEAL_LIMIT * i.usable)
+    )
 
 
 def throttle_summary(rounds: Sequence[Interference]) -> str | None:

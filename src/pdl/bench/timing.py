@@ -255,6 +255,9 @@ def interleaved(
                 timings[-1].calibration_s = mean
         if watch is not None and start is not None:
             seen = watch.between(start, watch.reading())
+            stalled = tuple(said for loader in loaders for said in loader.stalls())
+            if stalled:  # a worker of pdl's own that stopped: the round says nothing about the loader
+                seen = replace(seen, stalled=stalled)
             if seen.disturbed and rounds.redone < repeats and watch.wait_quiet(seen):
                 for timings in runs:
                     timings.pop()

@@ -60,6 +60,11 @@ class Loader:
     def worker_pids(self) -> list[int]:
         return []
 
+    def stalls(self) -> tuple[str, ...]:
+        """The workers that stopped making progress since the last call, one line each (pid, state, how long); a
+        loader that tracks its workers' progress says (process); the others never do."""
+        return ()
+
     def __iter__(self) -> Iterator[Batch]:
         self.start()
         epoch, self.epoch = self.epoch, self.epoch + 1

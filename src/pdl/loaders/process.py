@@ -30,11 +30,13 @@ from .base import Loader
 from .batching import Batch
 from .chunks import Part, WorkRate, compact, merged, merged_labels, split, stack
 from .forking import forking
+from .progress import Progress
 from .ring import SHM, RingState, SlotRing, backing, fitting_slots, room, view
 from .spec import LoaderSpec
 from .worker import FAILED, READY, worker_loop
 
 START_TIMEOUT_S = 60.0
+STALL_CHECK_S = 1.0  # a wait for the workers looks at their progress this often
 RAW_SAMPLES = 32  # images decoded up front to size the slots for --augment-in main
 
 
@@ -115,6 +117,12 @@ class ParallelLoader(Loader):
         self._stale: list[_InFlight] = []  # abandoned batches whose chunks are still in flight
         self._ahead: tuple[int, dict[int, _InFlight]] | None = None  # (epoch, its first batches) dispatched early
         self._started = False
+        self._progress = Progress([])  # each worker's last finished chunk: a stalled one is named (progress.py)
+
+    def stalls(self) -> tuple[str, ...]:
+        """The workers named stalled since the last call (one line each: pid, state, for how long)."""
+        self._progress.check()
+        return self._progress.take()
 
     @property
     def ring(self) -> RingState | None:
@@ -156,6 +164,7 @@ class ParallelLoader(Loader):
         while ready < self.num_workers:  # verify the pool really started before anything is timed
             for kind, *_ in self._receive(deadline, "start"):
                 ready += kind == READY
+        self._progress = Progress(self.worker_pids)
 
     def _spawn(self, ctx: Any, wid: int, task_r: connection.Connection, take: Any) -> None:
         res_r, res_w = ctx.Pipe(duplex=False)
@@ -248,6 +257,8 @@ class ParallelLoader(Loader):
                 if made.t_done >= t0:  # finished while we waited: the time to get it is the hand-off
                     # (until its data was in hand, before any augmenting here; the clock is system-wide)
                     self.stats.handoff_s.append(made.t_held - made.t_done)
+                for said in self._progress.check():  # one that stalled while the others carried on
+                    warnings.warn(PdlWarning(said), stacklevel=2)
                 yield batch
                 del batch  # the caller may drop it before asking for the next: let its slot go then
             finished = True
@@ -301,6 +312,7 @@ class ParallelLoader(Loader):
         for part, (offset, count) in enumerate(offsets):
             task = next(self._task_ids)
             self._pending[task] = (made, part)
+            self._progress.working()
             chunk = indices[offset : offset + count].tolist()  # a list of ints: a few bytes a message, not an array's
             try:
                 self._tasks.send((task, epoch, chunk, slot, offset, len(indices)))
@@ -311,6 +323,8 @@ class ParallelLoader(Loader):
     def _collect(self, messages: list[tuple[Any, ...]]) -> None:
         for kind, wid, task, payload in messages:
             made, part = self._pending.pop(task)
+            if not self._pending:
+                self._progress.idle()
             made.outstanding -= 1
             if made.abandoned:
                 if not made.outstanding:
@@ -319,6 +333,7 @@ class ParallelLoader(Loader):
             if kind == FAILED:
                 raise payload
             done, t_start, t_done = payload
+            self._progress.done(wid, t_done - t_start)
             made.parts[part] = done
             self._rate.add(done)
             made.t_done = max(made.t_done, t_done)
@@ -362,13 +377,21 @@ class ParallelLoader(Loader):
     def _receive(self, deadline: float | None, waiting_for: str) -> list[tuple[Any, ...]]:
         """Block until at least one message arrives; a dead worker raises, a passed deadline raises."""
         sentinels = {p.sentinel: i for i, p in enumerate(self._procs)}
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = connection.wait([*self._results, *sentinels], timeout)
-        if not ready:
-            raise LoaderTimeoutError(
-                f"no message from the workers within the timeout while waiting for {waiting_for}; a worker may be "
-                "stuck (a transform that never returns?): raise `timeout` or check the pipeline"
-            )
+        while True:  # in slices: a worker that stops making progress meanwhile is named as soon as it shows
+            timeout = STALL_CHECK_S if deadline is None else min(STALL_CHECK_S, max(0.0, deadline - time.monotonic()))
+            ready = connection.wait([*self._results, *sentinels], timeout)
+            if ready:
+                break
+            for said in self._progress.check():
+                warnings.warn(PdlWarning(said), stacklevel=2)
+            if deadline is not None and time.monotonic() >= deadline:
+                stalled = "; ".join(self._progress.named.values())
+                raise LoaderTimeoutError(
+                    f"no message from the workers within the timeout while waiting for {waiting_for}; "
+                    + (f"{stalled}: " if stalled else "a worker may be stuck (a transform that never returns?): ")
+                    + "raise `timeout` or check the pipeline"
+                    + (" and what stopped that worker" if stalled else "")
+                )
         messages = []
         for conn in self._results:
             if conn in ready:

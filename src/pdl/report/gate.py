@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..bench.records import Point, ResultSet
-from ..contention import Interference, busy_summary, throttle_summary
+from ..contention import Interference, busy_summary, busy_word, throttle_summary
 from ..errors import ConfigError, ResultsError
 from ..loaders import BASELINE
 from ..stats import GATE_ALPHA, evidence, median, parse_share, rounds_needed
@@ -175,7 +175,7 @@ def quiet_only(
         b, c = median(base) if base else None, median(current) if current else None
         change = c / b - 1 if b and c else None  # of the quiet rounds; none left on a side: no change to show
         why = "; ".join(
-            f"the machine was busy in the {which} results: {busy_summary(left, len(kept) + len(left))}"
+            f"{busy_word(left)} in the {which} results: {busy_summary(left, len(kept) + len(left))}"
             for which, kept, left in sides
             if left and len(kept) < need
         )

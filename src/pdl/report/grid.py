@@ -99,7 +99,11 @@ def _why_noisy(noisy: Sequence[Point]) -> str:
     rounds = [i for p in _measurements(noisy) for i in p.interference]
     if not rounds:
         return "the machine's load was not recorded (a file from an older pdl)"
-    seen = [i for i in rounds if (i.others or 0.0) > OTHERS_LIMIT * i.usable / 2 or (i.steal or 0.0) > 0.01 or i.throttled]
+    seen = [
+        i
+        for i in rounds
+        if (i.others or 0.0) > OTHERS_LIMIT * i.usable / 2 or (i.steal or 0.0) > 0.01 or i.throttled or i.stalled
+    ]
     if not seen:
         most = max(i.others or 0.0 for i in rounds)
         return (
@@ -112,6 +116,8 @@ def _why_noisy(noisy: Sequence[Point]) -> str:
         parts.append(f"steal up to {max(i.steal or 0.0 for i in seen):.2f} cores")
     if any(i.throttled for i in seen):
         parts.append("cgroup throttling")
+    if any(i.stalled for i in seen):
+        parts.append("a stalled worker of pdl's")
     return f"interference seen in {len(seen)} of {len(rounds)} rounds ({', '.join(parts)})"
 
 

@@ -1,0 +1,94 @@
+"""Each worker's progress: which one finished nothing for a while, and what its process is doing (stopped, in
+uninterruptible sleep), so a stalled worker is named, not averaged into a noisy speedup.
+
+A worker is stalled when it finished nothing for ``stall_s`` (at least ``STALL_MIN_S``, and ``STALL_CHUNKS``
+times the longest chunk seen, so a slow pipeline's long chunks are not taken for a stall) and either the other
+workers finished ``STALL_OTHERS`` chunks each meanwhile (over epochs: a stopped worker that held no chunk lets
+the others carry on, epoch after epoch) or, with work outstanding, the OS says its process is stopped or in
+uninterruptible sleep. The clock is injected for the tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+STALL_MIN_S = 2.0
+STALL_CHUNKS = 10  # a worker may take this many of the longest chunks seen before it counts as stalled
+STALL_OTHERS = 3  # chunks per worker the others finish while it finishes none
+STATES = {
+    "stopped": "is stopped (T)",
+    "tracing-stop": "is stopped by a tracer (t)",
+    "disk-sleep": "is in uninterruptible sleep (D)",
+}
+
+
+def process_state(pid: int) -> str | None:
+    """What the OS says of ``pid`` when that explains a stall ('is stopped (T)'); None otherwise or unknown."""
+    import psutil
+
+    try:
+        return STATES.get(psutil.Process(pid).status())
+    except (psutil.Error, OSError):
+        return None
+
+
+class Progress:
+    """Per worker: when it last finished a chunk, and how many chunks every worker finished since."""
+
+    def __init__(
+        self, pids: Sequence[int], clock: Callable[[], float] = time.monotonic, state: Callable[[int], str | None] = process_state
+    ) -> None:
+        self.pids = list(pids)
+        self.clock, self.state = clock, state
+        now = clock()
+        self.last = [now] * len(self.pids)  # when each last finished a chunk (or when work became available)
+        self.total = 0  # chunks finished by all workers
+        self.total_at = [0] * len(self.pids)  # ``total`` at each worker's ``last``
+        self.since: float | None = None  # when the outstanding work began; None while none is outstanding
+        self.longest = 0.0  # the longest chunk seen, seconds
+        self.named: dict[int, str] = {}  # stalls named since ``take``
+
+    def working(self) -> None:
+        """Work was handed out: from now on, a worker that finishes nothing is idle with work to take."""
+        if self.since is None:
+            self.since = self.clock()
+
+    def idle(self) -> None:
+        """Nothing is outstanding: no worker can be stalled."""
+        self.since = None
+
+    def done(self, wid: int, seconds: float) -> None:
+        self.total += 1
+        self.last[wid], self.total_at[wid] = self.clock(), self.total
+        self.longest = max(self.longest, seconds)
+
+    @property
+    def stall_s(self) -> float:
+        return max(STALL_MIN_S, STALL_CHUNKS * self.longest)
+
+    def check(self) -> list[str]:
+        """The workers stalled now, each named once until ``take``: 'worker 1 (pid 1234) is stopped (T): finished
+        nothing for 12 s while the others finished 40 chunks'. Returns the newly named ones."""
+        now, new = self.clock(), []
+        for wid, pid in enumerate(self.pids):
+            idle = now - self.last[wid] if self.since is None else now - max(self.last[wid], min(self.since, now))
+            others = self.total - self.total_at[wid]
+            if wid in self.named or now - self.last[wid] < self.stall_s:
+                continue
+            carried_on = others >= STALL_OTHERS * len(self.pids)  # the others kept working, this one did not
+            if not carried_on and (self.since is None or idle < self.stall_s):
+                continue  # nothing to take, or not for long enough: no stall, whatever the OS says
+            state = self.state(pid)
+            if state is None and not carried_on:
+                continue  # every worker waits alike: the work itself is slow, not this worker
+            idle = now - self.last[wid]
+            said = f"worker {wid} (pid {pid}) {state or 'made no progress'}: finished nothing for {idle:.0f} s while the others finished {others} chunks"
+            self.named[wid] = said
+            new.append(said)
+        return new
+
+    def take(self) -> tuple[str, ...]:
+        """The stalls named since the last ``take`` (a round's), and forget them."""
+        named, self.named = tuple(self.named.values()), {}
+        return named
