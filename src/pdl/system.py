@@ -224,6 +224,9 @@ def default_start_method() -> str:
 
 def system_info(start_method: str | None = None) -> dict[str, object]:
     """Everything a result needs to be compared honestly later: machine, software, settings."""
+    from ._augment import augmentation_library
+
+    library, _ = augmentation_library()  # which distribution is behind `import albumentations` (one line if none)
     import albumentations
     import cv2
     import numpy
@@ -245,6 +248,7 @@ def system_info(start_method: str | None = None) -> dict[str, object]:
         "versions": {
             "opencv": cv2.__version__,
             "albumentations": albumentations.__version__,
+            "albumentations_dist": library,  # albumentations (the MIT line) or albumentationsx (AGPL-3.0 or commercial)
             "numpy": numpy.__version__,
             "pdl": __version__,
         },

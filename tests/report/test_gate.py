@@ -214,3 +214,20 @@ def test_paths_are_printed_verbatim_not_as_markup(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(path), "--format", "markdown", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert res.stderr.strip() == f"wrote {out}" and out.read_text().startswith("**speedup over sequential")
+
+
+def test_a_change_of_augmentation_library_or_opencv_is_named_beside_the_verdicts() -> None:
+    base = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.01)
+    versions = {**MACHINE.versions, "albumentations": "2.5.1", "albumentations_dist": "albumentationsx", "opencv": "5.1.0"}
+    old = replace(base, machine=replace(MACHINE, versions={**MACHINE.versions, "albumentations_dist": "albumentations"}))
+    cur = replace(sweep_workers(rounds=5, jitter=0.02, calibration_s=0.01, cost=1.6), machine=replace(MACHINE, versions=versions))
+    gate = compare(cur, old)
+    assert gate.exit_code == 1
+    assert gate.notes[:3] == (
+        "augmentation library changed: albumentations in the baseline, albumentationsx now: the likely cause of a change in images/s",
+        "albumentations changed: 2.0.8 in the baseline, 2.5.1 now: the likely cause of a change in images/s",
+        "opencv changed: 5.0.0 in the baseline, 5.1.0 now: the likely cause of a change in images/s",
+    )
+    assert compare(base, base).notes[:1] == (
+        "images/s change: drift-corrected (images/s × the calibration workload's median seconds in the same run)",
+    )
