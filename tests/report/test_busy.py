@@ -121,3 +121,18 @@ def test_oversubscribed_only_where_the_workers_exceed_the_cores_or_the_main_proc
         "they fill the 4 usable cores and the main process used 0.50 of a core beside them (measured)"
     )
     assert MACHINE.cpu.usable == 4
+
+
+def test_a_history_names_the_run_where_the_augmentation_library_changed() -> None:
+    runs = []
+    for i, dist in enumerate(["albumentations", "albumentations", "albumentationsx"]):
+        rs = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.01)
+        versions = {**MACHINE.versions, "albumentations_dist": dist, "albumentations": "2.0.8" if i < 2 else "2.5.1"}
+        rs = replace(rs, machine=replace(MACHINE, versions=versions), created=f"2026-11-0{i + 1}T10:00:00")
+        runs.append(Run(Path(f"r{i}.json"), rs))
+    notes = history_grid(history(runs, 0.10)).notes
+    assert any(
+        n.startswith("run 3 (")
+        and n.endswith("albumentations_dist albumentations → albumentationsx, albumentations 2.0.8 → 2.5.1")
+        for n in notes
+    ), notes

@@ -36,6 +36,9 @@ def verdict_grid(gate: Gate, current: ResultSet) -> Grid:
     return grid
 
 
+LIBRARIES = ("albumentations_dist", "albumentations", "opencv", "numpy")  # what a history names where it changed
+
+
 def history_grid(h: History) -> Grid:
     """Each configuration's images/s run after run (drift-corrected when every run was calibrated); ▼/▲ marks
     the first run where a change became significant, against the run the trend was at before it."""
@@ -64,6 +67,11 @@ def history_grid(h: History) -> Grid:
             grid.notes.append(f"{BUSY} run {i + 1} ({run.label}) was measured on a busy machine: {said}; drawn, never judged")
     if not any(t.changes for t in h.trends):
         grid.notes.append("no significant change in any configuration over these runs")
+    for i in range(1, len(h.runs)):  # a library upgrade is the likely cause of a change at that run
+        before, now = h.runs[i - 1].results.machine.versions, h.runs[i].results.machine.versions
+        changed = [f"{k} {before[k]} → {now[k]}" for k in LIBRARIES if k in before and k in now and before[k] != now[k]]
+        if changed:
+            grid.notes.append(f"run {i + 1} ({h.runs[i].label}): {', '.join(changed)}")
     machines = {run.results.machine.summary() for run in h.runs}
     if len(machines) > 1:
         grid.notes.append(f"measured on {len(machines)} machines: images/s compare only within one")
