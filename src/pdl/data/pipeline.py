@@ -307,7 +307,10 @@ def _probe(path: Path, spec: dict[str, Any]) -> tuple[tuple[int, ...] | None, st
     """Run the pipeline on two input sizes: a pipeline that does not end at a fixed size cannot make batches."""
     import albumentations as A
 
-    compose = A.from_dict(spec)
+    try:  # a transform may take arguments it then refuses to be rebuilt from (ColorJitter's hue past 0.5)
+        compose = A.from_dict(spec)
+    except Exception as exc:
+        raise ConfigError(f"{path}: the pipeline cannot be rebuilt from its own description: {_one_line(exc)}") from None
     shapes, dtype = [], "uint8"
     for i, shape in enumerate(PROBE_SHAPES):
         compose.set_random_state(np.random.default_rng(i), random.Random(i))
