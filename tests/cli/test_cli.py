@@ -152,8 +152,11 @@ def test_sweep_workers_writes_one_point_per_configuration(images: Path, tmp_path
                  "--results", str(tmp_path), *QUICK)  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "Table 1" in res.stdout and "ideal" in res.stdout
-    said = " ".join(res.stdout.split())  # one round: no evidence (or, on a busy machine, no conclusion at all)
-    assert "light: cannot tell the worker counts apart" in said or "light: no conclusion: the machine was busy" in said
+    said = " ".join(res.stdout.split())
+    if "⊘" in said:  # another process disturbed a round: that point is left out of the sentence, and said
+        assert "busy machine" in said
+    else:
+        assert "light: cannot tell the worker counts apart" in said  # one round: no evidence
     data = json.loads(files(tmp_path)[0].read_text())
     assert sorted((p["pipeline"], p["workers"]) for p in data["points"]) == [
         ("light", 1),
