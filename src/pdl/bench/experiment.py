@@ -60,6 +60,7 @@ class Experiment:
     cache: Cache = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
     prefetch_epochs: bool = True  # process and thread loaders: the next epoch's first batches made while this one ends
     wait_quiet: float = 30.0  # seconds (for the whole command) to wait for other processes to leave the CPUs; 0: never
+    ceiling: bool = True  # also time N copies of the sequential loop in the same rounds: what the machine can give
     if_busy: IfBusy = "measure"  # measure: rounds another process disturbed are marked and kept out of verdicts; fail: exit 4
 
     def __post_init__(self) -> None:
@@ -111,7 +112,8 @@ class Experiment:
         return len(self.pipelines) * len(self.workers) * len(self.batch_sizes)
 
     def epochs_per_point(self) -> int:
-        return len(self.loaders) * (self.repeats + 1 + self.memory_epochs)
+        timed = len(self.loaders) + (self.ceiling and self.kind != "tune")  # the ceiling: one more side per round
+        return timed * (self.repeats + 1) + len(self.loaders) * self.memory_epochs
 
     def spec(self, batch_size: int, workers: int) -> LoaderSpec:
         """The loaders' arguments at one point of the experiment."""

@@ -12,6 +12,7 @@ To add a measured quantity: one field in ``Point`` (with a default if old files 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
@@ -197,6 +198,12 @@ class Point:
     """What disturbed the first round measured again, in words ('other processes used 0.98 of 2 cores (…)')."""
     waited_s: float = 0.0
     """Seconds spent waiting for the machine to be quiet before or between this point's rounds."""
+    ceiling: float | None = None
+    """The measured ceiling: median over rounds of the sequential loop's wall / that of ``workers`` independent copies
+    of it run at once, each over its share of the epoch (``loaders/ceiling.py``), in the same rounds. The most any
+    loader reaches here for this work; None when not measured (--no-ceiling, or an older file)."""
+    ceiling_rounds: tuple[float, ...] = ()
+    """The ceiling's per-round ratios, in round order."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}
@@ -209,6 +216,14 @@ class Point:
     @property
     def rounds(self) -> int:
         return len(self.wall_s)
+
+    @property
+    def of_ceiling(self) -> float | None:
+        """The loader's share of the measured ceiling (0.97: it reaches 97% of what the machine gives): the median
+        over rounds of its speedup / the ceiling's, both measured in that round (so the round's drift cancels)."""
+        if not self.ceiling or len(self.ceiling_rounds) != self.rounds:
+            return None
+        return float(statistics.median(s / c for s, c in zip(self.speedup_rounds, self.ceiling_rounds, strict=True) if c))
 
     def quiet(self) -> tuple[bool, ...]:
         """Per round: True when nothing else disturbed it (or when that was not measured: older files)."""
@@ -456,8 +471,9 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 4 reads the machine in every round (``Point.interference``) and measures disturbed rounds again
-    (``redone``): a version-3 point's rounds were never checked, so they stay as they were, with nothing seen."""
+    """Version 4 reads the machine in every round (``Point.interference``), measures disturbed rounds again
+    (``redone``) and measures the ceiling (``ceiling``): a version-3 point's rounds were never checked, so they
+    stay as they were, with nothing seen and no ceiling."""
     return {**data, "version": 4}
 
 

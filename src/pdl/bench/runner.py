@@ -48,7 +48,9 @@ def execute(
         for batch_size in exp.batch_sizes:
             for workers in exp.workers:
                 spec = exp.spec(batch_size, workers)
-                work = Workload(dataset, pipeline, spec, exp.loaders, exp.repeats, exp.memory_epochs, exp.step, exp.cache, watch)
+                work = Workload(
+                    dataset, pipeline, spec, exp.loaders, exp.repeats, exp.memory_epochs, exp.step, exp.cache, watch, exp.ceiling
+                )
                 points = measure(work, progress=progress)
                 results = replace(results, points=results.points + tuple(points if exp.kind == "run" else points[1:]))
                 on_save(results)

@@ -22,7 +22,7 @@ from ..data.cache import ColdCache
 from ..data.decoders import DEFAULT as DEFAULT_DECODER
 from ..data.pipeline import Pipeline
 from ..data.protocol import Dataset
-from ..loaders import Loader, LoaderSpec, make_loader
+from ..loaders import CEILING, Loader, LoaderSpec, make_loader
 from ..loaders.batching import STAGES
 from ..loaders.chunks import chunk_size
 from ..stats import NOISE_THRESHOLD, impossible, median, percentile, speedup, stall_share
@@ -120,6 +120,7 @@ class Workload:
     step: Step | None = None  # the consumer's simulated training step per batch (timed rounds only)
     cache: str = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
     watch: Watch | None = None  # reads what else competes for the CPUs in each round (contention.py); None: nothing
+    ceiling: bool = False  # also time N copies of the sequential loop in the same rounds: the measured bound
 
 
 def measure(
@@ -147,8 +148,14 @@ def _with_memory(work: Workload, kind: str, point: Point, tick: Progress) -> Poi
 
 def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sleep) -> list[Point]:
     cold = ColdCache(work.dataset) if work.cache == "cold" else None
-    sides = [(work, kind) for kind in work.loaders]
-    points = side_by_side(sides, work.loaders, clock, tick, sleep, cold.evict if cold is not None else None)
+    names = tuple(k for k in work.loaders if k != CEILING)
+    if work.ceiling and work.spec.num_workers > 0:
+        names += (CEILING,)
+    sides = [(work, kind) for kind in names]
+    points = side_by_side(sides, names, clock, tick, sleep, cold.evict if cold is not None else None)
+    if CEILING in names:  # not a loader's point: the bound every other point is read against
+        bound = points.pop(names.index(CEILING))
+        points = [replace(p, ceiling=bound.speedup, ceiling_rounds=bound.speedup_rounds) for p in points]
     if cold is not None:
         points = [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
     return points

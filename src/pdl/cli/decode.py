@@ -17,7 +17,7 @@ from .options import Shared, measuring_options, name_list
 
 
 @guarded
-@measuring_options(leave_out=("loaders", "reduce_decode", "step_ms", "step_kind", "cache", "wait_quiet", "if_busy"))
+@measuring_options(leave_out=("loaders", "reduce_decode", "step_ms", "step_kind", "cache", "wait_quiet", "if_busy", "ceiling"))
 def decode_cmd(
     shared: Shared,
     pipelines: Annotated[str, typer.Option("--pipelines", help="Comma list of shipped levels or YAML paths.")] = ",".join(LEVELS),

@@ -72,6 +72,7 @@ class Shared:
     step_kind: Enum | None = None
     decoder: str = _DEFAULTS["decoder"]
     wait_quiet: float = _DEFAULTS["wait_quiet"]
+    ceiling: bool = _DEFAULTS["ceiling"]
     if_busy: Enum | None = None
 
     def experiment(self, inputs: Path, **fields: Any) -> Experiment:
@@ -220,6 +221,16 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
             typer.Option(help="Page cache at each timed epoch: warm, or cold (the images evicted before every epoch)."),
         ],
         CacheChoice(_DEFAULTS["cache"]),
+    ),
+    "ceiling": (
+        Annotated[
+            bool,
+            typer.Option(
+                help="Also time N copies of the sequential loop at once, in the same rounds: the most any loader reaches "
+                "here (--no-ceiling skips it)."
+            ),
+        ],
+        _DEFAULTS["ceiling"],
     ),
     "wait_quiet": (
         Annotated[

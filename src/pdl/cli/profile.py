@@ -20,7 +20,7 @@ from .options import Shared, measuring_options, name_list
 IMAGES = 160  # profiled when --limit is not given: enough for stable medians, a few seconds a repeat
 _NOT_HERE = (
     "loaders", "prefetch", "prefetch_epochs", "chunk_size", "augment_in", "timeout", "start_method", "ray_address",
-    "rank", "world_size", "cache", "step_ms", "step_kind", "wait_quiet", "if_busy",
+    "rank", "world_size", "cache", "step_ms", "step_kind", "wait_quiet", "if_busy", "ceiling",
 )  # fmt: skip
 
 

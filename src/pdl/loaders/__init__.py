@@ -23,6 +23,7 @@ from .spec import LoaderSpec
 from .thread import ThreadLoader
 
 BASELINE = SequentialLoader.name  # the loader every speed-up is measured against
+CEILING = "ceiling"  # N copies of the sequential loop at once: what the machine can give (loaders/ceiling.py)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ REGISTRY: dict[str, Entry] = {
     "process": Entry("pdl.loaders.process:ParallelLoader", ("start_method",), summary="pdl: worker processes + ring"),
     "process-pickle": Entry("pdl.loaders.process:PickledParallelLoader", ("start_method",), summary="pdl, batches pickled"),
     "thread": Entry("pdl.loaders.thread:ThreadLoader", summary="pdl: a thread pool"),
+    CEILING: Entry("pdl.loaders.ceiling:CeilingLoader", ("start_method",), summary="N copies of the sequential loop: the bound"),
     "torch": Entry("pdl.loaders.peers.torch:TorchLoader", ("start_method",), "torch", "PyTorch's DataLoader"),
     "ray": Entry("pdl.loaders.ray:RayLoader", ("ray_address",), "ray", "Ray actors, on one machine or a cluster"),
     "report": Entry("pdl.loaders.peers.seed_report:ReportLoader", ("start_method",), summary="the seed report's DataLoaderPar"),

@@ -21,6 +21,9 @@ def run_grid(rs: ResultSet) -> Grid:
     process = next((p for p in pts if p.loader == "process"), None)
     memory = any(p.memory_peak_mb for p in pts)
     columns = ["loader", "workers", "images", "median wall s", "images/s", "speedup ×"]
+    ceiling = any(p.ceiling for p in pts if p.loader != BASELINE)
+    if ceiling:
+        columns.append("of ceiling")
     if torch:
         columns.append("vs torch")
     if process:
@@ -46,6 +49,8 @@ def run_grid(rs: ResultSet) -> Grid:
             f"{p.images_per_s:.0f}",
             speedup_cell(p),
         ]
+        if ceiling:
+            row.append(ceiling_cell(p))
         if torch:
             row.append(ratio(median(torch.wall_s) / median(p.wall_s)))
         if process:
@@ -57,10 +62,46 @@ def run_grid(rs: ResultSet) -> Grid:
         if stepped:
             row += stall_cells(p)
         grid.rows.append(row)
-    grid.notes = startup_notes(pts) + peer_notes(pts) + noise_notes(pts) + skipped_notes(pts)
+    grid.notes = (
+        startup_notes(pts) + ceiling_notes(pts, rs.machine.cpu.usable) + peer_notes(pts) + noise_notes(pts) + skipped_notes(pts)
+    )
     if stepped:
         grid.notes += [STALL_NOTE, *(need_line(p, rs.machine.cpu.usable) for p in pts if p.loader != BASELINE and p.step_ms)]
     return grid
+
+
+def ceiling_cell(p: Point) -> str:
+    """'97% of 1.86×': the speedup's share of the measured ceiling; '–' without one (or for the baseline)."""
+    if p.loader == BASELINE or not p.ceiling or p.of_ceiling is None:
+        return "–"
+    return f"{p.of_ceiling:.0%} of {ratio(p.ceiling)}"
+
+
+def ceiling_notes(pts: Sequence[Point], usable: int) -> list[str]:
+    """What the ceiling is, and for each loader whether the loader or the machine is the limit."""
+    measured = [p for p in pts if p.loader != BASELINE and p.ceiling]
+    if not measured:
+        return []
+    first = measured[0]
+    notes = [
+        f"ceiling: {first.workers} copies of the sequential loop at once, each over its share of the epoch, in the same "
+        f"rounds: {ratio(first.ceiling or 0)} ({ratio(min(first.ceiling_rounds))}–{ratio(max(first.ceiling_rounds))}), "
+        f"where the core count says {min(first.workers, usable)}×; the most any loader reaches here for this work"
+    ]
+    notes += [f"{p.loader} ({p.workers} workers): {limit_line(p)}" for p in measured]
+    return notes
+
+
+AT_CEILING = 0.95  # a loader at 95% or more of the measured ceiling: the machine is the limit, not the loader
+
+
+def limit_line(p: Point) -> str:
+    """'1.80× of a 1.86× ceiling: 97%: the machine is the limit', or that the loader leaves speed on the table."""
+    share = p.of_ceiling or 0.0
+    said = f"{ratio(p.speedup)} of a {ratio(p.ceiling or 0)} ceiling: {share:.0%}"
+    if share >= AT_CEILING:
+        return said + ": the machine is the limit here, not the loader"
+    return said + f": the loader leaves {1 - share:.0%} of what the machine gives on the table"
 
 
 STALL_COLUMNS = ["stall", "1st batch", "of ideal images/s", "wait p50/p90/p99 ms"]

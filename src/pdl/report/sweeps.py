@@ -8,7 +8,7 @@ from ..bench.records import Point, ResultSet
 from ..loaders import BASELINE
 from ..stats import CLAIM_ALPHA, evidence, ideal_speedup, median
 from .grid import BEST, Grid, noise_notes, ratio, speedup_cell
-from .runs import STALL_COLUMNS, STALL_NOTE, stall_cells, step_title
+from .runs import AT_CEILING, STALL_COLUMNS, STALL_NOTE, limit_line, stall_cells, step_title
 from .stall import answer, answer_line
 
 
@@ -38,7 +38,13 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
         images = next(iter(by_w.values())).images
         rate.rows.append([label, f"{images / base:.0f}", *(f"{by_w[w].images_per_s:.0f}" if w in by_w else "–" for w in counts)])
         verdicts.append(f"{label}: {quiet_line(by_w, usable)}")
-    speed.rows.append(["ideal", *(ratio(ideal_speedup(w, usable)) for w in counts)])
+    measured = any(p.ceiling for g in groups.values() for p in g.values())
+    if measured:  # the measured bound per pipeline replaces the core count's
+        for pipe in dict.fromkeys(pipe for pipe, _ in groups):
+            by_w = {w: p for (pp, _), g in groups.items() if pp == pipe for w, p in g.items() if p.ceiling}
+            speed.rows.append([f"{pipe} · ceiling", *(_ceiling_cell(by_w.get(w)) for w in counts)])
+    else:
+        speed.rows.append(["ideal", *(ratio(ideal_speedup(w, usable)) for w in counts)])
     why = "; ".join(f"{w} w: {crowded[w]}" for w in counts if crowded[w])
     stepped = any(p.step_ms for p in rs.points)
     if stepped:
@@ -50,7 +56,14 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
         stall.notes = [STALL_NOTE.split("; 1st batch")[0], *(answer_line(a) for a in answers if a is not None)]
     speed.notes = [
         *verdicts,
-        f"{BEST} best of the row; ideal = min(workers, usable cores = {usable})" + (f"; ⚠ oversubscribed: {why}" if why else ""),
+        f"{BEST} best of the row; "
+        + (
+            f"ceiling: N copies of the sequential loop at once, measured in the same rounds (the core count would say "
+            f"min(workers, {usable} usable cores)); a loader at {AT_CEILING:.0%} or more of it is at the machine's limit"
+            if measured
+            else f"ideal = min(workers, usable cores = {usable})"
+        )
+        + (f"; ⚠ oversubscribed: {why}" if why else ""),
         *noise_notes(rs.points),
     ]
     return [speed, rate, stall] if stepped else [speed, rate]
@@ -71,6 +84,13 @@ def oversubscribed(workers: int, points: Sequence[Point], usable: int) -> str:
     if main > MAIN_COMPETES:
         return f"they fill the {usable} usable cores and the main process used {main:.2f} of a core beside them (measured)"
     return ""
+
+
+def _ceiling_cell(p: Point | None) -> str:
+    """The measured ceiling at that worker count, with the loader's share of it: '1.86× (97%)'."""
+    if p is None or not p.ceiling:
+        return "–"
+    return f"{ratio(p.ceiling)} ({p.of_ceiling or 0:.0%})"
 
 
 def _stall_cell(p: Point | None) -> str:
@@ -98,7 +118,8 @@ def quiet_line(by_w: dict[int, Point], usable: int) -> str:
     if not quiet:
         return "no conclusion: the machine was busy in every round" + busy
     best = max(quiet.values(), key=lambda p: median(quiet_rounds(p)))
-    return best_line(quiet, best, usable) + busy
+    limit = f"; {limit_line(best)}" if best.ceiling else ""
+    return best_line(quiet, best, usable) + limit + busy
 
 
 def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:

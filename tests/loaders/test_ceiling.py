@@ -1,0 +1,73 @@
+"""The ceiling: N copies of the sequential loop at once, each over an equal share of the epoch's images; stored
+beside every point; its share read as 'the loader' or 'the machine' is the limit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdl import ImageFolder, load_pipeline
+from pdl.bench.timing import Workload, measure
+from pdl.loaders import LoaderSpec, make_loader
+from pdl.report.runs import limit_line, run_grid
+from pdl.report.sweeps import sweep_workers_grids
+
+from ..factories import point, results, sweep_workers
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_the_copies_make_every_image_of_the_epoch_once_between_them(images: Path) -> None:
+    spec = LoaderSpec(batch_size=4, num_workers=3)
+    with make_loader("ceiling", ImageFolder(images), load_pipeline("light"), spec) as ceiling:
+        ceiling.start()
+        assert len(ceiling.worker_pids) == 3
+        for _ in range(2):  # two epochs: the copies persist
+            made = np.concatenate([b.indices for b in ceiling])
+            assert sorted(made.tolist()) == list(range(21))
+        pids = ceiling.worker_pids
+    assert ceiling.worker_pids == [] and pids
+
+
+def test_measure_stores_the_ceiling_beside_each_point_and_not_as_a_point(images: Path) -> None:
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=5, num_workers=2),
+                    ("sequential", "process"), 2, ceiling=True)  # fmt: skip
+    seq, par = measure(work)
+    assert [seq.loader, par.loader] == ["sequential", "process"]
+    assert par.ceiling is not None and par.ceiling > 0 and len(par.ceiling_rounds) == 2
+    assert par.ceiling == pytest.approx(sorted(par.ceiling_rounds)[0] / 2 + sorted(par.ceiling_rounds)[1] / 2)
+    assert par.of_ceiling == pytest.approx(
+        sorted(s / c for s, c in zip(par.speedup_rounds, par.ceiling_rounds, strict=True))[0] / 2
+        + sorted(s / c for s, c in zip(par.speedup_rounds, par.ceiling_rounds, strict=True))[1] / 2
+    )
+    seq2, par2 = measure(replace(work, ceiling=False))
+    assert par2.ceiling is None and par2.of_ceiling is None
+
+
+def test_the_share_says_whether_the_loader_or_the_machine_is_the_limit() -> None:
+    at = point("process", 2, [2.0] * 3, [1.1] * 3, ceiling=1.86, ceiling_rounds=(1.86,) * 3)
+    assert at.of_ceiling == pytest.approx((2 / 1.1) / 1.86)
+    assert limit_line(at) == "1.82× of a 1.86× ceiling: 98%: the machine is the limit here, not the loader"
+    below = replace(at, wall_s=(1.6,) * 3, speedup=1.25, speedup_rounds=(1.25,) * 3)
+    assert limit_line(below) == "1.25× of a 1.86× ceiling: 67%: the loader leaves 33% of what the machine gives on the table"
+    grid = run_grid(results("run", [point("sequential", 0, [2.0] * 3, [2.0] * 3), at]))
+    assert "of ceiling" in grid.columns and grid.rows[1][grid.columns.index("of ceiling")] == "98% of 1.86×"
+    assert any(n.startswith("ceiling: 2 copies of the sequential loop at once") for n in grid.notes)
+
+
+def test_a_sweep_shows_the_measured_ceiling_rows_instead_of_the_core_count() -> None:
+    rs = sweep_workers()
+    rs = replace(
+        rs,
+        points=tuple(
+            replace(p, ceiling=min(p.workers, 4) * 0.9, ceiling_rounds=(min(p.workers, 4) * 0.9,) * 3) for p in rs.points
+        ),
+    )
+    speed, _ = sweep_workers_grids(rs)
+    labels = [r[0] for r in speed.rows]
+    assert "ideal" not in labels and labels[-2:] == ["light · ceiling", "heavy · ceiling"]
+    assert speed.rows[-2][1:3] == ["0.90× (111%)", "1.80× (106%)"]
+    assert any("ceiling: N copies of the sequential loop at once" in n for n in speed.notes)
