@@ -102,7 +102,7 @@ def test_noisy_says_whether_anything_else_was_seen() -> None:
     noisy = point("process", 2, [2.0, 2.0, 2.0], [1.0, 1.3, 0.8], interference=(QUIET,) * 3)
     [note] = [n for n in noise_notes([noisy]) if n.startswith("~")]
     assert (
-        "no other load seen inside this machine (others at most 0.01 cores, no steal, no throttling): the host, or the work itself"
+        "no other load seen inside this machine (others at most 0.01 cores, steal at most 0.00, no throttling): the host, or the work itself"
         in note
     )
     seen = replace(noisy, interference=(QUIET, Interference(0.3, 0.05, None, None, 0.1, 4, 4), QUIET))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..bench.records import Point
-from ..contention import OTHERS_LIMIT, busy_summary, throttle_summary
+from ..contention import OTHERS_LIMIT, STEAL_LIMIT, busy_summary, throttle_summary
 from ..stats import NOISE_THRESHOLD
 
 BEST = "★"
@@ -102,13 +102,16 @@ def _why_noisy(noisy: Sequence[Point]) -> str:
     seen = [
         i
         for i in rounds
-        if (i.others or 0.0) > OTHERS_LIMIT * i.usable / 2 or (i.steal or 0.0) > 0.01 or i.throttled or i.stalled
+        if (i.others or 0.0) > OTHERS_LIMIT * i.usable / 2
+        or (i.steal or 0.0) > STEAL_LIMIT * i.usable / 2
+        or i.throttled
+        or i.stalled
     ]
     if not seen:
-        most = max(i.others or 0.0 for i in rounds)
+        most, steal = max(i.others or 0.0 for i in rounds), max(i.steal or 0.0 for i in rounds)
         return (
-            f"no other load seen inside this machine (others at most {most:.2f} cores, no steal, no throttling): "
-            "the host, or the work itself"
+            f"no other load seen inside this machine (others at most {most:.2f} cores, steal at most {steal:.2f}, no "
+            "throttling): the host, or the work itself"
         )
     worst = max(seen, key=lambda i: (i.others or 0.0) + (i.steal or 0.0))
     parts = [f"others up to {worst.others or 0.0:.2f} cores"]

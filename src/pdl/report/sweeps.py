@@ -45,7 +45,11 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
             speed.rows.append([f"{pipe} · ceiling", *(_ceiling_cell(by_w.get(w)) for w in counts)])
     else:
         speed.rows.append(["ideal", *(ratio(ideal_speedup(w, usable)) for w in counts)])
-    why = "; ".join(f"{w} w: {crowded[w]}" for w in counts if crowded[w])
+    reasons: dict[str, list[int]] = {}
+    for w in counts:
+        if crowded[w]:
+            reasons.setdefault(crowded[w], []).append(w)
+    why = "; ".join(f"{', '.join(map(str, ws))} w: {reason}" for reason, ws in reasons.items())
     stepped = any(p.step_ms for p in rs.points)
     if stepped:
         stall = Grid(f"stall share by workers{step_title(rs)} (wait p99 ms)", ["pipeline", *header])
