@@ -3,6 +3,7 @@ says of its process; with a timeout, an error names it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -52,6 +53,19 @@ def test_the_os_state_names_a_stopped_worker_even_when_every_worker_waits() -> N
     assert said.startswith("worker 1 (pid 102) is stopped (T): finished nothing for 3 s")
 
 
+def test_a_stall_past_the_timeout_is_overdue() -> None:
+    clock = Clock()
+    progress = Progress([101, 102], clock, state={101: None, 102: "is stopped (T)"}.get)
+    progress.working()
+    for t in range(1, 9):
+        clock.now = t * 0.5
+        progress.done(0, 0.1)
+    assert progress.overdue(10.0) is None  # not named yet
+    assert progress.check() and progress.overdue(10.0) is None  # named at 4 s; the timeout is 10 s
+    clock.now = 10.5
+    assert progress.overdue(10.0) == "worker 1 (pid 102) is stopped (T): finished nothing for 10 s, past the timeout of 10 s"
+
+
 def test_no_stall_without_work_or_within_the_bound() -> None:
     clock = Clock()
     progress = Progress([101], clock, state=lambda pid: "is stopped (T)")
@@ -67,10 +81,10 @@ def test_no_stall_without_work_or_within_the_bound() -> None:
 
 
 class Slow:
-    """80 small images, 30 ms each to read: an epoch long enough for a stall to show."""
+    """160 small images, 30 ms each to read: an epoch long enough for a stall to show."""
 
     def __len__(self) -> int:
-        return 80
+        return 160
 
     def __getitem__(self, i: int) -> np.ndarray:
         time.sleep(0.03)
@@ -79,7 +93,7 @@ class Slow:
 
 @pytest.mark.timeout(60)
 def test_a_stopped_worker_is_named_by_pid_and_state_or_the_timeout_names_it() -> None:
-    with ParallelLoader(Slow(), load_pipeline("light"), batch_size=8, num_workers=2, timeout=8.0) as loader:
+    with ParallelLoader(Slow(), load_pipeline("light"), batch_size=8, num_workers=2, timeout=3.0) as loader:
         loader.start()
         stopped = loader.worker_pids[1]
         os.kill(stopped, signal.SIGSTOP)
@@ -90,8 +104,12 @@ def test_a_stopped_worker_is_named_by_pid_and_state_or_the_timeout_names_it() ->
                     for _ in loader:
                         pass
                     said = [str(w.message) for w in caught] + list(loader.stalls())
-                except LoaderTimeoutError as exc:  # it held a chunk (or the task pipe): the epoch cannot finish
-                    said = [str(exc)]
+                except LoaderTimeoutError as exc:  # stalled past the timeout: the loader is closed, the worker gone
+                    said = [str(w.message) for w in caught] + [str(exc)]
         finally:
-            os.kill(stopped, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped, signal.SIGCONT)
+    # the others carried on (it held nothing) or the batch waited on it: either way it is named; and an epoch of
+    # 160 slow images (over 4 s on one worker) with the timeout at 3 s ends in the error naming it, past the timeout
     assert any(f"worker 1 (pid {stopped}) is stopped (T): finished nothing for" in s for s in said), said
+    assert any("past the timeout of 3 s" in s or "no message from the workers within the timeout" in s for s in said), said

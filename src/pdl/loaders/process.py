@@ -119,6 +119,15 @@ class ParallelLoader(Loader):
         self._started = False
         self._progress = Progress([])  # each worker's last finished chunk: a stalled one is named (progress.py)
 
+    def _check_stalls(self) -> None:
+        """Name a worker newly stalled (a warning); with `timeout`, one stalled past it is an error naming it."""
+        for said in self._progress.check():
+            warnings.warn(PdlWarning(said), stacklevel=3)
+        if self.spec.timeout is not None:
+            overdue = self._progress.overdue(self.spec.timeout)
+            if overdue is not None:
+                raise LoaderTimeoutError(f"{overdue}: raise `timeout`, or find what stopped that worker")
+
     def stalls(self) -> tuple[str, ...]:
         """The workers named stalled since the last call (one line each: pid, state, for how long)."""
         self._progress.check()
@@ -257,8 +266,7 @@ class ParallelLoader(Loader):
                 if made.t_done >= t0:  # finished while we waited: the time to get it is the hand-off
                     # (until its data was in hand, before any augmenting here; the clock is system-wide)
                     self.stats.handoff_s.append(made.t_held - made.t_done)
-                for said in self._progress.check():  # one that stalled while the others carried on
-                    warnings.warn(PdlWarning(said), stacklevel=2)
+                self._check_stalls()  # one that stalled while the others carried on
                 yield batch
                 del batch  # the caller may drop it before asking for the next: let its slot go then
             finished = True
@@ -382,8 +390,7 @@ class ParallelLoader(Loader):
             ready = connection.wait([*self._results, *sentinels], timeout)
             if ready:
                 break
-            for said in self._progress.check():
-                warnings.warn(PdlWarning(said), stacklevel=2)
+            self._check_stalls()
             if deadline is not None and time.monotonic() >= deadline:
                 stalled = "; ".join(self._progress.named.values())
                 raise LoaderTimeoutError(

@@ -88,6 +88,17 @@ class Progress:
             new.append(said)
         return new
 
+    def overdue(self, limit_s: float) -> str | None:
+        """A named stalled worker that has now finished nothing for ``limit_s`` or more (the loader's timeout), in
+        words; None when none has."""
+        now = self.clock()
+        for wid in self.named:
+            idle = now - self.last[wid]
+            if idle >= limit_s:
+                state = self.state(self.pids[wid]) or "made no progress"
+                return f"worker {wid} (pid {self.pids[wid]}) {state}: finished nothing for {idle:.0f} s, past the timeout of {limit_s:g} s"
+        return None
+
     def take(self) -> tuple[str, ...]:
         """The stalls named since the last ``take`` (a round's), and forget them."""
         named, self.named = tuple(self.named.values()), {}
