@@ -212,7 +212,8 @@ def _wait_for_points(folder: Path, n: int, proc: subprocess.Popen, limit: float 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_keeps_finished_points_and_leaves_nothing(images: Path, tmp_path: Path, sig, code) -> None:
     cmd = [sys.executable, "-m", "pdl", "sweep-workers", "--inputs", str(images), "--workers", "2,2,2,2,2,2,2,2",
-           "--pipelines", "heavy", "--batch-size", "3", "--repeats", "3", "--results", str(tmp_path), "--quiet"]  # fmt: skip
+           "--pipelines", "heavy", "--batch-size", "3", "--repeats", "3", "--results", str(tmp_path), "--quiet",
+           "--wait-quiet", "0"]  # fmt: skip  # this test polls beside it: a neighbour it must not wait out
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_points(tmp_path, 1, proc)
@@ -238,7 +239,8 @@ def test_interrupt_keeps_finished_points_and_leaves_nothing(images: Path, tmp_pa
 
 def test_interrupt_while_memory_is_measured_stops_the_probe_and_its_workers(images: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "pdl", "run", "--inputs", str(images), "--pipeline", "heavy", "--batch-size", "1",
-           "--workers", "2", "--repeats", "1", "--memory", "--results", str(tmp_path), "--quiet"]  # fmt: skip
+           "--workers", "2", "--repeats", "1", "--memory", "--results", str(tmp_path), "--quiet",
+           "--wait-quiet", "0"]  # fmt: skip  # this test polls beside it: a neighbour it must not wait out
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline, probe = time.monotonic() + 60, None
