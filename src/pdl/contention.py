@@ -88,17 +88,26 @@ class Interference:
         return float(max(0, self.cpus - self.usable))
 
     @property
+    def crowded(self) -> bool:
+        """Other processes took more than ``OTHERS_LIMIT`` of the usable cores (beyond the spare ones)."""
+        return self.others is not None and self.others - self.spare > OTHERS_LIMIT * self.usable
+
+    @property
+    def stolen(self) -> bool:
+        """The hypervisor took more than ``STEAL_LIMIT`` of the usable cores."""
+        return self.steal is not None and self.steal > STEAL_LIMIT * self.usable
+
+    @property
     def disturbed(self) -> bool:
-        """Other processes or the hypervisor took more than their limit of the usable cores."""
-        others = self.others is not None and self.others - self.spare > OTHERS_LIMIT * self.usable
-        return others or (self.steal is not None and self.steal > STEAL_LIMIT * self.usable) or bool(self.stalled)
+        """Other processes or the hypervisor took more than their limit of the usable cores, or a worker stalled."""
+        return self.crowded or self.stolen or bool(self.stalled)
 
     def describe(self) -> str:
         """'other processes used 0.98 of 2 cores (1234 python3 0.98)'; what disturbed the round, in words."""
         parts = []
-        if self.others is not None and self.others - self.spare > OTHERS_LIMIT * self.usable:
+        if self.crowded:
             parts.append(f"other processes used {self.others:.2f} of {self.usable} cores")
-        if self.steal is not None and self.steal > STEAL_LIMIT * self.usable:
+        if self.stolen:
             parts.append(f"the hypervisor stole {self.steal:.2f} of {self.usable} cores")
         text = "; ".join(parts)
         text = (text + (f" ({', '.join(self.top)})" if self.top else "")) if text else ""
@@ -422,10 +431,10 @@ def busy_summary(busy: Sequence[Interference], rounds: int) -> str:
     if not busy:
         return f"nothing else seen in {rounds} rounds"
     parts = []
-    others = [i.others for i in busy if i.others is not None and i.others - i.spare > OTHERS_LIMIT * i.usable]
+    others = [i.others for i in busy if i.crowded and i.others is not None]
     if others:
         parts.append(f"other processes used up to {max(others):.2f} of {busy[0].usable} cores")
-    steal = [i.steal for i in busy if i.steal is not None and i.steal > STEAL_LIMIT * i.usable]
+    steal = [i.steal for i in busy if i.stolen and i.steal is not None]
     if steal:
         parts.append(f"the hypervisor stole up to {max(steal):.2f} of {busy[0].usable} cores")
     stalled = [s for i in busy for s in i.stalled]
@@ -439,16 +448,9 @@ def busy_summary(busy: Sequence[Interference], rounds: int) -> str:
 def busy_word(busy: Sequence[Interference]) -> str:
     """'the machine was busy' when another process or the hypervisor disturbed a round; 'a worker of pdl's
     stalled' when only pdl's own stalled workers did."""
-    if all(i.stalled and not _others_or_steal(i) for i in busy):
+    if all(i.stalled and not (i.crowded or i.stolen) for i in busy):
         return "a worker of pdl's stalled"
     return "the machine was busy"
-
-
-def _others_or_steal(i: Interference) -> bool:
-    return bool(
-        (i.others is not None and i.others - i.spare > OTHERS_LIMIT * i.usable)
-        or (i.steal is not None and i.steal > STEAL_LIMIT * i.usable)
-    )
 
 
 def throttle_summary(rounds: Sequence[Interference]) -> str | None:

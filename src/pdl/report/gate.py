@@ -176,8 +176,7 @@ def quiet_only(
         change = c / b - 1 if b and c else None  # of the quiet rounds; none left on a side: no change to show
         why = "; ".join(
             f"{busy_word(left)} in the {which} results: {busy_summary(left, len(kept) + len(left))}"
-            for which, kept, left in sides
-            if left and len(kept) < need
+            for which, kept, left in short
         )
         return "inconclusive", change, f"{why}; {need} quiet rounds a side are needed: re-run on a quiet machine"
     status, change, reason = judge(base, current, threshold)
