@@ -90,8 +90,12 @@ def worker_error(exc: BaseException, path: str | None, doing: str) -> WorkerErro
     if isinstance(exc, WorkerError):
         return exc
     where = f" while {doing} {path}" if path else ""
+    kind = type(exc).__name__
+    if kind == "error":  # OpenCV's cv2.error: "error: error: …" said nothing
+        kind = f"{type(exc).__module__}.error"
+    text = " ".join(str(exc).split())  # OpenCV's messages end in a newline: one line, as every error here
     return WorkerError(
-        f"{type(exc).__name__}: {exc}{where}",
+        f"{kind}: {text}{where}",
         exc_type=type(exc).__name__,
         path=path,
         tb="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),

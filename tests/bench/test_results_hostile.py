@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from pdl.bench.files import load
 from pdl.data import bounds
 from pdl.errors import PdlError
+from pdl.report.export import to_markdown
+from pdl.report.render import grids
 
 FIXTURES = sorted((Path(__file__).resolve().parents[1] / "fixtures").glob("*.json"))
 _VALUES = (
@@ -53,9 +55,12 @@ def test_a_mutated_results_file_loads_or_gives_one_line(data: st.DataObject, fix
     path = tmp_path / "r.json"
     path.write_text(json.dumps(tree))
     try:
-        load(path)
+        rs = load(path)
     except PdlError as exc:
         one_line(exc, path)
+        return
+    for grid in grids(rs):  # what loads, `pdl report` shows: no exception from any value a file may hold
+        to_markdown(grid)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -82,3 +87,18 @@ def test_json_past_the_bounds_is_one_line(text: str, tmp_path: Path) -> None:
         load(path)
     one_line(info.value, path)
     assert bounds.MAX_NESTING == 32
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["wall_s", "baseline_wall_s", "speedup_rounds"]),
+       value=st.sampled_from([0, -1.5, -0.0, 1e309, -1e309]) | st.floats(max_value=0) | st.just(float("nan")))  # fmt: skip
+def test_a_time_that_is_not_a_positive_number_is_refused_naming_the_field(field: str, value: float, tmp_path: Path) -> None:
+    # found by generated values (issue #32): a negative or NaN wall time loaded and was shown as a speed
+    tree = json.loads(FIXTURES[-1].read_text())
+    tree["points"][0][field][0] = value
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(tree))  # NaN and ±Infinity as Python's json writes them
+    with pytest.raises(PdlError) as caught:
+        load(path)
+    one_line(caught.value, path)
+    assert f"{field} must hold positive, finite seconds and ratios" in str(caught.value)

@@ -36,3 +36,27 @@ def check(args: list[str]) -> None:
 @given(option=st.sampled_from(NUMERIC), value=NUMBERS)
 def test_a_numeric_option_runs_or_gives_one_line(option: str, value: str, empty: Path, tmp_path: Path) -> None:
     check(["run", "--inputs", str(empty), "--results", str(tmp_path), "--quiet", option, value])
+
+
+# Found by generated values (issue #32): an empty path was Path(""), the current folder, so `--inputs ""` measured
+# whatever the folder pdl ran in held; and an empty --pipelines list meant every shipped level.
+PATHS = [["run", "--inputs"], ["run", "--results"], ["sweep-batch", "--results"], ["inputs", "--out"],
+         ["report", "--output"], ["report", "--plot"], ["report", "--baseline"], ["report", "--history"], ["report"]]  # fmt: skip
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(PATHS), value=st.text(alphabet=" \t\n", max_size=3))
+def test_an_empty_path_is_refused_naming_the_option(where: list[str], value: str, tmp_path: Path) -> None:
+    res = runner.invoke(app, [*where, value], env={"COLUMNS": "300"})
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert lines[0].startswith("error: Invalid value for") and "is empty: give a path (. for the current folder)" in lines[0]
+    assert (where[-1] if where[-1].startswith("--") else "files") in lines[0]
+
+
+@pytest.mark.parametrize("command", ["sweep-workers", "decode"])
+@pytest.mark.parametrize("value", ["", " , ", ","])
+def test_a_pipelines_list_naming_nothing_is_refused(command: str, value: str, empty: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, [command, "--inputs", str(empty), "--results", str(tmp_path), "--pipelines", value])
+    assert res.exit_code == 2 and res.output.strip() == f"error: --pipelines {value!r}: give at least one name, e.g. light,medium"
+    assert not list(tmp_path.iterdir())

@@ -102,6 +102,19 @@ def test_a_declared_size_past_the_bound_is_refused(monkeypatch: pytest.MonkeyPat
     one_line(info.value, "big.png")
 
 
+@pytest.mark.skipif("pillow" not in DECODERS, reason="needs the pillow extra")
+def test_the_bound_counts_what_the_decoder_holds_not_only_its_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    # found by generated values (issue #32): the bound counted 3 bytes a pixel, but Pillow holds the source mode,
+    # its RGB conversion and a copy; 400×400 is 0.46 MB as RGB and 1.5 MB at Pillow's peak
+    monkeypatch.setenv(bounds.MAX_DECODED_ENV, "1")
+    ok, jpeg = cv2.imencode(".jpg", np.full((400, 400, 3), 90, np.uint8))
+    assert ok
+    assert decode_with("opencv", "a.jpg", jpeg).shape == (400, 400, 3)
+    with pytest.raises(PdlError, match=r"header claims 400×400 pixels, 2 MB decoded; pdl refuses more than 1 MB") as info:
+        decode_with("pillow", "a.jpg", jpeg)
+    one_line(info.value, "a.jpg")
+
+
 def test_the_alias_bomb_and_the_deep_pipeline_are_one_line_each(tmp_path: Path) -> None:
     for name, text, says in (
         ("laughs.yaml", laughs(), "values with its aliases expanded"),
@@ -328,6 +341,37 @@ def test_albumentations_own_format_builds_or_gives_one_line(edits: list[tuple[in
         load_pipeline(path)
     except PdlError as exc:
         one_line(exc, str(path))
+
+
+_SIZED = {  # a transform, and the YAML of its arguments for an output of h × w
+    "Resize": "{{height: {h}, width: {w}}}",
+    "RandomResizedCrop": "{{size: [{h}, {w}]}}",
+    "LongestMaxSize": "{{max_size: {h}}}",
+    "PadIfNeeded": "{{min_height: {h}, min_width: {w}}}",
+    "CenterCrop": "{{height: {h}, width: {w}}}",
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(sorted(_SIZED)), h=st.integers(1, 4000) | st.just(100_000), w=st.integers(1, 4000))
+def test_an_output_size_past_the_bound_is_refused_before_the_probe_runs_it(
+    name: str, h: int, w: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # found by generated values (issue #32): Resize to 100000×100000 asked OpenCV for 30 GB in the probe
+    monkeypatch.setenv(bounds.MAX_DECODED_ENV, "16")  # 16 MB: what passes is cheap to probe
+    w = h if name == "LongestMaxSize" else w
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"name: sized\ntransforms:\n  - {name}: {_SIZED[name].format(h=h, w=w)}\n  - Resize: {{height: 8, width: 8}}\n"
+    )
+    past = h * w * 3 > 16 << 20
+    try:
+        load_pipeline(path)
+    except PdlError as exc:
+        one_line(exc, str(path))
+        assert past == ("is past the bound of 16 MB (PDL_MAX_DECODED_MB)" in str(exc)), str(exc)
+        return
+    assert not past
 
 
 def test_a_yaml_file_past_the_size_bound_is_refused_unread(tmp_path: Path) -> None:

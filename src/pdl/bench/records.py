@@ -12,6 +12,7 @@ To add a measured quantity: one field in ``Point`` (with a default if old files 
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import types
 from collections.abc import Callable, Mapping
@@ -212,6 +213,12 @@ class Point:
                 f"wall_s, baseline_wall_s and speedup_rounds must hold one value per round (at least one). "
                 f"Found: {len(self.wall_s)}, {len(self.baseline_wall_s)}, {len(self.speedup_rounds)}"
             )
+        for name in ("wall_s", "baseline_wall_s", "speedup_rounds"):  # what every ratio and verdict divides by
+            bad = next((v for v in getattr(self, name) if not (math.isfinite(v) and v > 0)), None)
+            if bad is not None:
+                raise ValueError(f"{name} must hold positive, finite seconds and ratios. Found: {bad!r}")
+        if self.images < 0:
+            raise ValueError(f"images must be a count >= 0. Found: {self.images!r}")
 
     @property
     def rounds(self) -> int:

@@ -94,6 +94,16 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def path_value(text: str | Path) -> Path:
+    """Every path option's parser: an empty value is refused (``Path("")`` would silently be the current folder).
+    A default is already a path: kept as it is."""
+    if isinstance(text, Path):
+        return text
+    if not text.strip():
+        raise typer.BadParameter(f"{text!r} is empty: give a path (. for the current folder)")
+    return Path(text)
+
+
 def say(label: str, style: str, text: str) -> None:
     """One line on stderr: a coloured label, then ``text`` verbatim (never read as Rich markup: a value such as
     ``x[bold]y`` or an install hint such as ``pip install 'pdl[plot]'`` prints as it is)."""

@@ -34,7 +34,7 @@ def decode_cmd(
         resolve_inputs(shared.inputs, shared.quiet),
         kind="decode",
         loaders=(check_choice("--loader", loader, LOADERS),),
-        pipelines=name_list(pipelines),
+        pipelines=name_list(pipelines, "--pipelines"),
         workers=(workers if workers is not None else cpu_info().usable,),
         batch_sizes=(batch_size,),
     )

@@ -21,13 +21,14 @@ from ..data.photos import (
 )
 from ..data.synth import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate
 from ..errors import ConfigError
-from .common import DEFAULT_INPUTS, err, guarded, out
+from .common import DEFAULT_INPUTS, err, guarded, out, path_value
 
 
 @guarded
 def inputs(
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Folder to write into. Default: inputs/, or photos/ with --photos.")
+        Path | None,
+        typer.Option("--out", parser=path_value, help="Folder to write into. Default: inputs/, or photos/ with --photos."),
     ] = None,
     classes: Annotated[int | None, typer.Option("--classes", help=f"Class folders (default {DEFAULT_CLASSES}).")] = None,
     per_class: Annotated[int | None, typer.Option("--per-class", help=f"Images per class (default {DEFAULT_PER_CLASS}).")] = None,

@@ -25,7 +25,7 @@ from ..data.decoders import NAMES as DECODERS
 from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS, installed
 from ..loaders.spec import AugmentIn, OnError, StartMethod
-from .common import say
+from .common import path_value, say
 
 ALL = "all"  # --loaders all: every loader installed here
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Experiment)}
@@ -114,7 +114,8 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         Annotated[
             Path | None,
             typer.Option(
-                help="Folder of images (class subfolders), or a list: .csv/.tsv (path[,label] header) or .txt (a path a line). Default: inputs/, generated if empty."
+                parser=path_value,
+                help="Folder of images (class subfolders), or a list: .csv/.tsv (path[,label] header) or .txt (a path a line). Default: inputs/, generated if empty.",
             ),
         ],
         None,
@@ -193,7 +194,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         Annotated[int | None, typer.Option(help="How many shards share every epoch. Default: $WORLD_SIZE, else 1.")],
         None,
     ),
-    "results": (Annotated[Path, typer.Option(help="Folder for the results files.")], Path("results")),
+    "results": (Annotated[Path, typer.Option(parser=path_value, help="Folder for the results files.")], Path("results")),
     "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but the final tables.")], False),
     "verbose": (
         Annotated[
@@ -291,5 +292,9 @@ def int_list(option: str, text: str) -> tuple[int, ...]:
     return values
 
 
-def name_list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+def name_list(text: str, option: str | None = None) -> tuple[str, ...]:
+    """The names of a comma list; given an ``option``, a list that names nothing is refused (not read as the default)."""
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    if option is not None and not names:
+        raise ConfigError(f"{option} {text!r}: give at least one name, e.g. light,medium")
+    return names

@@ -22,17 +22,23 @@ from ..report.gate import Limits, compare, parse_threshold
 from ..report.history import history, order
 from ..report.render import grids
 from ..report.verdicts import history_grid, verdict_grid
-from .common import check_choice, err, guarded, out, show
+from .common import check_choice, err, guarded, out, path_value, show
 from .tables import to_rich
 
 
 @guarded
 def report(
-    files: Annotated[list[Path] | None, typer.Argument(help="Results files. Default: the newest in results/.")] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(parser=path_value, help="Results files. Default: the newest in results/.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"{', '.join(FORMATS)}.")] = "table",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write there instead of the terminal.")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw a PNG (needs pdl[plot]).")] = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", help="Gate: compare against this results file.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", parser=path_value, help="Write there instead of the terminal.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", parser=path_value, help="Also draw a PNG (needs pdl[plot]).")] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", parser=path_value, help="Gate: compare against this results file.")
+    ] = None,
     max_slowdown: Annotated[
         str, typer.Option("--max-slowdown", help="Gate and history: the smallest change of images/s that counts.")
     ] = f"{Limits.images:.0%}",
@@ -40,7 +46,8 @@ def report(
         str, typer.Option("--max-speedup-drop", help="Gate: the smallest change of speedup that counts.")
     ] = f"{Limits.speedup:.0%}",
     history_dir: Annotated[
-        Path | None, typer.Option("--history", help="Show each configuration's trend over a folder of results.")
+        Path | None,
+        typer.Option("--history", parser=path_value, help="Show each configuration's trend over a folder of results."),
     ] = None,
     allow_other_machine: Annotated[
         bool, typer.Option("--allow-other-machine", help="Gate: accept a baseline from another machine.")

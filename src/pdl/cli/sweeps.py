@@ -39,7 +39,7 @@ def sweep_workers(
     exp = shared.experiment(
         resolve_inputs(shared.inputs, shared.quiet),
         kind="sweep-workers",
-        pipelines=name_list(pipelines) if pipelines else tuple(shipped_names()),
+        pipelines=name_list(pipelines, "--pipelines") if pipelines is not None else tuple(shipped_names()),
         workers=worker_counts(minimum, maximum, workers),
         batch_sizes=(batch_size,),
     )

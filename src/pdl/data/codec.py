@@ -170,10 +170,11 @@ def _tiff_size(raw: memoryview) -> tuple[int, int] | None:
     return (sides[257], sides[256]) if 256 in sides and 257 in sides else None
 
 
-def check_size(path: str, data: np.ndarray) -> None:
-    """Refuse, before decoding, an image whose header claims more than OpenCV will decode, or a decoded array past
+def check_size(path: str, data: np.ndarray, bytes_per_pixel: int = 3) -> None:
+    """Refuse, before decoding, an image whose header claims more than OpenCV will decode, or a decoder's peak past
     ``bounds.MAX_DECODED_BYTES``: a decompression bomb (or a huge scan) then costs a few header bytes, not the
-    memory a decoder would reserve before refusing."""
+    memory a decoder would reserve before refusing. ``bytes_per_pixel``: what the decoder holds at its peak per
+    pixel (OpenCV decodes straight into the 3-byte RGB array; see ``decoders.PEAK_BYTES_PER_PIXEL``)."""
     size = header_size(data)
     if size is None:
         return
@@ -186,10 +187,10 @@ def check_size(path: str, data: np.ndarray) -> None:
                 f"header claims {w}×{h} pixels; OpenCV refuses more than {_power(limit)} {what}: set {name} or skip it",
             )
     bound = max_decoded_bytes()
-    if h * w * 3 > bound:
+    if h * w * bytes_per_pixel > bound:
         raise ImageReadError(
             path,
-            f"header claims {w}×{h} pixels, {h * w * 3 / 2**20:,.0f} MB decoded; pdl refuses more than "
+            f"header claims {w}×{h} pixels, {h * w * bytes_per_pixel / 2**20:,.0f} MB decoded; pdl refuses more than "
             f"{bound / 2**20:,.0f} MB an image: set {MAX_DECODED_ENV} or skip it",
         )
 
@@ -257,14 +258,14 @@ def _too_long(what: str, offset: int, length: int, size: int) -> str:
     )
 
 
-def check_decodable(path: str, data: np.ndarray) -> None:
+def check_decodable(path: str, data: np.ndarray, bytes_per_pixel: int = 3) -> None:
     """What every decoder is spared: a truncated JPEG (OpenCV would fill it grey), a chunk or segment longer than
     the file (``check_structure``) and a header claiming more than OpenCV's limits or ``bounds.MAX_DECODED_BYTES``
     (``check_size``), each an ImageReadError naming the file."""
     if is_jpeg(data) and _jpeg_truncated(data):
         raise ImageReadError(path, "cannot decode (truncated JPEG: no end-of-image marker)")
     check_structure(path, data)
-    check_size(path, data)
+    check_size(path, data, bytes_per_pixel)
 
 
 def decode(path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> np.ndarray:

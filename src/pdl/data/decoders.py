@@ -64,11 +64,17 @@ def require(name: str, option: str = "`decoder`") -> str:
     return name
 
 
+# What a decoder holds at its peak, bytes per pixel of the header's size, counted against the decoded-size bound:
+# OpenCV and simplejpeg decode straight into the RGB array (3); Pillow holds the source mode (a CMYK JPEG: 4),
+# its RGB conversion (3) and, where numpy cannot share it, a copy (3).
+PEAK_BYTES_PER_PIXEL = {"pillow": 10}
+
+
 def decode_with(name: str, path: str, data: np.ndarray, need: tuple[int, int] | None = None) -> np.ndarray:
     """3-channel uint8 RGB, as ``codec.decode`` makes it, the JPEG decoded by ``name`` (see the module's note)."""
     if name == DEFAULT or not is_jpeg(data):
         return decode(path, data, need)
-    check_decodable(path, data)
+    check_decodable(path, data, PEAK_BYTES_PER_PIXEL.get(name, 3))
     try:
         image = _DECODE[name](data, decode_scale(data, need))
     except Exception as exc:  # whatever the library raises on a damaged file: this file's

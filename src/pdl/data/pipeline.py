@@ -19,7 +19,7 @@ import yaml
 from .. import _env  # noqa: F401  (NO_ALBUMENTATIONS_UPDATE before albumentations loads)
 from .._augment import require as require_augmentation_library
 from ..errors import ConfigError
-from .bounds import MAX_CONFIG_BYTES, MAX_NESTING, MAX_YAML_NODES, REASON_CHARS, cut, quote
+from .bounds import MAX_CONFIG_BYTES, MAX_DECODED_ENV, MAX_NESTING, MAX_YAML_NODES, REASON_CHARS, cut, max_decoded_bytes, quote
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "configs" / "pipelines"  # pdl/configs: package data
 LEVELS = ("light", "medium", "heavy", "extreme")  # shipped levels, in order of complexity
@@ -303,9 +303,54 @@ def _check_serialized(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+# Arguments that set the size of a transform's output: (height, width) pairs, and sides (an int or [h, w]).
+_SIZE_PAIRS = (("height", "width"), ("min_height", "min_width"))
+_SIDES = ("size", "max_size", "min_size", "max_size_hw")
+_HW = ("size", "max_size_hw")  # of these, a pair is (height, width)
+
+
+def _sides(node: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """The output sizes a transform's arguments ask for: (argument, height, width)."""
+    found = []
+    for h, w in _SIZE_PAIRS:
+        if isinstance(node.get(h), int) and isinstance(node.get(w), int):
+            found.append((f"{h}/{w}", node[h], node[w]))
+    for key in _SIDES:
+        value = node.get(key)
+        sides = value if isinstance(value, list | tuple) else [value]
+        ints = [v for v in sides if isinstance(v, int) and not isinstance(v, bool)]
+        if key in _HW and len(ints) == len(sides) == 2:  # (height, width)
+            found.append((key, ints[0], ints[1]))
+        elif ints:  # one side: the other may be as long (LongestMaxSize); a list of choices: its largest
+            found.append((key, max(ints), max(ints)))
+    return found
+
+
+def _check_sizes(path: Path, spec: dict[str, Any]) -> None:
+    """Refuse a transform whose output would be past ``bounds.max_decoded_bytes`` for one RGB image, before the
+    probe runs it (Resize to 100000×100000 asks OpenCV for 30 GB)."""
+    limit = max_decoded_bytes()
+    stack: list[Any] = [spec.get("transform", spec)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for arg, h, w in _sides(node):
+                if h * w * 3 > limit:
+                    name = str(node.get("__class_fullname__", "transform")).rsplit(".", 1)[-1]
+                    raise ConfigError(
+                        f"{path}: {name} {arg} {cut(str(h))}×{cut(str(w))}: one RGB image that size is past the bound "
+                        f"of {limit >> 20} MB ({MAX_DECODED_ENV}); give a smaller size"
+                    )
+            stack += [v for v in node.values() if isinstance(v, dict | list)]
+        elif isinstance(node, list):
+            stack += node
+
+
 def _probe(path: Path, spec: dict[str, Any]) -> tuple[tuple[int, ...] | None, str]:
     """Run the pipeline on two input sizes: a pipeline that does not end at a fixed size cannot make batches."""
     import albumentations as A
+
+    _check_sizes(path, spec)
 
     try:  # a transform may take arguments it then refuses to be rebuilt from (ColorJitter's hue past 0.5)
         compose = A.from_dict(spec)
