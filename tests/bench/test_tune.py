@@ -141,5 +141,10 @@ def test_tune_end_to_end_measures_recommends_and_saves(images: Path, tmp_path: P
     chosen = [p for p in data["points"] if p["memory_peak_mb"]]
     assert [(p["workers"], p["prefetch"]) for p in chosen] == [(told["workers"], told["prefetch"])]
     assert f"use: {told['call']}" in res.stdout and "search:" in res.stdout and "stopped:" in res.stdout
+    check = told["ceiling_check"]  # the chosen call again, no step, beside the sequential loop and the ceiling
+    assert check["loader"] == "process" and check["workers"] == told["workers"] and check["step_ms"] is None
+    assert check["ceiling"] > 0 and len(check["ceiling_rounds"]) == 3 and check["speedup"] > 0
+    assert "without the step, beside the ceiling" in res.stdout
     [grid] = grids(load(path))  # `pdl report` shows the same
     assert f"use: {told['call']}" in grid.notes
+    assert any(n.startswith("without the step, beside the ceiling") for n in grid.notes)

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder, load_pipeline
+from pdl.bench.records import Point, Tuned
 from pdl.bench.timing import Workload, measure
 from pdl.loaders import LoaderSpec, make_loader
 from pdl.report.runs import limit_line, run_grid
 from pdl.report.sweeps import sweep_workers_grids
+from pdl.report.tuning import ceiling_lines
 
 from ..factories import point, results, sweep_workers
 
@@ -71,3 +73,29 @@ def test_a_sweep_shows_the_measured_ceiling_rows_instead_of_the_core_count() -> 
     assert "ideal" not in labels and labels[-2:] == ["light · ceiling", "heavy · ceiling"]
     assert speed.rows[-2][1:3] == ["0.90× (111%)", "1.80× (106%)"]
     assert any("ceiling: N copies of the sequential loop at once" in n for n in speed.notes)
+
+
+def _tuned(reached: bool, check: Point | None) -> Tuned:
+    call = "ParallelLoader(ds, pipe, batch_size=8, num_workers=2, prefetch=2)"
+    return Tuned(call, 2, 2, 0.01 if reached else 0.30, 0.05, reached, "test", None, 1.0, 1, ceiling_check=check)
+
+
+@pytest.mark.parametrize(
+    ("step_ms", "said"),
+    [
+        (4.0, "no loader can keep this step fed with 2 workers here: the machine gives this pipeline about 19 images/s"),
+        (500.0, "the machine gives this pipeline about 19 images/s with 2 workers (the ceiling), the step takes 16: the stall"),
+    ],
+)
+def test_tune_says_whether_the_step_is_beyond_the_ceiling_or_the_loader_is_the_limit(step_ms: float, said: str) -> None:
+    # the sequential loop: 80 images in 8 s (10/s); the loader 1.82×, the ceiling 1.86×: about 18.6 images/s at most; the step takes batch 8 / step
+    check = point("process", 2, [8.0] * 3, [4.4] * 3, ceiling=1.86, ceiling_rounds=(1.86,) * 3)
+    trial = point("process", 2, [4.4] * 3, [4.4] * 3, step_ms=step_ms, stall_share=0.3)  # batch 8: 8 / step images/s
+    lines = ceiling_lines(_tuned(False, check), (trial,))
+    assert lines[0] == (
+        "without the step, beside the ceiling (2 copies of the sequential loop): "
+        "1.82× of a 1.86× ceiling: 98%: the machine is the limit here, not the loader"
+    )
+    assert len(lines) == 2 and lines[1].startswith(said)
+    assert ceiling_lines(_tuned(True, check), (trial,)) == lines[:1]  # fed: nothing to explain
+    assert ceiling_lines(_tuned(False, None), (trial,)) == []  # --no-ceiling: nothing measured, nothing said

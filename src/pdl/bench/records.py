@@ -293,6 +293,10 @@ class Tuned:
     """Seconds the search took."""
     trials: int
     """Configurations measured (each is a point of the file)."""
+    ceiling_check: Point | None = None
+    """The chosen configuration measured again without the step, beside the sequential loop and the measured
+    ceiling in the same rounds: its ``speedup``, ``ceiling`` and ``of_ceiling`` say whether the loader or the machine
+    is the limit. None with --no-ceiling (or from a file written before it was measured)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
-from ..loaders import loader_class
+from ..loaders import BASELINE, loader_class
 from ..stats import CLAIM_ALPHA, TARGET_STALL, evidence, median, parse_share, rounds_needed
 from .experiment import Experiment
 from .memory import peak_memory
@@ -183,8 +183,10 @@ def tune(
     status: Callable[[str], None] | None = None,
 ) -> tuple[ResultSet, Tuning]:
     """Measure ``plan``'s first pipeline and batch size with its first parallel loader, searching workers and
-    prefetch; then the chosen configuration's peak memory (one untimed epoch in a fresh process). Every trial is
-    saved as a point as soon as it is measured."""
+    prefetch; then the chosen configuration's peak memory (one untimed epoch in a fresh process) and, with
+    ``exp.ceiling``, the chosen configuration again without the step, beside the sequential loop and the ceiling in
+    the same rounds (a trial's stall cannot say whether the loader or the machine is the limit; this can). Every
+    trial is saved as a point as soon as it is measured."""
     exp = plan.exp
     check_tune(exp, max_workers, budget_s)
     kind, pipeline, batch_size = exp.loaders[1], plan.pipelines[0], exp.batch_sizes[0]
@@ -219,6 +221,10 @@ def tune(
     cls = loader_class(kind)
     # a loader that does not prefetch across epochs takes no such argument: nothing to say in its call
     told = summary(tuning, cls.__name__, batch_size, exp.prefetch_epochs or not cls.prefetches_epochs)
+    if exp.ceiling:
+        work = Workload(plan.dataset, pipeline, spec, (BASELINE, kind), exp.repeats, watch=watch, ceiling=True)
+        _, unstepped = measure(work, progress=lambda msg: tick(f"ceiling at {chosen.workers} workers: {msg}"))
+        told = replace(told, ceiling_check=unstepped)
     results = replace(results, points=points, tuned=told, complete=True)
     on_save(results)
     return results, tuning

@@ -16,7 +16,7 @@ from .options import Shared, measuring_options
 
 
 @guarded
-@measuring_options(leave_out=("ceiling",))  # a trial times one loader, no sequential loop to read a ceiling against
+@measuring_options
 def tune_cmd(
     shared: Shared,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Shipped level or YAML path.")] = "medium",
@@ -32,7 +32,8 @@ def tune_cmd(
     ] = 150.0,
 ) -> None:
     """Search worker counts (few to many) and prefetch for a step time (--step-ms): the call to use, its stall
-    and memory. --prefetch is where the worker search runs; --loaders names the loader to tune (default process)."""
+    and memory, and the chosen call's share of the measured ceiling. --prefetch is where the worker search runs;
+    --loaders names the loader to tune (default process)."""
     target = parse_target(target_stall)
     most = max_workers if max_workers is not None else 2 * cpu_info().usable
     exp = shared.experiment(
@@ -44,7 +45,7 @@ def tune_cmd(
     )
     check_tune(exp, most, budget_s)
     plan = prepare(exp)  # bad input fails here, before anything is printed or written
-    ticks = (most + 1) * (exp.repeats + 1) + 1
+    ticks = (most + 1) * (exp.repeats + 1) + 1 + 3 * (exp.repeats + 1) * exp.ceiling
     with recording(shared.results, "tune", "trials", ticks, shared.quiet) as (rec, tick):
         results, _ = tune(plan, most, target, budget_s, rec.save, tick, status(tick))
     rec.done([tune_grid(results)])

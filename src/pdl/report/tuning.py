@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..bench.records import ResultSet
+from ..bench.records import Point, ResultSet, Tuned
 from .grid import BEST, BUSY, Grid, noise_notes
-from .runs import STALL_COLUMNS, STALL_NOTE, stall_cells, step_title
+from .runs import STALL_COLUMNS, STALL_NOTE, limit_line, stall_cells, step_title
 from .stall import answer, answer_line
 
 
@@ -36,6 +36,7 @@ def tune_grid(rs: ResultSet) -> Grid:
         f"peak memory: {'not measured' if memory is None else f'{memory:.0f} MB'}; "
         f"search: {told.trials} trial(s) in {told.search_s:.0f} s",
         f"stopped: {told.reason}",
+        *ceiling_lines(told, pts),
         STALL_NOTE,
     ]
     if not told.reached:
@@ -45,3 +46,29 @@ def tune_grid(rs: ResultSet) -> Grid:
     # busy rounds (⊘) were left out of the search's comparisons; the reader is told who was busy
     grid.notes += [n for n in noise_notes(pts) if n.startswith(BUSY) or n[:1].isdigit()]
     return grid
+
+
+def ceiling_lines(told: Tuned, pts: tuple[Point, ...]) -> list[str]:
+    """The chosen call without the step, against the measured ceiling: whether the loader or the machine is the
+    limit, and whether the ceiling itself could feed the step (when the target was not reached)."""
+    check = told.ceiling_check
+    if check is None or not check.ceiling or not check.speedup:
+        return []
+    copies = f"{told.workers} {'copy' if told.workers == 1 else 'copies'} of the sequential loop"
+    lines = [f"without the step, beside the ceiling ({copies}): {limit_line(check)}"]
+    chosen = next((p for p in pts if (p.workers, p.prefetch) == (told.workers, told.prefetch)), None)
+    takes = chosen.ideal_images_per_s if chosen is not None else None
+    if told.reached or not takes:
+        return lines
+    gives = check.images_per_s / check.speedup * check.ceiling  # the sequential loop's images/s × the ceiling
+    if gives < takes:
+        lines.append(
+            f"no loader can keep this step fed with {told.workers} workers here: the machine gives this pipeline about "
+            f"{gives:.0f} images/s (the ceiling), the step takes {takes:.0f}; more cores or a lighter pipeline would"
+        )
+    else:
+        lines.append(
+            f"the machine gives this pipeline about {gives:.0f} images/s with {told.workers} workers (the ceiling), "
+            f"the step takes {takes:.0f}: the stall is the loader's, not the machine's"
+        )
+    return lines
