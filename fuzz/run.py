@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("images", "yaml", "lists", "results", "state")
 CAP_MB = 2048  # address space above the process's own at start: an allocation past it fails, a finding
 RSS_MB = 1024  # libFuzzer's own watch on resident memory
+MAX_LEN = 65536  # bytes of one input
 os.environ.setdefault("PDL_MAX_DECODED_MB", "256")
 
 with atheris.instrument_imports(include=["pdl"]):
@@ -41,6 +42,8 @@ with atheris.instrument_imports(include=["pdl"]):
     from pdl.errors import PdlError
     from pdl.loaders import LoaderSpec
     from pdl.loaders.resume import check_state, make_state
+    from pdl.report.grid import to_markdown
+    from pdl.report.render import grids
 
 DECODERS = [name for name in NAMES if missing(name) is None]
 SCRATCH = Path(tempfile.mkdtemp(prefix="pdl-fuzz-"))
@@ -90,9 +93,11 @@ def fuzz_lists(data: bytes) -> None:
 
 def fuzz_results(data: bytes) -> None:
     try:
-        load(_file(data, ".json"))
+        results = load(_file(data, ".json"))
     except PdlError:
-        pass
+        return
+    for grid in grids(results):  # what loads, `pdl report` shows, whatever values the file holds
+        to_markdown(grid)
 
 
 def fuzz_state(data: bytes) -> None:
@@ -116,7 +121,9 @@ def seeds(target: str) -> list[bytes]:
         exif = b"II*\0" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + b"\0" * 4
         jpg = out[0]
         out.append(jpg[:2] + b"\xff\xe1" + struct.pack(">H", 8 + len(exif)) + b"Exif\0\0" + exif + jpg[2:])
-        return out
+        # real photographs (`pdl inputs --photos`), where made: each format, within libFuzzer's -max_len
+        photos = sorted(p for p in (ROOT / "photos").rglob("*.*") if p.stat().st_size <= MAX_LEN)
+        return out + [p.read_bytes() for p in photos[::8][:30]]
     if target == "yaml":
         return [p.read_bytes() for p in sorted((ROOT / "configs" / "pipelines").glob("*.yaml"))]
     if target == "lists":
@@ -155,7 +162,7 @@ def main() -> None:
         f"-max_total_time={max(1, int(args.minutes * 60))}",
         f"-rss_limit_mb={RSS_MB}",
         "-timeout=10",
-        "-max_len=65536",
+        f"-max_len={MAX_LEN}",
         "-print_final_stats=1",
         f"-artifact_prefix={work}/",
         *rest,
