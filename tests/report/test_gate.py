@@ -81,6 +81,21 @@ def test_machine_drift_is_cancelled_by_the_calibration_rounds() -> None:
     )
 
 
+def test_a_change_that_only_the_calibration_makes_is_inconclusive_not_a_regression() -> None:
+    # the quiet A/A of issue #31: the baseline's calibration median read 92 ms against 75 ms in every later run, so
+    # raw images/s +10% became a drift-corrected -12% "regression" with p = 0.004
+    base = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.095)
+    faster = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.075, cost=1 / 1.1)  # raw images/s +10%, every loader
+    rates = [v for v in compare(faster, base, TEN).verdicts if v.measure == "images/s"]
+    assert {v.status for v in rates} == {"inconclusive"}
+    assert rates[0].reason.startswith(
+        "drift-corrected -13% but raw images/s +10%: the calibration workload's median moved (95 → 75 ms)"
+    )
+    # drift that hides a real change: raw about the same, the calibration 20% faster: the regression stands
+    hidden = sweep_workers(rounds=5, jitter=0.02, calibration_s=0.08, cost=1.02)
+    assert {v.status for v in compare(hidden, replace(base, points=tuple(replace(p, calibration_s=(0.1,) * 5) for p in base.points)), TEN).verdicts if v.measure == "images/s"} == {"regressed"}  # fmt: skip
+
+
 def test_a_disturbed_baseline_is_no_speedup_verdict() -> None:
     base = sweep_workers(rounds=5, jitter=0.02)
     disturbed = replace(base.points[1], disturbed=True)
