@@ -219,6 +219,11 @@ class Point:
                 raise ValueError(f"{name} must hold positive, finite seconds and ratios. Found: {bad!r}")
         if self.images < 0:
             raise ValueError(f"images must be a count >= 0. Found: {self.images!r}")
+        for name in ("stall_rounds", "calibration_s", "interference", "ceiling_rounds"):  # read beside the rounds
+            if len(getattr(self, name)) not in (0, self.rounds):
+                raise ValueError(
+                    f"{name} must hold one value per round ({self.rounds}) or none. Found: {len(getattr(self, name))}"
+                )
 
     @property
     def rounds(self) -> int:

@@ -20,7 +20,8 @@ def tune_grid(rs: ResultSet) -> Grid:
     told = rs.tuned
     for i, p in enumerate(pts, 1):
         chosen = told and (p.workers, p.prefetch) == (told.workers, told.prefetch) and p.memory_peak_mb
-        rounds = " ".join(f"{r:.1%}" + ("" if ok else BUSY) for r, ok in zip(p.stall_rounds, p.quiet(), strict=True))
+        # a file whose point lost its stall rounds (damaged, or hand-edited) still shows: "–"
+        rounds = " ".join(f"{r:.1%}" + ("" if ok else BUSY) for r, ok in zip(p.stall_rounds, p.quiet(), strict=False)) or "–"
         grid.rows.append([
             str(i), str(p.workers), str(p.prefetch), f"{p.stall_share or 0:.1%}" + (f" {BEST}" if chosen else ""),
             rounds, *stall_cells(p)[1:],
