@@ -217,8 +217,13 @@ class Point:
             bad = next((v for v in getattr(self, name) if not (math.isfinite(v) and v > 0)), None)
             if bad is not None:
                 raise ValueError(f"{name} must hold positive, finite seconds and ratios. Found: {bad!r}")
-        if self.images < 0:
-            raise ValueError(f"images must be a count >= 0. Found: {self.images!r}")
+        for name, least in (("images", 1), ("batch_size", 1), ("workers", 0), ("prefetch", 0), ("copied_batches", 0)):
+            if getattr(self, name) < least:  # counts the tables divide by, or print as they are
+                raise ValueError(f"{name} must be a whole number >= {least}. Found: {getattr(self, name)!r}")
+        for name in ("speedup", "speedup_min", "speedup_max", "images_per_s", "step_ms", "ceiling"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be a positive number. Found: {value!r}")
         for name in ("stall_rounds", "calibration_s", "interference", "ceiling_rounds"):  # read beside the rounds
             if len(getattr(self, name)) not in (0, self.rounds):
                 raise ValueError(
@@ -530,6 +535,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if isinstance(tp, type) and is_dataclass(tp):
         return _build(tp, value, f"{where}.")
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):  # Python's json reads NaN and Infinity; pdl never writes them
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp in (int, str, bool) and type(value) is tp:
         return value
