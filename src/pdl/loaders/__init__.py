@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ class Entry:
     options: tuple[str, ...] = ()
     extra: str | None = None
     summary: str = ""
+    module: str | None = None  # what the extra installs, to look for (default: the extra's name)
+    python: tuple[int, int] | None = None  # the oldest Python the peer runs on, where newer than pdl's
+    equivalent: bool = False  # its own operators on an equivalent pipeline: batches close to pdl's, never equal
 
 
 REGISTRY: dict[str, Entry] = {
@@ -51,6 +55,16 @@ REGISTRY: dict[str, Entry] = {
     "spdl": Entry("pdl.loaders.peers.spdl:SpdlLoader", (), "spdl", "SPDL's Pipeline, threads"),
     "spdl-process": Entry("pdl.loaders.peers.spdl:SpdlProcessLoader", ("start_method",), "spdl", "SPDL's Pipeline, processes"),
     "torchdata": Entry("pdl.loaders.peers.torchdata:TorchdataLoader", (), "torchdata", "torchdata.nodes, processes"),
+    "grain": Entry("pdl.loaders.peers.grain:GrainLoader", (), "grain", "Grain's DataLoader, processes", python=(3, 11)),
+    "tfdata": Entry("pdl.loaders.peers.tfdata:TfDataLoader", (), "tfdata", "tf.data, threads", module="tensorflow"),
+    "dali": Entry(
+        "pdl.loaders.peers.dali:DaliLoader",
+        (),
+        "dali",
+        "DALI's CPU operators, equivalent work",
+        module="nvidia.dali",
+        equivalent=True,
+    ),
 }
 LOADERS = tuple(REGISTRY)
 SPEC_OPTIONS = frozenset(option for entry in REGISTRY.values() for option in entry.options)  # loader-specific
@@ -62,6 +76,11 @@ def loader_class(name: str) -> type[Loader]:
     if entry is None:
         raise ConfigError(f"`loaders`: unknown loader '{name}'; choose from {', '.join(LOADERS)}")
     module, _, cls = entry.target.partition(":")
+    if entry.python is not None and sys.version_info < entry.python:
+        need = ".".join(map(str, entry.python))
+        raise MissingDependencyError(
+            f"the {name} loader needs Python {need} or newer (its '{entry.extra}' extra does); this is {sys.version_info.major}.{sys.version_info.minor}"
+        )
     try:
         found: type[Loader] = getattr(importlib.import_module(module), cls)
     except ImportError as exc:
@@ -80,7 +99,7 @@ def installed() -> tuple[tuple[str, ...], tuple[str, ...]]:
     missing: list[str] = []
     for name, entry in REGISTRY.items():
         try:
-            ok = entry.extra is None or importlib.util.find_spec(entry.extra) is not None
+            ok = entry.extra is None or importlib.util.find_spec(entry.module or entry.extra) is not None
         except (ImportError, ValueError):
             ok = False
         if ok:
@@ -95,6 +114,13 @@ def installed() -> tuple[tuple[str, ...], tuple[str, ...]]:
 def make_loader(name: str, dataset: Dataset, pipeline: Pipeline, spec: LoaderSpec | None = None, **options: Any) -> Loader:
     """A loader by name, built from one spec (``options``, fields of ``LoaderSpec``, override the spec's)."""
     return loader_class(name)(dataset, pipeline, spec, **options)
+
+
+def equivalent(name: str) -> bool:
+    """Whether loader ``name`` runs its own operators on an equivalent pipeline (DALI): its batches are close to
+    pdl's, never equal, and the tables say "equivalent" where others say whether they are the same."""
+    entry = REGISTRY.get(name)
+    return entry is not None and entry.equivalent
 
 
 def uses(name: str, option: str) -> bool:
@@ -112,6 +138,7 @@ __all__ = [
     "ParallelLoader",
     "SequentialLoader",
     "ThreadLoader",
+    "equivalent",
     "installed",
     "loader_class",
     "make_loader",

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from ..bench.records import Point, ResultSet
-from ..loaders import BASELINE
+from ..loaders import BASELINE, equivalent
 from ..stats import TARGET_STALL, median
 from .grid import Grid, noise_notes, ratio, speedup_cell
 from .stall import cores_needed, cpu_ms_per_image
@@ -58,7 +58,7 @@ def run_grid(rs: ResultSet) -> Grid:
         row.append(f"{p.cpu_main_s + p.cpu_workers_s:.2f}")
         if memory:
             row.append(f"{max(p.memory_peak_mb):.0f}" if p.memory_peak_mb else "–")
-        row += [f"{p.first_batch_s * 1e3:.0f}", same_cell(p.same_batches)]
+        row += [f"{p.first_batch_s * 1e3:.0f}", same_cell(p.same_batches, equivalent(p.loader))]
         if stepped:
             row += stall_cells(p)
         grid.rows.append(row)
@@ -154,8 +154,12 @@ def need_line(p: Point, usable: int) -> str:
     return line
 
 
-def same_cell(same: bool | None) -> str:
-    """'yes', 'NO' (loud: the comparison is not of the same work), or '–' where it was not checked."""
+def same_cell(same: bool | None, equivalent: bool = False) -> str:
+    """'yes', 'NO' (loud: the comparison is not of the same work), or '–' where it was not checked; 'equivalent'
+    for a loader that runs its own operators on an equivalent pipeline (DALI): close to pdl's batches by design,
+    never equal to them."""
+    if equivalent and same is not True:
+        return "equivalent"
     return "–" if same is None else "yes" if same else "NO"
 
 
@@ -168,7 +172,13 @@ def peer_notes(points: Sequence[Point]) -> list[str]:
     for p in points:
         if p.left_behind:
             notes.append(f"{p.loader}: left {p.left_behind} process(es) running on close; pdl stopped them")
-    different = [p.loader for p in points if p.same_batches is False]
+    alike = [p.loader for p in points if equivalent(p.loader)]
+    if alike:
+        notes.append(
+            f"equivalent: {', '.join(alike)} ran its own operators on an equivalent pipeline: batches close to pdl's, "
+            "not equal (how close: docs/peers.md)"
+        )
+    different = [p.loader for p in points if p.same_batches is False and not equivalent(p.loader)]
     if different:
         notes.append(
             f"NO: {', '.join(different)} made batches that differ from the baseline's: their speed is not for the same work"
