@@ -13,15 +13,19 @@ import psutil
 
 from pdl.loaders.ring import SHM_PREFIX
 
+GRAIN_PREFIX = "psm_"  # multiprocessing.shared_memory's names: Grain's blocks, one per batch in flight
+
 
 def shm_entries(creator: int | None = None) -> set[str]:
     """The rings of pdl made by ``creator`` (default: this test process) that still exist: their /dev/shm
     segments (named pdl-<creator pid>-...), and their memfds open in any process ("memfd:pdl-<pid>-...", from
     /proc/<pid>/fd), whatever other pdl runs do meanwhile. A memfd lives as long as a process holds it, so one
-    listed here is held by a live process: this test process's own descriptor not closed, or a worker left."""
+    listed here is held by a live process: this test process's own descriptor not closed, or a worker left.
+    Also every ``psm_`` segment (Python's shared_memory: Grain's per-batch blocks): their names do not say who made
+    them, so one that appears during a test and stays is counted against it."""
     mine = f"{SHM_PREFIX}{creator or os.getpid()}-"
     try:
-        found = {name for name in os.listdir("/dev/shm") if name.startswith(mine)}
+        found = {name for name in os.listdir("/dev/shm") if name.startswith((mine, GRAIN_PREFIX))}
     except FileNotFoundError:
         found = set()
     for fd_dir in Path("/proc").glob("[0-9]*/fd"):
