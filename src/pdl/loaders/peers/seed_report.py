@@ -43,16 +43,16 @@ def worker_funct(
 ) -> None:
     """The report's Figure 3: poll the private index queue, decode that image, put it on the shared queue.
 
-    One change, for measuring side by side: between the loader's epochs (``active`` clear) a worker sleeps on the
-    event instead of spinning, so the report's polling burns CPU only in its own epochs, not in the epochs of the
-    loaders it is compared with. Within an epoch it polls with ``get(timeout=0)`` as the report does."""
+    One change, for measuring side by side: between the loader's epochs (``active`` 0) a worker blocks on its own
+    index queue instead of spinning, so the report's polling burns CPU only in its own epochs, not in the epochs of
+    the loaders it is compared with; the epoch's first index (or the None that stops it) wakes it. Within an epoch
+    it polls with ``get(timeout=0)`` as the report does. ``active`` is a lock-free shared byte, not an Event: a
+    worker killed while it held an Event's lock left the main process's ``set()`` waiting for ever."""
     worker_started()
     while True:
         try:
-            item = index_queue.get(timeout=0)
+            item = index_queue.get(timeout=0 if active.value else 1.0)
         except queue.Empty:
-            if not active.is_set():
-                active.wait(1.0)  # parked between epochs; woken by the next one (or the None that stops it)
             continue
         if item is None:
             break
@@ -86,7 +86,7 @@ class ReportLoader(Loader):
         self._workers: list[Any] = []
         self._index_queues: list[Any] = []
         self._output_queue: Any = None
-        self._active: Any = None  # set while an epoch runs: the workers poll; clear: they sleep
+        self._active: Any = None  # 1 while an epoch runs: the workers poll; 0: they block on their index queues
         self._inbox: queue.Queue[tuple[Key, Any]] = queue.Queue()
         self._reader: threading.Thread | None = None
         self.left_behind = 0  # worker processes that had to be killed on close
@@ -100,7 +100,7 @@ class ReportLoader(Loader):
         if self._workers:
             return
         self._output_queue = self._ctx.Queue()
-        self._active = self._ctx.Event()
+        self._active = self._ctx.RawValue("b", 0)
         try:
             with forking(self.start_method, self.pipeline):
                 for _ in range(self.num_workers):
@@ -154,7 +154,7 @@ class ReportLoader(Loader):
             # first epoch, not in start(): other loaders may still fork after this one started
             self._reader = threading.Thread(target=_drain, args=(self._output_queue, self._inbox), daemon=True)
             self._reader.start()
-        self._active.set()  # the workers poll from here to the end of the epoch
+        self._active.value = 1  # the workers poll from here to the end of the epoch
         try:
             prefetch()
             for indices in plan:
@@ -167,7 +167,7 @@ class ReportLoader(Loader):
                 yield self._to_batch(images, indices, skipped, merged_labels(parts))
         finally:
             if self._active is not None:
-                self._active.clear()
+                self._active.value = 0
 
     def _get(self) -> tuple[Key, Any]:
         """One item from the shared output queue, within the timeout, noticing a dead worker."""
@@ -184,8 +184,6 @@ class ReportLoader(Loader):
         return got[0]
 
     def _shutdown(self) -> None:
-        if self._active is not None:
-            self._active.set()  # wake parked workers to read the None that stops them
         for index_queue in self._index_queues:
             try:
                 index_queue.put(None)
