@@ -109,8 +109,16 @@ def impossible(speedup: float, workers: int, usable_cores: int) -> bool:
 TARGET_STALL = 0.05  # a stall of 5% or less: the loader keeps up
 
 
-def stall_share(waits_s: Sequence[float], wall_s: float) -> float:
-    """The share of an epoch's wall time the consumer spent waiting for batches."""
+def stall_share(wall_s: float, step_s: float) -> float:
+    """The share of an epoch's wall time the consumer spent outside its training step: waiting for batches, and at
+    the epoch's end for the work the loader had started ahead (``Loader.settle``). Not the waits alone: a loader
+    whose prefetch window holds a whole epoch makes every batch of the next one while this one settles, so its
+    consumer never waited (0.5%) while the loader fed 46% of the step's images/s."""
+    return max(0.0, wall_s - step_s) / wall_s if wall_s > 0 else 0.0
+
+
+def wait_share(waits_s: Sequence[float], wall_s: float) -> float:
+    """The share of an epoch's wall time the consumer spent waiting for these batches."""
     return sum(waits_s) / wall_s if wall_s > 0 else 0.0
 
 

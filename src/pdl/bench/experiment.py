@@ -112,7 +112,7 @@ class Experiment:
         return len(self.pipelines) * len(self.workers) * len(self.batch_sizes)
 
     def epochs_per_point(self) -> int:
-        timed = len(self.loaders) + self.ceiling  # the ceiling: one more side per round
+        timed = len(self.loaders) + (self.ceiling and self.step is None)  # the ceiling: one more side per round
         return timed * (self.repeats + 1) + len(self.loaders) * self.memory_epochs
 
     def spec(self, batch_size: int, workers: int) -> LoaderSpec:

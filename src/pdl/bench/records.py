@@ -142,8 +142,9 @@ class Point:
     batch_mb: float | None = None
     """Size of one batch, with --memory: the unit the memory budget is counted in."""
     stall_share: float | None = None
-    """With --step-ms: median over rounds of the consumer's wait for batches / the epoch's wall time (the data
-    stall); the sequential loop's is its whole load time. None without a step."""
+    """With --step-ms: median over rounds of the epoch's wall time outside the training step / the wall time (the
+    data stall: the consumer's waits for batches, and the epoch's end waiting for work the loader started ahead);
+    the sequential loop's is its whole load time. None without a step."""
     stall_rounds: tuple[float, ...] = ()
     """With --step-ms: the stall share of each round, in round order."""
     wait_p50_ms: float | None = None

@@ -84,12 +84,22 @@ def ceiling_notes(pts: Sequence[Point], usable: int) -> list[str]:
         return []
     first = measured[0]
     notes = [
-        f"ceiling: {first.workers} copies of the sequential loop at once, each over its share of the epoch, in the same "
+        f"ceiling: {copies(first.workers)} of the sequential loop at once, each over its share of the epoch, in the same "
         f"rounds: {ratio(first.ceiling or 0)} ({ratio(min(first.ceiling_rounds))}–{ratio(max(first.ceiling_rounds))}), "
         f"where the core count says {min(first.workers, usable)}×; the most any loader reaches here for this work"
     ]
-    notes += [f"{p.loader} ({p.workers} workers): {limit_line(p)}" for p in measured]
+    notes += [f"{p.loader} ({n_workers(p.workers)}): {limit_line(p)}" for p in measured]
     return notes
+
+
+def n_workers(n: int) -> str:
+    """'1 worker', '2 workers'."""
+    return f"{n} worker{'' if n == 1 else 's'}"
+
+
+def copies(n: int) -> str:
+    """'1 copy', '2 copies'."""
+    return f"{n} {'copy' if n == 1 else 'copies'}"
 
 
 AT_CEILING = 0.95  # a loader at 95% or more of the measured ceiling: the machine is the limit, not the loader
@@ -108,8 +118,8 @@ STALL_COLUMNS = ["stall", "1st batch", "of ideal images/s", "wait p50/p90/p99 ms
 
 
 STALL_NOTE = (
-    "stall: the consumer's wait for batches / the epoch's wall time (the sequential loop's is its whole load "
-    "time); 1st batch: the part of it spent on each epoch's first batch (with --no-prefetch-epochs, and in loaders "
+    "stall: the epoch's wall time outside the training step / the wall time: the consumer's waits for batches, and "
+    "at the epoch's end for work the loader started ahead (the sequential loop's is its whole load time); 1st batch: the part of it spent on each epoch's first batch (with --no-prefetch-epochs, and in loaders "
     "other than process and thread, prefetching does not carry across epochs: fewer batches per epoch, more of it); of ideal: images/s against the step-bound ideal, batch / step; "
     "wait: per batch, over every timed round"
 )
@@ -140,7 +150,7 @@ def need_line(p: Point, usable: int) -> str:
     cpu = cpu_ms_per_image(p)
     need = cores_needed(cpu, p.batch_size, p.step_ms or 1.0, p.step_kind)
     line = (
-        f"{p.loader} ({p.workers} workers): ≈ {cpu:.1f} ms CPU per image; one step per {p.step_ms:g} ms at batch "
+        f"{p.loader} ({n_workers(p.workers)}): ≈ {cpu:.1f} ms CPU per image; one step per {p.step_ms:g} ms at batch "
         f"{p.batch_size} needs ≈ {need:.1f} busy cores; this machine has {usable} usable"
     )
     ideal = p.ideal_images_per_s or 0.0
@@ -197,7 +207,7 @@ def startup_notes(points: Sequence[Point]) -> list[str]:
     for p in points:
         if p.loader != BASELINE:
             note = (
-                f"{p.loader} ({p.workers} workers): start-up {p.startup_s * 1e3:.0f} ms, "
+                f"{p.loader} ({n_workers(p.workers)}): start-up {p.startup_s * 1e3:.0f} ms, "
                 f"first batch {p.first_batch_s * 1e3:.0f} ms (warm-up epoch, not in the wall times)"
             )
             if p.epoch_first_batch_s is not None and p.loader != baseline:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..bench.records import Point, ResultSet, Tuned
 from .grid import BEST, BUSY, Grid, noise_notes
-from .runs import STALL_COLUMNS, STALL_NOTE, limit_line, stall_cells, step_title
+from .runs import STALL_COLUMNS, STALL_NOTE, copies, limit_line, stall_cells, step_title
 from .stall import answer, answer_line
 
 
@@ -55,8 +55,7 @@ def ceiling_lines(told: Tuned, pts: tuple[Point, ...]) -> list[str]:
     check = told.ceiling_check
     if check is None or not check.ceiling or not check.speedup:
         return []
-    copies = f"{told.workers} {'copy' if told.workers == 1 else 'copies'} of the sequential loop"
-    lines = [f"without the step, beside the ceiling ({copies}): {limit_line(check)}"]
+    lines = [f"without the step, beside the ceiling ({copies(told.workers)} of the sequential loop): {limit_line(check)}"]
     chosen = next((p for p in pts if (p.workers, p.prefetch) == (told.workers, told.prefetch)), None)
     takes = chosen.ideal_images_per_s if chosen is not None else None
     if told.reached or not takes:
