@@ -43,6 +43,24 @@ def test_a_worker_that_finishes_nothing_while_the_others_do_is_named_once() -> N
     assert progress.take() == (said,) and progress.take() == ()
 
 
+def test_a_worker_without_a_chunk_to_take_is_idle_not_stalled() -> None:
+    # found measuring the peers with a 100 ms step: one chunk outstanding at a time, worker 0 took them all, and
+    # worker 1 was named "made no progress" and its rounds measured again
+    clock = Clock()
+    progress = Progress([101, 102], clock, state=lambda pid: None)
+    for t in range(1, 13):
+        progress.working(1)
+        clock.now = t * 0.5
+        progress.done(0, 0.1, 0)
+    assert progress.check() == []  # 12 chunks by worker 0 in 6 s, never two outstanding: worker 1 had none to take
+    for t in range(13, 20):  # now a backlog: two chunks for two workers, and worker 1 still takes none
+        progress.working(2)
+        clock.now = t * 0.5
+        progress.done(0, 0.1, 2)
+    [said] = progress.check()
+    assert said.startswith("worker 1 (pid 102) made no progress")
+
+
 def test_the_os_state_names_a_stopped_worker_even_when_every_worker_waits() -> None:
     clock = Clock()
     states = {101: None, 102: "is stopped (T)"}

@@ -320,7 +320,7 @@ class ParallelLoader(Loader):
         for part, (offset, count) in enumerate(offsets):
             task = next(self._task_ids)
             self._pending[task] = (made, part)
-            self._progress.working()
+            self._progress.working(len(self._pending))
             chunk = indices[offset : offset + count].tolist()  # a list of ints: a few bytes a message, not an array's
             try:
                 self._tasks.send((task, epoch, chunk, slot, offset, len(indices)))
@@ -341,7 +341,7 @@ class ParallelLoader(Loader):
             if kind == FAILED:
                 raise payload
             done, t_start, t_done = payload
-            self._progress.done(wid, t_done - t_start)
+            self._progress.done(wid, t_done - t_start, len(self._pending))
             made.parts[part] = done
             self._rate.add(done)
             made.t_done = max(made.t_done, t_done)

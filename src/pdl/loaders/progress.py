@@ -3,8 +3,9 @@ uninterruptible sleep), so a stalled worker is named, not averaged into a noisy 
 
 A worker is stalled when it finished nothing for ``stall_s`` (at least ``STALL_MIN_S``, and ``STALL_CHUNKS``
 times the longest chunk seen, so a slow pipeline's long chunks are not taken for a stall) and either the other
-workers finished ``STALL_OTHERS`` chunks each meanwhile (over epochs: a stopped worker that held no chunk lets
-the others carry on, epoch after epoch) or, with work outstanding, the OS says its process is stopped or in
+workers finished ``STALL_OTHERS`` chunks each meanwhile while a chunk was outstanding for every worker all along
+(a stopped worker that held no chunk lets the others carry on; with fewer chunks than workers, as under a slow
+training step, one worker may take them all and the other is only idle) or, with work outstanding, the OS says its process is stopped or in
 uninterruptible sleep. The clock is injected for the tests.
 """
 
@@ -46,22 +47,34 @@ class Progress:
         self.total = 0  # chunks finished by all workers
         self.total_at = [0] * len(self.pids)  # ``total`` at each worker's ``last``
         self.since: float | None = None  # when the outstanding work began; None while none is outstanding
+        self.backlog: float | None = None  # since when a chunk has been outstanding for every worker, or None
         self.longest = 0.0  # the longest chunk seen, seconds
         self.named: dict[int, str] = {}  # stalls named since ``take``
 
-    def working(self) -> None:
-        """Work was handed out: from now on, a worker that finishes nothing is idle with work to take."""
+    def working(self, outstanding: int | None = None) -> None:
+        """Work was handed out (``outstanding`` chunks now; None: unknown, taken as one for every worker): from now
+        on, a worker that finishes nothing is idle with work to take."""
         if self.since is None:
             self.since = self.clock()
+        self._count(outstanding)
 
     def idle(self) -> None:
         """Nothing is outstanding: no worker can be stalled."""
-        self.since = None
+        self.since = self.backlog = None
 
-    def done(self, wid: int, seconds: float) -> None:
+    def done(self, wid: int, seconds: float, outstanding: int | None = None) -> None:
         self.total += 1
         self.last[wid], self.total_at[wid] = self.clock(), self.total
         self.longest = max(self.longest, seconds)
+        self._count(outstanding)
+
+    def _count(self, outstanding: int | None) -> None:
+        """A backlog is a chunk outstanding for every worker: only then must an idle worker have had one to take.
+        With fewer (a slow consumer, one chunk at a time) one worker may take them all, and the other is not stalled."""
+        if outstanding is not None and outstanding < len(self.pids):
+            self.backlog = None
+        elif self.backlog is None:
+            self.backlog = self.clock()
 
     @property
     def stall_s(self) -> float:
@@ -76,7 +89,9 @@ class Progress:
             others = self.total - self.total_at[wid]
             if wid in self.named or now - self.last[wid] < self.stall_s:
                 continue
-            carried_on = others >= STALL_OTHERS * len(self.pids)  # the others kept working, this one did not
+            # the others kept working, this one did not, though there was a chunk for it all along
+            backlog = self.backlog is not None and now - max(self.backlog, self.last[wid]) >= self.stall_s
+            carried_on = others >= STALL_OTHERS * len(self.pids) and backlog
             if not carried_on and (self.since is None or idle < self.stall_s):
                 continue  # nothing to take, or not for long enough: no stall, whatever the OS says
             state = self.state(pid)
