@@ -44,7 +44,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import psutil
 
 from ...data.pipeline import Pipeline
 from ...data.protocol import Dataset
@@ -77,11 +76,22 @@ def _wait_released(folder: str, worker: int, epoch: int) -> bool:
         if threading.current_thread() is threading.main_thread():
             worker_started()
         fd = os.open(os.path.join(folder, str(worker)), os.O_RDONLY)
+        _announce(folder, worker)
     while seen != STOP and seen < epoch:
         data = os.read(fd, 8)  # blocks: no polling while the loader is not asking
         seen = int.from_bytes(data, "little", signed=True) if len(data) == 8 else STOP  # short: the loader is gone
     _released[folder] = (fd, seen)
     return seen != STOP
+
+
+def _announce(folder: str, worker: int) -> None:
+    """In a worker: leave its pid in the loader's folder, so the loader knows its own workers by name, not by
+    guessing among the main process's children (a resource tracker caught between fork and exec, or another
+    loader's workers, were taken for Grain's and killed at close)."""
+    path = os.path.join(folder, f"pid-{worker}")
+    with open(path + ".part", "w") as fh:
+        fh.write(str(os.getpid()))
+    os.replace(path + ".part", path)
 
 
 class _Make(grain.transforms.Map):  # type: ignore[misc]
@@ -136,7 +146,6 @@ class GrainLoader(Loader):
         self._waiter: ThreadPoolExecutor | None = None
         self._pending: Future[Any] | None = None
         self._pids: list[int] = []
-        self._before: set[int] = set()
         self._reaper = Reaper()
         self._handed: list[weakref.ref[Any]] = []  # Grain's blocks handed out as batches
         self.left_behind = 0
@@ -165,7 +174,6 @@ class GrainLoader(Loader):
                     self._pipes.append(os.open(os.path.join(self._folder, str(w)), os.O_RDWR))  # never blocks
                 if not self._registered:
                     self._registered, _open_loaders = True, _open_loaders + 1
-            self._before = {p.pid for p in psutil.Process().children()}
             self._iterator = self._grain(_Make(self.dataset, self.pipeline, self.spec, self._folder, at, max(1, len(self))))
             self._next_at = at
             self._waiter = self._waiter or ThreadPoolExecutor(1, thread_name_prefix="pdl-grain")
@@ -186,14 +194,15 @@ class GrainLoader(Loader):
         return iter(loader)
 
     def _alive(self) -> list[tuple[int, bool]]:
-        """(pid, alive) of the workers Grain started: its children since the iterator was made, less the resource
-        tracker; new ones are handed to the reaper."""
-        for child in psutil.Process().children():
-            with contextlib.suppress(psutil.Error):
-                new = child.pid not in self._before and child.pid not in self._pids
-                if new and "resource_tracker" not in " ".join(child.cmdline()):
-                    self._pids.append(child.pid)
-                    self._reaper.add([child.pid])
+        """(pid, alive) of the workers Grain started, as each announced itself in this loader's folder; new ones
+        are handed to the reaper."""
+        for name in os.listdir(self._folder) if self._folder is not None else ():
+            if name.startswith("pid-") and not name.endswith(".part"):
+                with contextlib.suppress(OSError, ValueError), open(os.path.join(self._folder, name)) as fh:
+                    pid = int(fh.read())
+                    if pid not in self._pids:
+                        self._pids.append(pid)
+                        self._reaper.add([pid])
         return [(pid, process_alive(pid)) for pid in self._pids]
 
     def _release(self, epoch: int) -> None:
