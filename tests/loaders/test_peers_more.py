@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,15 @@ def blocks() -> set[str]:
 
 def threads() -> int:
     return len(os.listdir("/proc/self/task"))
+
+
+def threads_down_to(count: int, within_s: float = 2.0) -> int:
+    """The process's threads once they are ``count`` or fewer, or after ``within_s``: a thread joined by close()
+    can still be in /proc/self/task for a moment while the OS finishes it (CI saw 8 where 7 were left)."""
+    deadline = time.monotonic() + within_s
+    while threads() > count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return threads()
 
 
 @pytest.mark.timeout(120)
@@ -112,7 +122,7 @@ def test_tfdata_makes_the_sequential_batches_and_its_threads_end(images: Path) -
         assert len(list(loader)) == 5
         assert len(next(iter(loader))) == 5  # an epoch left early: the next one starts from its first batch
         assert len(list(loader)) == 5
-    assert threads() <= after_first  # a second loader's threads all ended with it
+    assert threads_down_to(after_first) <= after_first  # a second loader's threads all ended with it
     assert {t.name for t in threading.enumerate()} <= names
 
 
@@ -133,7 +143,7 @@ def test_dali_runs_an_equivalent_pipeline_close_to_pdls(images: Path, tmp_path: 
         with make_loader("dali", dataset, pipeline, None, num_workers=2, **COMMON) as loader:
             got = epochs(loader, 2)
             assert len(next(iter(loader))) == 5 and len(list(loader)) == 5  # left early, then whole
-        assert threads() <= before  # DALI's thread pool ended with its pipeline
+        assert threads_down_to(before) <= before  # DALI's thread pool ended with its pipeline
         for g_epoch, w_epoch in zip(got, want, strict=True):
             assert len(g_epoch) == len(w_epoch) == 5
             for (g_img, g_lab, g_idx), (w_img, w_lab, w_idx) in zip(g_epoch, w_epoch, strict=True):
