@@ -141,6 +141,17 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
+    def construct_yaml_timestamp(self, node: Any) -> Any:
+        """A ``!!timestamp`` that is no timestamp: PyYAML would call ``.groupdict()`` on None (found by Hypothesis)."""
+        if not isinstance(node.value, str) or self.timestamp_regexp.match(node.value) is None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"!!timestamp {quote(node.value)} is not a date or time", node.start_mark
+            )
+        return super().construct_yaml_timestamp(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", _BoundedLoader.construct_yaml_timestamp)
+
 
 class _TooBig(Exception):
     def __init__(self, what: str, mark: Any = None) -> None:
@@ -208,7 +219,9 @@ def read_yaml(path: Path) -> Any:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: YAML syntax error: {cut(str(exc.problem), REASON_CHARS)}; fix the file's syntax") from None
-    except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:  # int('9' * 5000), a bad !!timestamp
+    # int('9' * 5000); a bad !!timestamp value (ValueError), or one the timestamp pattern does not match at all
+    # (PyYAML's constructor then calls .groupdict() on None: AttributeError; found by Hypothesis in CI)
+    except (yaml.YAMLError, ValueError, OverflowError, TypeError, AttributeError, KeyError, IndexError) as exc:
         raise ConfigError(f"{path}: cannot read pipeline: {cut(str(exc), REASON_CHARS)}; fix the value") from None
     finally:
         if loader is not None:
