@@ -15,6 +15,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from pdl.bench.files import load
 from pdl.cli import app
 
 from ..processes import shm_entries
@@ -145,6 +146,18 @@ def test_a_broken_image_stops_the_run_naming_it_or_is_skipped(tmp_path: Path) ->
     points = json.loads(files(tmp_path / "r2")[0].read_text())["points"]
     assert all(p["skipped"] == [[str(broken), "cannot decode (empty file)"]] for p in points)
     assert all(p["images"] == 5 for p in points)
+
+
+def test_a_run_whose_every_image_is_skipped_is_a_point_of_0_images(tmp_path: Path) -> None:
+    # a results check added this session ("images >= 1") broke exactly this: a traceback, exit 1 (caught by hand,
+    # measuring the PNG under --on-error skip before resolving)
+    (tmp_path / "imgs" / "cls").mkdir(parents=True)
+    (tmp_path / "imgs" / "cls" / "broken.jpg").write_bytes(b"")
+    res = invoke("run", "--inputs", str(tmp_path / "imgs"), "--workers", "1", "--repeats", "1", "--on-error", "skip",
+                 "--no-ceiling", "--results", str(tmp_path / "r"))  # fmt: skip
+    assert res.exit_code == 0 and "skipped 1 unreadable image(s)" in res.stdout, res.output
+    [saved] = files(tmp_path / "r")
+    assert {p["images"] for p in load(saved).to_dict()["points"]} == {0}  # and the file loads again
 
 
 def test_sweep_workers_writes_one_point_per_configuration(images: Path, tmp_path: Path) -> None:

@@ -218,13 +218,16 @@ class Point:
             bad = next((v for v in getattr(self, name) if not (math.isfinite(v) and v > 0)), None)
             if bad is not None:
                 raise ValueError(f"{name} must hold positive, finite seconds and ratios. Found: {bad!r}")
-        for name, least in (("images", 1), ("batch_size", 1), ("workers", 0), ("prefetch", 0), ("copied_batches", 0)):
+        # images may be 0: every image skipped under --on-error skip is a measured point
+        for name, least in (("images", 0), ("batch_size", 1), ("workers", 0), ("prefetch", 0), ("copied_batches", 0)):
             if getattr(self, name) < least:  # counts the tables divide by, or print as they are
                 raise ValueError(f"{name} must be a whole number >= {least}. Found: {getattr(self, name)!r}")
-        for name in ("speedup", "speedup_min", "speedup_max", "images_per_s", "step_ms", "ceiling"):
+        for name in ("speedup", "speedup_min", "speedup_max", "step_ms", "ceiling"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be a positive number. Found: {value!r}")
+        if self.images_per_s < 0:
+            raise ValueError(f"images_per_s must be a number >= 0. Found: {self.images_per_s!r}")
         for name in ("stall_rounds", "calibration_s", "interference", "ceiling_rounds"):  # read beside the rounds
             if len(getattr(self, name)) not in (0, self.rounds):
                 raise ValueError(

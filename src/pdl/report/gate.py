@@ -136,7 +136,8 @@ def against_raw(
     against 75 ms in every other run turned raw +10% into a "regression" of -12%, p = 0.004). Inconclusive,
     saying so. A raw change near zero with a corrected one beyond the threshold (drift that hid a real change)
     keeps its verdict."""
-    raw = median(current.rates) / median(base.rates) - 1
+    before = median(base.rates)
+    raw = median(current.rates) / before - 1 if before else 0.0
     if raw * change >= 0 or abs(raw) <= threshold / 2:
         return status, reason
     cal = f"{median(base.calibration_s) * 1e3:.0f} → {median(current.calibration_s) * 1e3:.0f} ms"
