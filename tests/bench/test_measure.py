@@ -13,8 +13,8 @@ from pdl.bench.timing import Workload, measure
 from pdl.loaders import LoaderSpec
 from pdl.loaders.base import Loader
 from pdl.loaders.batching import Batch, LoaderStats, StageTimes
+from pdl.machine.cpu import cpu_info
 from pdl.stats import ideal_speedup, speedup
-from pdl.system import cpu_info
 
 
 def test_speedup_is_the_median_of_per_round_ratios() -> None:
@@ -176,14 +176,14 @@ class FakeWatch:
         return True
 
     def refuse(self, seen) -> None:
-        from pdl.contention import MachineBusy
+        from pdl.machine.contention import MachineBusy
 
         if self.fail:
             raise MachineBusy("busy")
 
 
 def _load(others: float):
-    from pdl.contention import Interference
+    from pdl.machine.contention import Interference
 
     return Interference(others, 0.0, None, None, 0.1, 2, 2, ("9 neighbour 1.00",) if others > 0.5 else ())
 
@@ -208,7 +208,7 @@ def test_a_disturbed_round_is_measured_again_and_only_quiet_rounds_are_kept(monk
 
 def test_redoing_is_bounded_and_a_round_still_disturbed_is_kept_marked(monkeypatch: pytest.MonkeyPatch, images) -> None:
     from pdl import ImageFolder, load_pipeline
-    from pdl.contention import MachineBusy
+    from pdl.machine.contention import MachineBusy
 
     clock, log = FakeClock(), []
     monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, [1.0] * 9, clock, log))

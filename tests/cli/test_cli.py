@@ -275,7 +275,7 @@ def test_interrupt_while_memory_is_measured_stops_the_probe_and_its_workers(imag
 
 
 def test_workers_past_the_usable_cores_warn_but_run(images: Path, tmp_path: Path) -> None:
-    from pdl.system import cpu_info
+    from pdl.machine.cpu import cpu_info
 
     many = str(cpu_info().usable + 2)
     res = invoke("run", "--inputs", str(images), "--workers", many, "--limit", "8", "--batch-size", "2", "--repeats", "1",

@@ -14,7 +14,7 @@ from pdl import ImageFolder
 from pdl.cli import app
 from pdl.data.cache import ColdCache, Eviction, dataset_files, describe, evict, resident_pages, resident_share
 from pdl.errors import PdlWarning
-from pdl.system import filesystem
+from pdl.machine.host import filesystem
 
 pytestmark = pytest.mark.timeout(120)
 

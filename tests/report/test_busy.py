@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from pdl.bench.files import ResultWriter
 from pdl.bench.records import ResultSet
 from pdl.cli import app
-from pdl.contention import Interference
+from pdl.machine.contention import Interference
 from pdl.report.gate import compare
 from pdl.report.grid import noise_notes
 from pdl.report.history import Run, history

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from pdl.bench.files import ResultWriter, load_folder
 from pdl.bench.records import Source
 from pdl.cli import app
+from pdl.machine.host import git_source
 from pdl.report.history import history, order
-from pdl.system import git_source
 
 from ..factories import sweep_workers
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from ..contention import Interference
-from ..system import CpuInfo as Cpu  # the cores a run could use, and why: one record, measured and stored
+from ..machine.contention import Interference
+from ..machine.cpu import CpuInfo as Cpu  # the cores a run could use, and why: one record, measured and stored
 
 SCHEMA = "pdl.results"
 VERSION = 4

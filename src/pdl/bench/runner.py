@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .._env import keep_freed_memory, limit_threads
-from ..contention import Watch
 from ..data.folder import ImageFolder
 from ..data.pipeline import Pipeline, load_pipeline
-from ..system import default_start_method, git_source, system_info
+from ..machine.contention import Watch
+from ..machine.host import default_start_method, git_source, system_info
 from .calibrate import CALIBRATION
 from .experiment import Experiment
 from .records import ResultSet, machine_from_info, source_from_info

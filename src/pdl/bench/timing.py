@@ -17,7 +17,6 @@ from typing import Any
 
 import psutil
 
-from ..contention import Interference, Watch
 from ..data.cache import ColdCache
 from ..data.decoders import DEFAULT as DEFAULT_DECODER
 from ..data.pipeline import Pipeline
@@ -25,8 +24,9 @@ from ..data.protocol import Dataset
 from ..loaders import CEILING, Loader, LoaderSpec, make_loader
 from ..loaders.batching import STAGES
 from ..loaders.chunks import chunk_size
+from ..machine.contention import Interference, Watch
+from ..machine.cpu import cpu_info
 from ..stats import NOISE_THRESHOLD, impossible, median, percentile, speedup, stall_share, wait_share
-from ..system import cpu_info
 from .calibrate import calibration_s
 from .memory import peak_memory
 from .records import Point, cluster_from_info

@@ -10,8 +10,8 @@ from ..bench.decode_gain import decode_gains, epochs_per_pipeline
 from ..bench.runner import prepare
 from ..data.pipeline import LEVELS
 from ..loaders import LOADERS
+from ..machine.cpu import cpu_info
 from ..report.decoding import decode_grid
-from ..system import cpu_info
 from .common import check_choice, guarded, recording, resolve_inputs
 from .options import Shared, measuring_options, name_list
 

@@ -8,8 +8,8 @@ from ..bench.experiment import Experiment
 from ..bench.records import ResultSet
 from ..bench.runner import execute, prepare
 from ..data.cache import IGNORED_ABOVE
+from ..machine.cpu import cpu_info
 from ..report.render import grids
-from ..system import cpu_info
 from .common import err, recording, status
 
 

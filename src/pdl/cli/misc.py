@@ -100,7 +100,7 @@ def info() -> None:
     versions, start method."""
     from .._env import limit_threads
     from ..loaders.ring import MEMFD, backing
-    from ..system import system_info
+    from ..machine.host import system_info
 
     limit_threads()
     data = system_info()
@@ -137,7 +137,7 @@ def info() -> None:
 def _load_now() -> list[tuple[str, object]]:
     """What competes for the usable cores right now (one look of ``contention.QUIET_WINDOW_S``): what a measuring
     command would wait for."""
-    from ..contention import Watch
+    from ..machine.contention import Watch
 
     watch = Watch()
     seen = watch.look()
@@ -161,7 +161,7 @@ def _load_now() -> list[tuple[str, object]]:
 
 def _filesystem(path: Path) -> str:
     """The filesystem and device holding ``path`` (or, before it exists, its folder): what --cache cold evicts from."""
-    from ..system import filesystem
+    from ..machine.host import filesystem
 
     found = filesystem(path if path.exists() else path.resolve().parent)
     if found is None:

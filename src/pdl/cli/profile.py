@@ -12,8 +12,8 @@ from ..bench.runner import prepare
 from ..data.decoders import NAMES, check_decoder
 from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS
+from ..machine.cpu import cpu_info
 from ..report.render import grids
-from ..system import cpu_info
 from .common import check_choice, guarded, recording, resolve_inputs
 from .options import Shared, measuring_options, name_list
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..system import cpu_info
+from ..machine.cpu import cpu_info
 from .common import guarded, resolve_inputs
 from .measuring import measure_and_report
 from .options import Shared, measuring_options

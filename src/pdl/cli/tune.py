@@ -8,9 +8,9 @@ import typer
 
 from ..bench.runner import prepare
 from ..bench.tune import check_tune, parse_target, tune
+from ..machine.cpu import cpu_info
 from ..report.tuning import tune_grid
 from ..stats import TARGET_STALL
-from ..system import cpu_info
 from .common import guarded, recording, resolve_inputs, status
 from .options import Shared, measuring_options
 

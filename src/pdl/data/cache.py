@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import PdlWarning
-from ..system import filesystem
+from ..machine.host import filesystem
 
 Cache = Literal["warm", "cold"]
 CACHES: tuple[Cache, ...] = ("warm", "cold")

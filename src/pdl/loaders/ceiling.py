@@ -24,7 +24,7 @@ import numpy as np
 from ..data.pipeline import Pipeline
 from ..data.protocol import Dataset, check_picklable
 from ..errors import LoaderTimeoutError, WorkerDiedError, worker_error
-from ..system import default_start_method
+from ..machine.host import default_start_method
 from .base import Loader
 from .batching import Batch, epoch_plan, make_batch
 from .forking import forking, worker_started

@@ -25,7 +25,7 @@ import numpy as np
 from ..data.pipeline import Pipeline
 from ..data.protocol import Dataset, check_picklable, sample_image
 from ..errors import ConfigError, ImageReadError, LoaderTimeoutError, PdlWarning, SharedMemoryError, WorkerDiedError
-from ..system import default_start_method
+from ..machine.host import default_start_method
 from .base import Loader
 from .batching import Batch
 from .chunks import Part, WorkRate, compact, merged, merged_labels, split, stack

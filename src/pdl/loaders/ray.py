@@ -43,7 +43,7 @@ from .._env import keep_freed_memory, limit_threads, quiet_opencv
 from ..data.folder import ImageFolder
 from ..data.pipeline import Pipeline
 from ..errors import LoaderTimeoutError, MissingDependencyError, WorkerDiedError, WorkerError, worker_error
-from ..system import cpu_info
+from ..machine.cpu import cpu_info
 from .base import Loader
 from .batching import Batch, make_batch
 from .chunks import Part, merged, merged_labels, split, stack

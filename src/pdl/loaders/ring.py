@@ -26,7 +26,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import SharedMemoryError
-from ..system import memory_room_bytes, shm_free_bytes
+from ..machine.memory import memory_room_bytes, shm_free_bytes
 
 SHM_PREFIX = "pdl-"
 MEMFD, SHM = "memfd", "/dev/shm"  # where a ring lives

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..bench.records import Point, ResultSet
-from ..contention import Interference, busy_summary, busy_word, throttle_summary
 from ..errors import ConfigError, ResultsError
 from ..loaders import BASELINE
+from ..machine.contention import Interference, busy_summary, busy_word, throttle_summary
 from ..stats import GATE_ALPHA, evidence, median, parse_share, rounds_needed
 
 KEY_FIELDS = ("pipeline", "loader", "workers", "batch_size", "augment_in")

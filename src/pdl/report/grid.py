@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..bench.records import Point
-from ..contention import OTHERS_LIMIT, STEAL_LIMIT, busy_summary, throttle_summary
+from ..machine.contention import OTHERS_LIMIT, STEAL_LIMIT, busy_summary, throttle_summary
 from ..stats import NOISE_THRESHOLD
 
 BEST = "★"

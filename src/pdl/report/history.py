@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bench.records import ResultSet
-from ..contention import busy_summary
 from ..errors import ResultsError
 from ..loaders import BASELINE
+from ..machine.contention import busy_summary
 from ..stats import GATE_ALPHA, median, rounds_needed
 from .gate import NOT_COMPARED, Key, Series, calibrated, judge, throughput
 

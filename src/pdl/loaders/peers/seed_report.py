@@ -27,7 +27,7 @@ import numpy as np
 
 from ...data.pipeline import Pipeline
 from ...data.protocol import Dataset
-from ...system import default_start_method
+from ...machine.host import default_start_method
 from ..base import Loader
 from ..batching import Batch, Produced
 from ..chunks import merged, merged_labels

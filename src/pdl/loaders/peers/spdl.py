@@ -37,7 +37,7 @@ from spdl.pipeline import PipelineBuilder
 from ...data.pipeline import Pipeline
 from ...data.protocol import Dataset
 from ...errors import LoaderTimeoutError, WorkerDiedError, WorkerError
-from ...system import default_start_method
+from ...machine.host import default_start_method
 from ..base import Loader
 from ..batching import Batch, Produced
 from ..forking import forking, worker_started

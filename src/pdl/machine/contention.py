@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PdlError
-from .system import CGROUP_ROOT, cpu_info
+from ..errors import PdlError
+from .cpu import CGROUP_ROOT, cpu_info
 
 OTHERS_LIMIT = 0.10
 """A round is disturbed when other processes used more than this share of the usable cores (beyond the CPUs pdl

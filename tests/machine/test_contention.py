@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pdl import contention
-from pdl.contention import (
+from pdl.machine import contention
+from pdl.machine.contention import (
     EXIT_BUSY,
     OTHERS_LIMIT,
     Interference,

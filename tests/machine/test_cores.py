@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pdl.errors import ConfigError
-from pdl.system import cgroup_quota, max_cpus_override, memory_room_bytes, usable_cores
+from pdl.machine.cpu import cgroup_quota, max_cpus_override, usable_cores
+from pdl.machine.memory import memory_room_bytes
 
 
 def fake_v2(tmp_path: Path, cpu_max: dict[str, str]) -> tuple[Path, Path]:
@@ -97,6 +98,6 @@ def test_override_must_be_a_positive_number() -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset not installed")
 def test_taskset_to_one_core_gives_one_usable_core() -> None:
-    code = "from pdl.system import cpu_info; print(cpu_info().usable)"
+    code = "from pdl.machine.cpu import cpu_info; print(cpu_info().usable)"
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
