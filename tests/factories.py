@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from pdl.bench.records import Cpu, Machine, Point, ResultSet
-from pdl.stats import speedup
+from pdl.stats.rounds import speedup
 
 MACHINE = Machine(
     hostname="testbox",

@@ -14,7 +14,7 @@ from pdl.loaders import LoaderSpec
 from pdl.loaders.base import Loader
 from pdl.loaders.batching import Batch, LoaderStats, StageTimes
 from pdl.machine.cpu import cpu_info
-from pdl.stats import ideal_speedup, speedup
+from pdl.stats.rounds import ideal_speedup, speedup
 
 
 def test_speedup_is_the_median_of_per_round_ratios() -> None:
@@ -126,7 +126,7 @@ def test_every_round_is_calibrated_before_and_after(monkeypatch: pytest.MonkeyPa
 
 def test_a_speedup_the_cores_cannot_give_is_flagged_as_a_disturbed_baseline(monkeypatch: pytest.MonkeyPatch, images) -> None:
     from pdl import ImageFolder, load_pipeline
-    from pdl.stats import impossible
+    from pdl.stats.rounds import impossible
 
     assert impossible(2.25, 2, 2) and not impossible(2.15, 2, 2) and not impossible(2.25, 4, 4) and impossible(1.2, 1, 8)
     clock, log = FakeClock(), []

@@ -27,7 +27,7 @@ from pdl.report.render import grids
 from pdl.report.runs import run_grid
 from pdl.report.stall import Answer, answer, answer_line, cores_needed, cpu_ms_per_image
 from pdl.report.sweeps import sweep_workers_grids
-from pdl.stats import percentile, stall_share, wait_share
+from pdl.stats.rounds import percentile, stall_share, wait_share
 
 from ..factories import point, results
 

@@ -19,7 +19,7 @@ from ..data.folder import ImageFolder
 from ..data.pipeline import Pipeline
 from ..errors import ImageReadError
 from ..loaders import LoaderSpec
-from ..stats import median
+from ..stats.rounds import median
 from .records import DecoderSpeed, Point
 from .step import Clock
 from .timing import Progress, Workload, side_by_side

@@ -192,7 +192,7 @@ class Point:
     sequential baseline was slowed by something else, so the speedup is not a result."""
     interference: tuple[Interference, ...] = ()
     """What else competed for the usable CPUs in each round, in round order (other processes, steal, cgroup
-    throttling, CPU pressure; ``contention.py``). Empty in files written before it was measured (schema < 4)."""
+    throttling, CPU pressure; ``machine/contention.py``). Empty in files written before it was measured (schema < 4)."""
     redone: int = 0
     """Rounds measured again because another process (or the hypervisor) disturbed them; only the last try of
     each round is kept."""

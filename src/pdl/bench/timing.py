@@ -26,7 +26,7 @@ from ..loaders.batching import STAGES
 from ..loaders.chunks import chunk_size
 from ..machine.contention import Interference, Watch
 from ..machine.cpu import cpu_info
-from ..stats import NOISE_THRESHOLD, impossible, median, percentile, speedup, stall_share, wait_share
+from ..stats.rounds import NOISE_THRESHOLD, impossible, median, percentile, speedup, stall_share, wait_share
 from .calibrate import calibration_s
 from .memory import peak_memory
 from .records import Point, cluster_from_info
@@ -119,7 +119,7 @@ class Workload:
     memory_epochs: int = 0  # epochs per loader, after the timed rounds, with memory sampled
     step: Step | None = None  # the consumer's simulated training step per batch (timed rounds only)
     cache: str = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
-    watch: Watch | None = None  # reads what else competes for the CPUs in each round (contention.py); None: nothing
+    watch: Watch | None = None  # reads what else competes for the CPUs in each round (machine/contention.py); None: nothing
     ceiling: bool = False  # also time N copies of the sequential loop in the same rounds: the measured bound
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
 from ..loaders import BASELINE, loader_class
-from ..stats import CLAIM_ALPHA, TARGET_STALL, evidence, median, parse_share, rounds_needed
+from ..stats.rounds import CLAIM_ALPHA, TARGET_STALL, evidence, median, parse_share, rounds_needed
 from .experiment import Experiment
 from .memory import peak_memory
 from .records import Point, ResultSet, Tuned

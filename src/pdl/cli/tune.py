@@ -10,7 +10,7 @@ from ..bench.runner import prepare
 from ..bench.tune import check_tune, parse_target, tune
 from ..machine.cpu import cpu_info
 from ..report.tuning import tune_grid
-from ..stats import TARGET_STALL
+from ..stats.rounds import TARGET_STALL
 from .common import guarded, recording, resolve_inputs, status
 from .options import Shared, measuring_options
 

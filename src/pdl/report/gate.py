@@ -25,7 +25,7 @@ from ..bench.records import Point, ResultSet
 from ..errors import ConfigError, ResultsError
 from ..loaders import BASELINE
 from ..machine.contention import Interference, busy_summary, busy_word, throttle_summary
-from ..stats import GATE_ALPHA, evidence, median, parse_share, rounds_needed
+from ..stats.rounds import GATE_ALPHA, evidence, median, parse_share, rounds_needed
 
 KEY_FIELDS = ("pipeline", "loader", "workers", "batch_size", "augment_in")
 

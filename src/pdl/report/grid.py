@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..bench.records import Point
 from ..machine.contention import OTHERS_LIMIT, STEAL_LIMIT, busy_summary, throttle_summary
-from ..stats import NOISE_THRESHOLD
+from ..stats.rounds import NOISE_THRESHOLD
 
 BEST = "★"
 

@@ -15,7 +15,7 @@ from ..bench.records import ResultSet
 from ..errors import ResultsError
 from ..loaders import BASELINE
 from ..machine.contention import busy_summary
-from ..stats import GATE_ALPHA, median, rounds_needed
+from ..stats.rounds import GATE_ALPHA, median, rounds_needed
 from .gate import NOT_COMPARED, Key, Series, calibrated, judge, throughput
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from ..bench.records import Point, ResultSet
 from ..errors import MissingDependencyError, ResultsError
 from ..loaders import BASELINE
-from ..stats import ideal_speedup
+from ..stats.rounds import ideal_speedup
 from .history import History
 
 

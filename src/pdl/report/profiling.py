@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..bench.records import DecoderSpeed, Point, Profiled, ResultSet, TransformCost
-from ..stats import median
+from ..stats.rounds import median
 from .grid import Grid, noise_notes, ratio, speedup_cell
 
 SUM_WITHIN = 0.10  # the transforms' sum and the pipeline timed whole should agree this closely

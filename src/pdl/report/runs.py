@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..bench.records import Point, ResultSet
 from ..loaders import BASELINE, equivalent
-from ..stats import TARGET_STALL, median
+from ..stats.rounds import TARGET_STALL, median
 from .grid import Grid, noise_notes, ratio, speedup_cell
 from .stall import cores_needed, cpu_ms_per_image
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..bench.records import Point
-from ..stats import TARGET_STALL, median
+from ..stats.rounds import TARGET_STALL, median
 
 
 def cpu_ms_per_image(p: Point) -> float:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..bench.records import Point, ResultSet
 from ..loaders import BASELINE
-from ..stats import CLAIM_ALPHA, evidence, ideal_speedup, median
+from ..stats.rounds import CLAIM_ALPHA, evidence, ideal_speedup, median
 from .grid import BEST, Grid, noise_notes, ratio, speedup_cell
 from .runs import AT_CEILING, STALL_COLUMNS, STALL_NOTE, limit_line, stall_cells, step_title
 from .stall import answer, answer_line
