@@ -28,7 +28,7 @@ from typing import Any
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 RECORDS = ROOT / "src" / "pdl" / "bench" / "records.py"
-SYSTEM = ROOT / "src" / "pdl" / "system.py"
+SYSTEM = ROOT / "src" / "pdl" / "machine" / "cpu.py"
 FILES = ROOT / "src" / "pdl" / "bench" / "files.py"
 CLI_PAGE = DOCS / "reference" / "cli.md"
 RESULTS_PAGE = DOCS / "reference" / "results.md"
@@ -171,7 +171,7 @@ def _fields_table(cls: str, fields: list[Field], csv: tuple[str, ...] | None = N
 
 
 STORED_AS = {("ResultSet", "machine"): "system"}  # ResultSet.to_dict keeps the machine under its version-1 key
-ALIASES = {"Cpu": "CpuInfo"}  # records.py imports system.CpuInfo as Cpu
+ALIASES = {"Cpu": "CpuInfo"}  # records.py imports machine.cpu.CpuInfo as Cpu
 
 
 @dataclass(frozen=True)
