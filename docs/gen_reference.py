@@ -29,6 +29,11 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 RECORDS = ROOT / "src" / "pdl" / "bench" / "records.py"
 SYSTEM = ROOT / "src" / "pdl" / "machine" / "cpu.py"
+OTHERS = (ROOT / "src" / "pdl" / "bench" / "compared.py",)  # records of a field's type kept in modules of their own
+
+
+def _others() -> list[str]:
+    return [path.read_text(encoding="utf-8") for path in OTHERS]
 FILES = ROOT / "src" / "pdl" / "bench" / "files.py"
 CLI_PAGE = DOCS / "reference" / "cli.md"
 RESULTS_PAGE = DOCS / "reference" / "results.md"
@@ -186,6 +191,7 @@ def sections(records: str, system: str) -> list[Section]:
     """Every record of the results file, found by walking ``ResultSet``'s field types (a record class nested in a
     field's type is a section of its own), in the order first met: a new record class shows up without an edit here."""
     sources = {name: records for name in _classes(records)} | {name: system for name in _classes(system)}
+    sources |= {name: text for text in _others() for name in _classes(text)}
     out: list[Section] = []
     queue = [("ResultSet", "")]
     seen = set()

@@ -34,7 +34,7 @@ def no_waiting_for_quiet(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
     """The suite's commands do not wait for a quiet machine (their own default is --wait-quiet 30): a test checks
     what a command does, not how long the machine it runs on stays busy. Tests of waiting mark ``waits``."""
     if request.node.get_closest_marker("waits") is None:
-        from pdl.bench import runner, tune
+        from pdl.bench import compare, runner, tune
 
         made = runner.watch_for
 
@@ -45,6 +45,7 @@ def no_waiting_for_quiet(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
 
         monkeypatch.setattr(runner, "watch_for", not_waiting)
         monkeypatch.setattr(tune, "watch_for", not_waiting)
+        monkeypatch.setattr(compare, "watch_for", not_waiting)
 
 
 @pytest.fixture

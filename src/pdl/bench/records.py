@@ -21,10 +21,13 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 from ..machine.contention import Interference
 from ..machine.cpu import CpuInfo as Cpu  # the cores a run could use, and why: one record, measured and stored
+from .compared import Compared
 
 SCHEMA = "pdl.results"
 VERSION = 4
-Kind = Literal["run", "sweep-workers", "sweep-batch", "tune", "decode", "profile"]  # what a results file holds: the command
+Kind = Literal[
+    "run", "sweep-workers", "sweep-batch", "tune", "decode", "profile", "compare"
+]  # what a results file holds: the command
 KINDS: tuple[str, ...] = get_args(Kind)
 R = TypeVar("R")
 
@@ -206,6 +209,8 @@ class Point:
     loader reaches here for this work; None when not measured (--no-ceiling, or an older file)."""
     ceiling_rounds: tuple[float, ...] = ()
     """The ceiling's per-round ratios, in round order."""
+    side: str = ""
+    """`pdl compare`: the side the point was measured on, "base" or "head"; empty for every other command."""
 
     def __post_init__(self) -> None:
         rounds = {len(self.wall_s), len(self.baseline_wall_s), len(self.speedup_rounds)}
@@ -432,6 +437,7 @@ class ResultSet:
     tuned: Tuned | None = None  # kind "tune": what the search chose (None until it finished)
     decoded: tuple[Decoded, ...] = ()  # kind "decode": one per pipeline measured
     profiled: Profiled | None = None  # kind "profile": the transforms' costs (None until measured)
+    compared: Compared | None = None  # kind "compare": both sides, every pair, the verdicts (None until the first pairs)
     schema: str = SCHEMA
     """Always `pdl.results`: what marks a JSON file as a pdl results file."""
     version: int = VERSION
@@ -550,6 +556,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 def machine_from_info(info: Mapping[str, Any]) -> Machine:
     """The typed machine from what ``system.system_info`` returns."""
     return _build(Machine, info, "system.")
+
+
+def point_from_dict(data: Mapping[str, Any]) -> Point:
+    """A point from its dict (as ``dataclasses.asdict`` or a results file gives it), every field checked."""
+    return _build(Point, data, "point.")
 
 
 def source_from_info(info: Mapping[str, Any] | None) -> Source | None:

@@ -27,8 +27,12 @@ class Plan:
     pipelines: tuple[Pipeline, ...]
 
 
-def prepare(exp: Experiment) -> Plan:
+def prepare(exp: Experiment, make_inputs: Callable[[], object] | None = None) -> Plan:
+    """Load the pipelines, then (``make_inputs``: the default images generated if missing) read the inputs: every
+    pipeline is checked before any image is made or read."""
     pipelines = tuple(load_pipeline(name) for name in exp.pipelines)
+    if make_inputs is not None:
+        make_inputs()
     dataset = ImageFolder(exp.inputs, limit=exp.limit, reduce_decode=exp.reduce_decode, decoder=exp.decoder)
     return Plan(exp, dataset, pipelines)
 

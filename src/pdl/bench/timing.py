@@ -234,15 +234,7 @@ def interleaved(
     rounds = Rounds()
     waited0 = watch.waited_s if watch is not None else 0.0
     before = watch.reading() if watch is not None else None
-    # the loaders that fork start first, before any other has started threads (Ray's, SPDL's event loop,
-    # torchdata's readers, a thread pool): a child forked from a process with threads can hang
-    early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
-    warm = []
-    for i, (name, loader) in enumerate(zip(names, loaders, strict=True)):
-        if before_epoch is not None:
-            before_epoch()
-        warm.append(warm_up(loader, clock, early.get(i)))
-        tick(f"warm-up {name}")
+    warm = warm_all(loaders, names, clock, tick, before_epoch)
     if watch is not None and before is not None:
         watch.follow(pid for loader in loaders for pid in loader.worker_pids)
         seen = watch.between(before, watch.reading())  # the warm-ups were the first look: no wait when quiet
@@ -250,14 +242,10 @@ def interleaved(
     runs: list[list[EpochTiming]] = [[] for _ in loaders]
     r = 0
     while r < repeats:
-        order = range(len(loaders)) if r % 2 == 0 else reversed(range(len(loaders)))
         start = watch.reading() if watch is not None else None
         opened = calibrate() if calibrate is not None else None
-        for i in order:
-            if before_epoch is not None:
-                before_epoch()
-            runs[i].append(time_epoch(loaders[i], clock, step, sleep))
-            tick(f"round {r + 1} {names[i]}")
+        for timings, epoch in zip(runs, one_round(loaders, names, r, clock, tick, step, sleep, before_epoch), strict=True):
+            timings.append(epoch)
         if calibrate is not None and opened is not None:
             mean = (opened + calibrate()) / 2
             for timings in runs:
@@ -279,6 +267,48 @@ def interleaved(
         r += 1
     rounds.waited_s = (watch.waited_s - waited0) if watch is not None else 0.0
     return warm, runs, rounds
+
+
+def warm_all(
+    loaders: Sequence[Loader],
+    names: Sequence[str],
+    clock: Clock = time.perf_counter,
+    tick: Progress = lambda _msg: None,
+    before_epoch: Callable[[], object] | None = None,
+) -> list[WarmUp]:
+    """Start every loader and run its untimed warm-up epoch, in ``loaders``' order. The loaders that fork start
+    first, before any other has started threads (Ray's, SPDL's event loop, torchdata's readers, a thread pool): a
+    child forked from a process with threads can hang."""
+    early = {i: _started(loader, clock) for i, loader in enumerate(loaders) if loader.start_method == "fork"}
+    warm = []
+    for i, (name, loader) in enumerate(zip(names, loaders, strict=True)):
+        if before_epoch is not None:
+            before_epoch()
+        warm.append(warm_up(loader, clock, early.get(i)))
+        tick(f"warm-up {name}")
+    return warm
+
+
+def one_round(
+    loaders: Sequence[Loader],
+    names: Sequence[str],
+    number: int,
+    clock: Clock = time.perf_counter,
+    tick: Progress = lambda _msg: None,
+    step: Step | None = None,
+    sleep: Sleep = time.sleep,
+    before_epoch: Callable[[], object] | None = None,
+) -> list[EpochTiming]:
+    """Round ``number`` (0-based): one timed epoch of every loader, in ``loaders``' order when ``number`` is even
+    and in reverse when odd, so drift hits all sides alike. Returns the epochs in ``loaders``' order."""
+    order = range(len(loaders)) if number % 2 == 0 else reversed(range(len(loaders)))
+    found: dict[int, EpochTiming] = {}
+    for i in order:
+        if before_epoch is not None:
+            before_epoch()
+        found[i] = time_epoch(loaders[i], clock, step, sleep)
+        tick(f"round {number + 1} {names[i]}")
+    return [found[i] for i in range(len(loaders))]
 
 
 @dataclass(frozen=True)

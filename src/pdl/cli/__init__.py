@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from .._version import __version__
 from .common import say
+from .compare import compare_cmd
 from .decode import decode_cmd
 from .misc import info, inputs, pipelines
 from .profile import profile_cmd
@@ -74,6 +75,7 @@ def _main(
 app.command("run")(run)
 app.command("sweep-workers")(sweep_workers)
 app.command("sweep-batch")(sweep_batch)
+app.command("compare")(compare_cmd)
 app.command("report")(report)
 app.command("tune")(tune_cmd)
 app.command("decode")(decode_cmd)

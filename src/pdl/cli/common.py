@@ -127,18 +127,27 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
     say("warning:", "yellow", as_flags(str(message)))
 
 
-def resolve_inputs(inputs: Path | None, quiet: bool) -> Path:
-    """The user's folder as given; without one, ``inputs/``, generated first if it holds no images."""
-    from ..data.synth import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate, has_images
+def inputs_path(inputs: Path | None) -> Path:
+    """The user's folder or list as given; without one, ``inputs/`` (made by ``inputs_maker`` once the rest of
+    the command has been checked)."""
+    return DEFAULT_INPUTS if inputs is None else inputs
 
-    if inputs is not None:
-        return inputs
-    if not has_images(DEFAULT_INPUTS):
+
+def inputs_maker(inputs: Path | None, quiet: bool) -> Callable[[], None]:
+    """What makes the default inputs when none were given and ``inputs/`` holds no images: called by
+    ``runner.prepare`` after every option and pipeline was checked, so a typo never waits for the images."""
+
+    def make() -> None:
+        from ..data.synth import DEFAULT_CLASSES, DEFAULT_PER_CLASS, generate, has_images
+
+        if inputs is not None or has_images(DEFAULT_INPUTS):
+            return
         n = DEFAULT_CLASSES * DEFAULT_PER_CLASS
         if not quiet:
             err.print(f"{DEFAULT_INPUTS}/ holds no images: generating the default set ({n} photo-like JPEGs) first", markup=False)
         generate(DEFAULT_INPUTS, DEFAULT_CLASSES, DEFAULT_PER_CLASS)
-    return DEFAULT_INPUTS
+
+    return make
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from ..data.pipeline import LEVELS
 from ..loaders import LOADERS
 from ..machine.cpu import cpu_info
 from ..report.decoding import decode_grid
-from .common import check_choice, guarded, recording, resolve_inputs
+from .common import check_choice, guarded, inputs_maker, inputs_path, recording
 from .options import Shared, measuring_options, name_list
 
 
@@ -31,14 +31,14 @@ def decode_cmd(
     per pipeline: images/s both ways, the gain, how many images were decoded reduced, and the mean absolute
     difference it makes to the pipeline's output."""
     exp = shared.experiment(
-        resolve_inputs(shared.inputs, shared.quiet),
+        inputs_path(shared.inputs),
         kind="decode",
         loaders=(check_choice("--loader", loader, LOADERS),),
         pipelines=name_list(pipelines, "--pipelines"),
         workers=(workers if workers is not None else cpu_info().usable,),
         batch_sizes=(batch_size,),
     )
-    plan = prepare(exp)  # bad input fails here, before anything is printed or written
+    plan = prepare(exp, inputs_maker(shared.inputs, shared.quiet))  # bad input fails here, before anything is printed or written
     ticks = len(plan.pipelines) * epochs_per_pipeline(exp.repeats)
     with recording(shared.results, "decode", "pipelines", ticks, shared.quiet) as (rec, tick):
         results, _ = decode_gains(plan, rec.save, tick)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..bench.experiment import Experiment
@@ -13,8 +14,10 @@ from ..report.render import grids
 from .common import err, recording, status
 
 
-def measure_and_report(exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False) -> ResultSet:
-    plan = prepare(exp)  # bad input fails here, before anything is printed or written
+def measure_and_report(
+    exp: Experiment, results_dir: Path, quiet: bool, stages: bool = False, make_inputs: Callable[[], object] | None = None
+) -> ResultSet:
+    plan = prepare(exp, make_inputs)  # bad input fails here, before anything is measured or written
     usable = cpu_info().usable
     if max(exp.workers) > usable and not quiet:  # the main process mostly waits: measured, and marked, if it does not
         err.print(

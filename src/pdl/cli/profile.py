@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS
 from ..machine.cpu import cpu_info
 from ..report.render import grids
-from .common import check_choice, guarded, recording, resolve_inputs
+from .common import check_choice, guarded, inputs_maker, inputs_path, recording
 from .options import Shared, measuring_options, name_list
 
 IMAGES = 160  # profiled when --limit is not given: enough for stable medians, a few seconds a repeat
@@ -52,14 +52,14 @@ def profile_cmd(
         )
     shared = replace(shared, limit=shared.limit or IMAGES)
     exp = shared.experiment(
-        resolve_inputs(shared.inputs, shared.quiet),
+        inputs_path(shared.inputs),
         kind="profile",
         loaders=(check_choice("--loader", loader, LOADERS) if loader else BASELINE,),
         pipelines=(pipeline,),
         workers=(workers if workers is not None else cpu_info().usable,),
         batch_sizes=(batch_size,),
     )
-    plan = prepare(exp)  # bad input fails here, before anything is printed or written
+    plan = prepare(exp, inputs_maker(shared.inputs, shared.quiet))  # bad input fails here, before anything is printed or written
     total = ticks(exp.repeats, bool(names), (1 + len(names)) if loader else 0)
     with recording(shared.results, "profile", "measurements", total, shared.quiet) as (rec, tick):
         results = profile(plan, names, loader, rec.save, tick)

@@ -70,18 +70,23 @@ def report(
         draw(sets[0], plot)
         err.print(f"wrote {plot}", markup=False)
     if baseline is None:
-        _emit(fmt, output, Shown(sets, tuple(g for rs in sets for g in grids(rs, stages=stages))))
+        emit(fmt, output, Shown(sets, tuple(g for rs in sets for g in grids(rs, stages=stages))))
         return
     if len(sets) != 1:
         raise ConfigError("--baseline gates one results file; name just the current one")
     gate = compare(sets[0], load(baseline), limits, allow_other_machine)
     shown = Shown(sets, (verdict_grid(gate, sets[0]),), gate)
-    _emit(fmt, output, shown)
+    emit(fmt, output, shown)
+    job_summary(shown)
+    raise typer.Exit(gate.exit_code)
+
+
+def job_summary(shown: Shown) -> None:
+    """GitHub Actions: the verdicts' table on the run's summary page (``$GITHUB_STEP_SUMMARY``), when set."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:  # GitHub Actions: the gate's table on the run's summary page
+    if summary:
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(markdown(shown) + "\n")
-    raise typer.Exit(gate.exit_code)
 
 
 def _history(
@@ -103,10 +108,10 @@ def _history(
 
         plot_history(found, plot)
         err.print(f"wrote {plot}", markup=False)
-    _emit(fmt, output, Shown(tuple(r.results for r in found.runs), (history_grid(found),)))
+    emit(fmt, output, Shown(tuple(r.results for r in found.runs), (history_grid(found),)))
 
 
-def _emit(fmt: str, output: Path | None, shown: Shown) -> None:
+def emit(fmt: str, output: Path | None, shown: Shown) -> None:
     if fmt == "table" and output is None:  # the terminal: Rich, in colour
         if len(shown.sets) > 1:  # several files: side by side where the terminal is wide enough
             from rich.columns import Columns

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..machine.cpu import cpu_info
-from .common import guarded, resolve_inputs
+from .common import guarded, inputs_maker, inputs_path
 from .measuring import measure_and_report
 from .options import Shared, measuring_options
 
@@ -29,11 +29,11 @@ def run(
 ) -> None:
     """Measure one pipeline: the sequential loader against the parallel one(s), on the same work."""
     exp = shared.experiment(
-        resolve_inputs(shared.inputs, shared.quiet),
+        inputs_path(shared.inputs),
         kind="run",
         pipelines=(pipeline,),
         workers=(workers if workers is not None else cpu_info().usable,),
         batch_sizes=(batch_size,),
         memory_epochs=MEMORY_EPOCHS if memory else 0,
     )
-    measure_and_report(exp, shared.results, shared.quiet, stages=stages)
+    measure_and_report(exp, shared.results, shared.quiet, stages=stages, make_inputs=inputs_maker(shared.inputs, shared.quiet))

@@ -8,7 +8,7 @@ import typer
 
 from ..data.pipeline import shipped_names
 from ..errors import ConfigError
-from .common import guarded, resolve_inputs
+from .common import guarded, inputs_maker, inputs_path
 from .measuring import measure_and_report
 from .options import Shared, int_list, measuring_options, name_list
 
@@ -37,13 +37,13 @@ def sweep_workers(
 ) -> None:
     """Speedup for each pipeline × worker count (the report's Table 1)."""
     exp = shared.experiment(
-        resolve_inputs(shared.inputs, shared.quiet),
+        inputs_path(shared.inputs),
         kind="sweep-workers",
         pipelines=name_list(pipelines, "--pipelines") if pipelines is not None else tuple(shipped_names()),
         workers=worker_counts(minimum, maximum, workers),
         batch_sizes=(batch_size,),
     )
-    measure_and_report(exp, shared.results, shared.quiet)
+    measure_and_report(exp, shared.results, shared.quiet, make_inputs=inputs_maker(shared.inputs, shared.quiet))
 
 
 @guarded
@@ -56,10 +56,10 @@ def sweep_batch(
 ) -> None:
     """Speedup for each batch size at a fixed worker count (the report's Table 2)."""
     exp = shared.experiment(
-        resolve_inputs(shared.inputs, shared.quiet),
+        inputs_path(shared.inputs),
         kind="sweep-batch",
         pipelines=(pipeline,),
         workers=(workers,),
         batch_sizes=int_list("--batch-sizes", batch_sizes),
     )
-    measure_and_report(exp, shared.results, shared.quiet)
+    measure_and_report(exp, shared.results, shared.quiet, make_inputs=inputs_maker(shared.inputs, shared.quiet))

@@ -11,7 +11,7 @@ from ..bench.tune import check_tune, parse_target, tune
 from ..machine.cpu import cpu_info
 from ..report.tuning import tune_grid
 from ..stats.rounds import TARGET_STALL
-from .common import guarded, recording, resolve_inputs, status
+from .common import guarded, inputs_maker, inputs_path, recording, status
 from .options import Shared, measuring_options
 
 
@@ -37,14 +37,14 @@ def tune_cmd(
     target = parse_target(target_stall)
     most = max_workers if max_workers is not None else 2 * cpu_info().usable
     exp = shared.experiment(
-        resolve_inputs(shared.inputs, shared.quiet),
+        inputs_path(shared.inputs),
         kind="tune",
         pipelines=(pipeline,),
         workers=(1,),
         batch_sizes=(batch_size,),
     )
     check_tune(exp, most, budget_s)
-    plan = prepare(exp)  # bad input fails here, before anything is printed or written
+    plan = prepare(exp, inputs_maker(shared.inputs, shared.quiet))  # bad input fails here, before anything is printed or written
     ticks = (most + 1) * (exp.repeats + 1) + 1 + 3 * (exp.repeats + 1) * exp.ceiling
     with recording(shared.results, "tune", "trials", ticks, shared.quiet) as (rec, tick):
         results, _ = tune(plan, most, target, budget_s, rec.save, tick, status(tick))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..bench.records import ResultSet
+from .comparing import compare_grid
 from .decoding import decode_grid
 from .grid import Grid
 from .profiling import profile_grids
@@ -13,6 +14,8 @@ from .tuning import tune_grid
 
 def grids(rs: ResultSet, stages: bool = False) -> list[Grid]:
     """The tables the command that wrote ``rs`` printed."""
+    if rs.kind == "compare":
+        return [compare_grid(rs)]
     if rs.kind == "decode":
         return [decode_grid(rs)]
     if rs.kind == "profile":
