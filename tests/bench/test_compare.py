@@ -78,7 +78,10 @@ class FakeWatch:
         return True
 
 
-def loop(base_walls: Any, head_walls: Any, budget: Budget = Budget(60, 20), watch: Any = None, **fake: Any) -> tuple[Pairs, Any]:
+DEFAULT_BUDGET = Budget(60, 20)
+
+
+def loop(base_walls: Any, head_walls: Any, budget: Budget = DEFAULT_BUDGET, watch: Any = None, **fake: Any) -> tuple[Pairs, Any]:
     clock = Clock()
     base = FakeSide("base", clock, base_walls, fake.get("base_fail", ()))
     head = FakeSide("head", clock, head_walls, fake.get("head_fail", ()))
