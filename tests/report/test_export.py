@@ -84,10 +84,10 @@ def test_csv_is_one_row_per_point_and_round() -> None:
     assert lines[1:] == [
         "run,light,process,2,8,2,workers,1,80,1.0,2.0,2.0,3.0,80.0,0.5,0.1,2.0,0.05,0.2,0.3,4,103.0,0.5"
         + NO_STEP
-        + ",,True,False,opencv",
+        + ",,True,False,opencv,",
         "run,light,process,2,8,2,workers,2,80,1.0,4.0,4.0,3.0,80.0,0.5,0.1,2.0,0.05,0.2,0.3,4,103.0,0.5"
         + NO_STEP
-        + ",,True,False,opencv",
+        + ",,True,False,opencv,",
     ]
 
 

@@ -362,7 +362,10 @@ class Pairs:
     def compared(self, verdicts: tuple[Measured, ...], stopped: str, started: float) -> Compared:
         infos = self.sides.infos
         seconds = self.clock() - started
-        return Compared(infos["base"], infos["head"], tuple(self.measured), verdicts, paired.CONFIDENCE, stopped, seconds)
+        return Compared(
+            infos["base"], infos["head"], tuple(self.measured), verdicts, paired.CONFIDENCE, stopped, seconds,
+            self.limits.images, self.limits.speedup,
+        )  # fmt: skip
 
     def _out_of_budget(self, started: float, kept: int) -> str:
         if kept >= self.budget.max_pairs:

@@ -107,3 +107,7 @@ class Compared:
     "max-time", "max-pairs"; "running" in a file saved while measuring."""
     seconds: float
     """The whole command, start-ups included."""
+    max_slowdown: float = 0.05
+    """The threshold of every images/s measure (--max-slowdown), as a share."""
+    max_speedup_drop: float = 0.10
+    """The threshold of every speedup measure (--max-speedup-drop), as a share."""

@@ -23,7 +23,7 @@ CSV_FIELDS = (
     "wall_s", "baseline_wall_s", "speedup_round", "speedup", "images_per_s", "wait_share", "cpu_main_s",
     "cpu_workers_s", "startup_s", "first_batch_s", "handoff_ms", "usable_cores", "memory_peak_mb", "batch_mb",
     "step_ms", "step_kind", "stall_share", "stall_round", "ideal_images_per_s", "wait_p50_ms", "wait_p90_ms", "wait_p99_ms",
-    "loader_version", "same_batches", "reduce_decode", "decoder",
+    "loader_version", "same_batches", "reduce_decode", "decoder", "side",
 )  # fmt: skip  # a Point field of the same name fills its column; the others are set per round below
 
 

@@ -118,8 +118,7 @@ def _short(why: str) -> str:
 
 
 def rule_line(c: Compared) -> str:
-    thresholds = sorted({(m.measure, m.threshold) for m in c.measured})
-    said = ", ".join(f"{t:.0%} of {measure}" for measure, t in thresholds)
+    said = f"{c.max_slowdown:.0%} of images/s, {c.max_speedup_drop:.0%} of speedup"
     return (
         f"verdicts from each pair's log ratio head/base (Hodges–Lehmann estimate, Wilcoxon signed-rank {c.confidence:.0%} "
         f"interval): regressed when the whole interval lies below −threshold ({said}); no regression when it lies above it "

@@ -52,10 +52,12 @@ def json_text(shown: Shown) -> str:
 
 
 def benchmark_name(p: Point) -> str:
-    """'medium · process · 2 workers · batch 64' (and ' · augment in main' when it was)."""
+    """'medium · process · 2 workers · batch 64' (and ' · augment in main' when it was; 'head: …' for a side of
+    `pdl compare`)."""
     workers = "" if p.loader == BASELINE else f" · {p.workers} workers"
     where = " · augment in main" if p.augment_in == "main" else ""
-    return f"{p.pipeline} · {p.loader}{workers} · batch {p.batch_size}{where}"
+    side = f"{p.side}: " if p.side else ""
+    return f"{side}{p.pipeline} · {p.loader}{workers} · batch {p.batch_size}{where}"
 
 
 def _points(shown: Shown) -> list[tuple[ResultSet, Point]]:
