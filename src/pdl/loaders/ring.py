@@ -1,7 +1,9 @@
 """A ring of fixed-size slots in one shared-memory segment: workers write batches in, the consumer reads views.
 
 A slot goes back to the ring when the last array viewing it is garbage-collected, so a batch stays valid for
-as long as the caller holds it; when every slot is held, batches are pickled instead (slower, never wrong).
+as long as the caller holds it; when every slot is held, batches are pickled instead (slower, never wrong). A
+slot released with a ``hold`` (a worker that may still write into it is not yet seen dead) is handed out again
+only once the hold says so.
 
 On Linux the segment is a memfd: anonymous shared memory, passed to the workers as a file descriptor. It is
 not a file in /dev/shm, so Docker's 64 MB default (``--shm-size``) does not bound it (memory limits do), and
@@ -19,6 +21,7 @@ import sys
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Any, cast
@@ -161,8 +164,10 @@ class SlotRing:
             self.shm = shared_memory.SharedMemory(name=self.name, create=True, size=need)
             self._map, self.buf = self.shm._mmap, cast(memoryview, self.shm.buf)  # type: ignore[attr-defined]
         self._free: deque[int] = deque(range(self.n_slots))
+        self._held: list[tuple[int, Callable[[], bool]]] = []  # released, but a late writer may still be alive
         self._lock = threading.Lock()
         self._closed = False
+        self._leases = 0  # slots leased whose views are still alive: the mapping stays while any is
         self._idle = False  # between epochs with ``give_back``: a slot released then returns its pages at once
 
     @property
@@ -171,14 +176,23 @@ class SlotRing:
 
     def acquire(self) -> int | None:
         with self._lock:
+            if self._held:
+                for slot, hold in [(s, h) for s, h in self._held if not h()]:
+                    self._held.remove((slot, hold))
+                    self._free.appendleft(slot)
             return self._free.pop() if self._free else None  # last in, first out: see the class docstring
 
-    def release(self, slot: int) -> None:
+    def release(self, slot: int, hold: Callable[[], bool] | None = None) -> None:
+        """The slot is free again; with ``hold``, only once ``hold()`` is False (checked at each ``acquire``)."""
         with self._lock:
-            if not self._closed:
-                self._free.append(slot)
-                if self._idle:
-                    self._punch(slot)
+            if self._closed:
+                return
+            if hold is not None and hold():
+                self._held.append((slot, hold))
+                return
+            self._free.append(slot)
+            if self._idle:
+                self._punch(slot)
 
     def give_back(self, idle: bool) -> None:
         """``idle=True`` (an epoch ended): the free slots' pages go back now, and each slot released later goes
@@ -221,35 +235,53 @@ class SlotRing:
             if self._closed:
                 return
             self._closed = True
-        self._destroy()
+            unmap = not self._leases
+        self._destroy(unmap)
 
-    def _destroy(self) -> None:
+    def _destroy(self, unmap: bool) -> None:
+        """The segment's name or descriptor goes now; its mapping too, unless batches still view it (``unmap``
+        False): numpy keeps no buffer export of the mapping, only a pointer into it, so the mapping is closed when
+        the last lease is let go (``_returned``), never under a batch the caller holds."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+        elif self.shm is not None:
             try:
+                self.shm.unlink()
+            except FileNotFoundError:
+                pass
+        if unmap:
+            self._unmap()
+
+    def _unmap(self) -> None:
+        try:
+            if self.shm is not None:
+                self.shm.close()
+            else:
                 self.buf.release()
                 self._map.close()
-            except BufferError:  # batches still held by the caller: the mapping goes when they do
-                pass
-            return
-        assert self.shm is not None
-        try:
-            self.shm.unlink()
-        except FileNotFoundError:
-            pass
-        try:
-            self.shm.close()
-        except BufferError:  # batches still held by the caller: the mapping goes when they do
+        except BufferError:  # a view made outside ``lease``: the mapping goes with the ring object
             pass
 
-    def lease(self, slot: int) -> np.ndarray:
-        """The slot's bytes; the slot returns to the ring once no array views them any more.
+    def _returned(self, slot: int, hold: Callable[[], bool] | None) -> None:
+        """A lease's last view is gone: the slot back to the ring, and the mapping closed if the ring was."""
+        with self._lock:
+            self._leases -= 1
+            unmap = self._closed and not self._leases
+        self.release(slot, hold)
+        if unmap:
+            self._unmap()
+
+    def lease(self, slot: int, hold: Callable[[], bool] | None = None) -> np.ndarray:
+        """The slot's bytes; the slot returns to the ring once no array views them any more (and, with ``hold``,
+        once that says so: ``release``).
 
         One finalizer per lease: every array cut from it (``view``) keeps it alive through ``.base``.
         """
         arr: np.ndarray = np.ndarray((self.slot_bytes,), dtype=np.uint8, buffer=self.buf, offset=slot * self.slot_bytes)
-        weakref.finalize(arr, self.release, slot)
+        with self._lock:
+            self._leases += 1
+        weakref.finalize(arr, self._returned, slot, hold)
         return arr
 
 
