@@ -1,8 +1,10 @@
-"""The memory pdl may still take: the machine's, a cgroup's limit; /dev/shm's room."""
+"""The memory pdl may still take: the machine's, a cgroup's limit; /dev/shm's room; the limit and the
+out-of-memory killer's count, to say why a worker was killed."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -49,3 +51,67 @@ def shm_free_bytes(path: str = "/dev/shm") -> int | None:
         return shutil.disk_usage(path).free
     except OSError:
         return None
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The tightest cgroup memory limit over this process (v2 ``memory.max``, v1 ``memory.limit_in_bytes``), the
+    peak use there, and how many processes the out-of-memory killer has ended so far, in that cgroup and on the
+    machine (``/proc/vmstat``): a count that rose while a worker died by SIGKILL names the killer."""
+
+    file: str | None  # the limit's file ("memory.max"); None: no cgroup limit, only the machine's memory
+    limit: int | None  # bytes
+    peak: int | None  # bytes: v2 ``memory.peak``, v1 ``memory.max_usage_in_bytes``, where the kernel keeps it
+    oom_kills: int  # in the cgroups over this process (v2 ``memory.events``, v1 ``memory.oom_control``) and the machine's
+
+    def said(self) -> str:
+        """'the cgroup's memory.max is 400 MiB (peak 399 MiB)', or '' without a limit."""
+        if self.file is None or self.limit is None:
+            return ""
+        peak = "" if self.peak is None else f" (peak {self.peak / 2**20:.0f} MiB)"
+        return f"the cgroup's {self.file} is {self.limit / 2**20:.0f} MiB{peak}"
+
+
+_V2 = ("memory.max", "memory.peak", "memory.events")
+_V1 = ("memory.limit_in_bytes", "memory.max_usage_in_bytes", "memory.oom_control")
+
+
+def memory_limit(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT, vmstat: Path = Path("/proc/vmstat")
+) -> MemoryLimit:
+    """The memory limit this process runs under, read now (see ``MemoryLimit``)."""
+    best: tuple[int, str, int | None] | None = None  # (limit, its file, the peak beside it)
+    kills = _counter(_read(vmstat), "oom_kill")
+    for line in (_read(proc_cgroup) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, rel = parts
+        if controllers == "":
+            base, files = root, _V2
+        elif "memory" in controllers.split(",") and (root / "memory").is_dir():
+            base, files = root / "memory", _V1
+        else:
+            continue
+        path = Path(rel.lstrip("/"))
+        for directory in [base / p for p in (path, *path.parents)]:
+            kills += _counter(_read(directory / files[2]), "oom_kill")
+            try:
+                cap = int(_read(directory / files[0]) or "max")
+            except ValueError:  # "max", or absent: no limit here
+                continue
+            if cap < 2**62 and (best is None or cap < best[0]):  # v1 writes "no limit" as a huge number
+                peak = _read(directory / files[1])
+                best = (cap, files[0], int(peak) if peak and peak.isdigit() else None)
+    if best is None:
+        return MemoryLimit(None, None, None, kills)
+    return MemoryLimit(best[1], best[0], best[2], kills)
+
+
+def _counter(text: str | None, name: str) -> int:
+    """``name``'s value in a flat-keyed file ('oom_kill 3'), 0 when absent."""
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == name and value.strip().isdigit():
+            return int(value)
+    return 0
