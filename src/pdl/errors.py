@@ -56,6 +56,13 @@ class LoaderTimeoutError(PdlError):
     """No batch arrived within the loader's timeout."""
 
 
+class NoProgressError(LoaderTimeoutError):
+    """No `timeout` was given and the loader's workers made no progress for the watchdog's bound (derived from
+    the slowest work seen, ``loaders.watchdog``): a hang, not a slow run. Not a usage error: exit code 6."""
+
+    exit_code = 6
+
+
 class SharedMemoryError(PdlError):
     """The shared-memory ring cannot be allocated."""
 

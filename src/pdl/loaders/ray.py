@@ -48,10 +48,11 @@ from .base import Loader
 from .batching import Batch, make_batch
 from .chunks import Part, merged, merged_labels, split, stack
 from .spec import LoaderSpec
+from .watchdog import Watchdog
 
 OBJECT_STORE_MB = 200  # a local instance's object store: a few batches in flight need far less than default
 START_TIMEOUT_S = 120.0  # Ray up and every actor ready (a new worker process imports Ray, OpenCV, albumentations)
-TIMEOUT_S = 300.0  # for one chunk, unless ``timeout`` says otherwise: a dead actor is an error, not a hang
+TIMEOUT_S = 300.0  # for one batch at least, unless ``timeout`` says otherwise: a dead actor is an error, not a hang
 # Ray reads these when it starts; set only where the user has not chosen (setdefault)
 QUIET_ENV = {
     "RAY_DEDUP_LOGS": "0",  # no "[repeated Nx across cluster]" summaries
@@ -156,6 +157,7 @@ class RayLoader(Loader):
         self._actor_nodes: list[str] = []
         self._actor_pids: list[int] = []
         self.node_tasks: Counter[str] = Counter()  # chunks made per Ray node id, over the loader's life
+        self.watchdog = Watchdog(floor_s=TIMEOUT_S)  # without `timeout`: the longest wait for a batch
         self._pending: dict[Any, tuple[_InFlight, int, int, int]] = {}  # ref → (its batch, part, actor, images)
         self._load: list[int] = []
 
@@ -287,7 +289,7 @@ class RayLoader(Loader):
                     sent += 1
                 t0 = time.perf_counter()
                 made = batches.pop(number)
-                deadline = time.monotonic() + (self.spec.timeout or TIMEOUT_S)
+                deadline = time.monotonic() + (self.spec.timeout or self.watchdog.bound_s)
                 while made.outstanding:
                     self._collect(deadline, f"batch {number} of epoch {epoch}")
                 batch = self._unpack(made, epoch)
@@ -312,6 +314,8 @@ class RayLoader(Loader):
         ray = self._ray
         timeout = max(0.0, deadline - time.monotonic())
         ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        if not ready and self.spec.timeout is None:
+            raise self.watchdog.expired("the ray loader", waiting_for, "chunk", "a worker or the cluster may be stuck")
         if not ready:
             raise LoaderTimeoutError(
                 f"the ray loader got no chunk within {self.spec.timeout or TIMEOUT_S:g}s while waiting for "
@@ -327,6 +331,7 @@ class RayLoader(Loader):
         if isinstance(result, WorkerError):
             raise result
         made.parts[part], t_start, t_done = result
+        self.watchdog.saw(t_done - t_start)
         made.outstanding -= 1
         self.node_tasks[self._actor_nodes[wid]] += 1
         self.stats.worker_did(wid, t_start, t_done)

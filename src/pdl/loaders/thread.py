@@ -5,6 +5,10 @@ is free.
 
 OpenCV releases the GIL for decoding and most transforms, so threads overlap; albumentations' Python code
 does not, which is what this backend measures. No copies between processes, no start-up cost.
+
+Without `timeout`, a wait for a chunk ends in ``NoProgressError`` once no chunk has finished for the watchdog's
+bound (watchdog.py). A thread stuck for ever cannot be stopped (Python has no way to), so ``close`` waits for the
+threads at most ``CLOSE_WAIT_S`` and leaves a stuck one behind.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from .base import Loader
 from .batching import Batch, make_batch
 from .chunks import Part, WorkRate, compact, merged, merged_labels, split, stack
 from .spec import LoaderSpec
+from .watchdog import Watchdog
+
+CLOSE_WAIT_S = 5.0  # for the threads to finish their chunks at close
+WAIT_SLICE_S = 1.0  # a wait for a chunk looks at the others' progress this often
 
 Pending = tuple[np.ndarray | None, list[Future[Part]]]  # a batch submitted: its output array and its chunks' futures
 
@@ -51,6 +59,9 @@ class ThreadLoader(Loader):
         self._local = threading.local()
         self._rate = WorkRate()  # work per image, from the chunks made: sizes the chunks of cheap images
         self._ahead: tuple[int, deque[Pending]] | None = None  # (epoch, its first batches) submitted early
+        self.watchdog = Watchdog()  # without `timeout`: how long a wait without a chunk finished may last
+        self._last_done = 0.0  # when a thread last finished a chunk (monotonic)
+        self._waiting_for = ""
 
     def start(self) -> None:
         self._check_open()
@@ -68,7 +79,7 @@ class ThreadLoader(Loader):
         room = self.num_workers * self.spec.prefetch
         finished = False
         try:
-            for _ in range(len(plan)):
+            for number in range(len(plan)):
                 # the batch asked for and, beyond it, ``room`` in flight while the loop holds it
                 while sent < len(plan) and len(window) <= room:
                     window.append(self._submit(plan[sent], epoch, edge=sent in (0, len(plan) - 1)))
@@ -78,6 +89,7 @@ class ThreadLoader(Loader):
                     ahead.append(self._submit(following[n], epoch + 1, edge=n in (0, len(following) - 1)))
                 t0 = time.perf_counter()
                 out, futures = window.popleft()
+                self._waiting_for = f"batch {number} of epoch {epoch}"
                 parts = [self._result(f) for f in futures]
                 for part in parts:
                     self._rate.add(part)
@@ -113,6 +125,7 @@ class ThreadLoader(Loader):
     def settle(self) -> None:
         """Wait for the next epoch's batches submitted ahead (kept for it)."""
         if self._ahead is not None:
+            self._waiting_for = "the next epoch's first batches"
             for _, futures in self._ahead[1]:
                 for future in futures:
                     self._result(future)
@@ -132,12 +145,20 @@ class ThreadLoader(Loader):
         return out, futures
 
     def _result(self, future: Future[Part]) -> Part:
-        try:
-            return future.result(timeout=self.spec.timeout)
-        except FutureTimeout:
-            raise LoaderTimeoutError(
-                f"no batch within {self.spec.timeout}s; a thread may be stuck: raise `timeout` or check the pipeline"
-            ) from None
+        if self.spec.timeout is not None:
+            try:
+                return future.result(timeout=self.spec.timeout)
+            except FutureTimeout:
+                raise LoaderTimeoutError(
+                    f"no batch within {self.spec.timeout}s; a thread may be stuck: raise `timeout` or check the pipeline"
+                ) from None
+        since = time.monotonic()
+        while True:  # the watchdog: no chunk finished by any thread for its bound
+            try:
+                return future.result(timeout=min(WAIT_SLICE_S, self.watchdog.bound_s))
+            except FutureTimeout:
+                if time.monotonic() - max(since, self._last_done) >= self.watchdog.bound_s:
+                    raise self.watchdog.expired("the thread loader", self._waiting_for, "chunk") from None
 
     def _make(self, indices: np.ndarray, epoch: int, offset: int, out: np.ndarray | None) -> Part:
         """Runs in a pool thread, with that thread's own copy of the pipeline: a Compose holds its random
@@ -146,10 +167,16 @@ class ThreadLoader(Loader):
         if pipeline is None:
             pipeline = self._local.pipeline = copy.copy(self.pipeline)
         augment = self.spec.augment_in == "workers"
+        t0 = time.perf_counter()
         made = make_batch(self.dataset, pipeline, indices, epoch, self.spec, out, augment)
+        self.watchdog.saw(time.perf_counter() - t0)
+        self._last_done = time.monotonic()
         images = None if out is not None else made.images
         return Part(offset, made.indices, made.skipped, made.times, images=images, labels=made.labels)
 
     def _shutdown(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            for thread in list(getattr(self._pool, "_threads", ())):  # each bounded: a stuck one is left behind
+                thread.join(max(0.0, deadline - time.monotonic()))

@@ -2,8 +2,11 @@
 
 A peer runs its own machinery (queues, pools, pipelines) but makes every image with pdl's read path and
 per-image seed, so its batches equal the sequential loader's bit for bit. Where a peer would block forever
-(a dead worker, a lost task), the adapter waits at most ``wait_s(spec)`` and checks the peer's processes while it
-waits; what a peer leaves running when it is closed is killed here and counted.
+(a dead worker, a lost task, a stopped one), the adapter waits at most ``wait_s(spec)`` and checks the peer's
+processes while it waits: past it, `timeout`'s LoaderTimeoutError, or without `timeout` the watchdog's
+NoProgressError (exit code 6), one line naming the peer; the loader is then closed. What a peer leaves running
+when it is closed is killed here and counted; a helper thread stuck inside the peer is waited for at most
+``CLOSE_WAIT_S`` (``stop_waiter``). The peers' workers call ``worker_started``: they die with the main process.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import psutil
 
 from ...data.pipeline import Pipeline
 from ...data.protocol import Dataset
-from ...errors import LoaderTimeoutError, WorkerDiedError, WorkerError, worker_error
+from ...errors import LoaderTimeoutError, NoProgressError, WorkerDiedError, WorkerError, worker_error
 from ..batching import Produced, make_batch
 from ..chunks import merged, merged_labels, stack
 from ..spec import LoaderSpec
 
 DEFAULT_TIMEOUT_S = 120.0  # without --timeout: long enough for any sane batch, short enough to report a hang
 POLL_S = 0.1  # how often a wait checks that the peer's workers are still alive
+CLOSE_WAIT_S = 5.0  # for a helper thread to leave a call into the peer, at close
 
 
 def wait_s(spec: LoaderSpec) -> float:
@@ -86,7 +90,28 @@ def wait_for(
     while not ready(max(0.0, min(POLL_S, deadline - time.monotonic()))):
         check_alive(loader, alive)
         if time.monotonic() >= deadline:
-            raise LoaderTimeoutError(f"{loader}: no batch within {limit:g}s; a worker may be stuck: raise `timeout`")
+            raise timed_out(loader, spec)
+
+
+def timed_out(loader: str, spec: LoaderSpec) -> LoaderTimeoutError:
+    """The error of a wait past ``wait_s(spec)``: `timeout`'s, or without it the watchdog's (exit code 6)."""
+    if spec.timeout is not None:
+        return LoaderTimeoutError(f"{loader}: no batch within {spec.timeout:g}s; a worker may be stuck: raise `timeout`")
+    return NoProgressError(
+        f"{loader}: no batch within {DEFAULT_TIMEOUT_S:g} s (the peers' watchdog, with no `timeout` given); a worker "
+        "may be stuck or stopped: find what blocks it, or set `timeout` to wait longer"
+    )
+
+
+def stop_waiter(waiter: Any) -> None:
+    """Shut down an adapter's helper ``ThreadPoolExecutor`` without waiting for ever on a call stuck in the peer:
+    its thread is given ``CLOSE_WAIT_S`` to finish, then left (Python cannot stop a thread)."""
+    if waiter is None:
+        return
+    waiter.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + CLOSE_WAIT_S
+    for thread in list(getattr(waiter, "_threads", ())):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def check_alive(loader: str, alive: Callable[[], Iterable[tuple[int, bool]]]) -> None:

@@ -35,7 +35,7 @@ from ...errors import ConfigError, WorkerError
 from ..base import Loader
 from ..batching import Batch, StageTimes
 from ..spec import LoaderSpec
-from .common import version, wait_for
+from .common import stop_waiter, version, wait_for
 
 EQUIVALENT = ("Resize", "RandomCrop", "CenterCrop", "HorizontalFlip", "VerticalFlip")
 LINEAR = 1  # OpenCV's INTER_LINEAR, albumentations' default interpolation
@@ -220,5 +220,5 @@ class DaliLoader(Loader):
     def _shutdown(self) -> None:
         self._drop()
         if self._waiter is not None:
-            self._waiter.shutdown(wait=True, cancel_futures=True)
+            stop_waiter(self._waiter)
             self._waiter = None

@@ -52,7 +52,7 @@ from ..base import Loader
 from ..batching import Batch, epoch_plan, make_batch
 from ..forking import worker_started
 from ..spec import LoaderSpec
-from .common import Reaper, checked, process_alive, safely, version, wait_for
+from .common import Reaper, checked, process_alive, safely, stop_waiter, version, wait_for
 
 if sys.version_info < (3, 11):  # Grain's own floor: the registry says so in one line
     raise ImportError("grain needs Python 3.11 or newer", name="grain")
@@ -293,7 +293,7 @@ class GrainLoader(Loader):
                 block._unlink_on_del = False
         self._handed = []
         if self._waiter is not None:
-            self._waiter.shutdown(wait=True, cancel_futures=True)
+            stop_waiter(self._waiter)
             self._waiter = None
         if self._registered:
             self._registered, _open_loaders = False, _open_loaders - 1

@@ -36,13 +36,24 @@ from spdl.pipeline import PipelineBuilder
 
 from ...data.pipeline import Pipeline
 from ...data.protocol import Dataset
-from ...errors import LoaderTimeoutError, WorkerDiedError, WorkerError
+from ...errors import WorkerDiedError, WorkerError
 from ...machine.host import default_start_method
 from ..base import Loader
 from ..batching import Batch, Produced
 from ..forking import forking, worker_started
 from ..spec import LoaderSpec
-from .common import Reaper, checked, join_images, one_image, process_alive, safely, stop_pool, version, wait_s
+from .common import (
+    Reaper,
+    checked,
+    join_images,
+    one_image,
+    process_alive,
+    safely,
+    stop_pool,
+    timed_out,
+    version,
+    wait_s,
+)
 
 _local = threading.local()
 _worker: tuple[Dataset, Pipeline, LoaderSpec] | None = None  # a pool process's dataset, pipeline, spec
@@ -163,7 +174,7 @@ class SpdlLoader(Loader):
             dead = [pid for pid in self._pids if not process_alive(pid)]
             if dead:
                 raise self._died(dead[0]) from None
-            raise LoaderTimeoutError(f"{self.name}: no batch within {limit:g}s; a worker may be stuck: raise `timeout`") from None
+            raise timed_out(self.name, self.spec) from None
         except EOFError:
             raise WorkerError(f"{self.name}: the pipeline ended before the epoch did", exc_type="EOFError") from None
         except WorkerError:

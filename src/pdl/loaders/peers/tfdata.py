@@ -42,7 +42,7 @@ from ...errors import WorkerError
 from ..base import Loader
 from ..batching import Batch, Produced, make_batch
 from ..spec import LoaderSpec
-from .common import checked, safely, version, wait_for
+from .common import checked, safely, stop_waiter, version, wait_for
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up notes are not pdl's output
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # nor its oneDNN note (no TF arithmetic runs here: numpy does it)
@@ -157,7 +157,7 @@ class TfDataLoader(Loader):
         self._drop_iterator()
         self._datasets.clear()
         if self._waiter is not None:
-            self._waiter.shutdown(wait=True, cancel_futures=True)
+            stop_waiter(self._waiter)
             self._waiter = None
         self._work.made.clear()
         gc.collect()

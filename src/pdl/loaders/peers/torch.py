@@ -24,6 +24,7 @@ from ..base import Loader
 from ..batching import Batch, epoch_plan, make_batch
 from ..forking import forking, worker_started
 from ..spec import LoaderSpec
+from .common import timed_out, wait_s
 
 try:
     import torch
@@ -92,9 +93,11 @@ def _init_worker(worker_id: int) -> None:
     worker_started()
 
 
-def _translate(exc: RuntimeError) -> Exception:
+def _translate(exc: RuntimeError, spec: LoaderSpec) -> Exception:
     message = str(exc)
     if message.startswith("DataLoader timed out"):
+        if spec.timeout is None:  # torch's wait for ever (timeout 0) replaced by the peers' watchdog
+            return timed_out("torch", spec)
         return LoaderTimeoutError(f"{message}; a worker may be stuck: raise `timeout` or check the pipeline")
     if message.startswith("DataLoader worker"):
         return WorkerDiedError(message, exc_type="WorkerDied")
@@ -135,7 +138,7 @@ class TorchLoader(Loader):
             prefetch_factor=spec.prefetch,
             persistent_workers=True,
             worker_init_fn=_init_worker,
-            timeout=spec.timeout or 0,
+            timeout=wait_s(spec),  # torch's 0 waits for ever on a stopped worker
             multiprocessing_context=self.start_method,
         )
         try:
@@ -169,7 +172,7 @@ class TorchLoader(Loader):
                 self.stats.stages.append(times)
                 yield self._to_batch(images, indices, skipped, labels)
         except RuntimeError as exc:  # torch's own (from next() or its SIGCHLD handler): timeout, dead worker
-            raise _translate(exc) from None  # Loader closes it
+            raise _translate(exc, self.spec) from None  # Loader closes it
 
     def _shutdown(self) -> None:
         loader, self._loader = self._loader, None
