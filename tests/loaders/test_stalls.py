@@ -127,7 +127,7 @@ def test_a_stopped_worker_is_named_by_pid_and_state_or_the_timeout_names_it() ->
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(stopped, signal.SIGCONT)
-    # the others carried on (it held nothing) or the batch waited on it: either way it is named; and an epoch of
-    # 160 slow images (over 4 s on one worker) with the timeout at 3 s ends in the error naming it, past the timeout
+    # the others carried on (it held nothing) or the batch waited on it: either way it is named, then ended and
+    # replaced, its chunk made again (the epoch ends, well within the timeout of 3 s: tests/loaders/test_redo.py)
     assert any(f"worker 1 (pid {stopped}) is stopped (T): finished nothing for" in s for s in said), said
-    assert any("past the timeout of 3 s" in s or "no message from the workers within the timeout" in s for s in said), said
+    assert any("ended (SIGKILL) and replaced by pid" in s for s in said), said

@@ -1,23 +1,31 @@
 """ParallelLoader: persistent worker processes, batches cut into chunks, a bounded window, in-order delivery.
 
 The workers share one task pipe, so whichever worker is free takes the next chunk; each has its own result
-pipe. The parent blocks in ``connection.wait`` on the result pipes and the workers' sentinels together, so a
-finished chunk and a dead worker both wake it at once, with no polling.
+pipe (pool.py). The parent blocks in ``connection.wait`` on the result pipes and the workers' sentinels together,
+so a finished chunk and a dead worker both wake it at once, with no polling.
+
+A stalled worker's work is redone (MapReduce's backup tasks): every chunk is a pure function of (seed, epoch,
+indices), so any worker makes it bit for bit. When progress.py names a worker stalled (stopped, in
+uninterruptible sleep, or finishing nothing while the others carry on), it is killed (SIGKILL), what it had sent
+is taken, the chunk it held is sent again to the others, and a fresh worker takes its place (past
+``REPLACEMENTS`` per worker, the loader goes on with fewer and says so). The worker is killed *before* its chunk
+is made again, so no late copy can write into a ring slot reused meanwhile; a worker not seen dead (uninterruptible
+sleep) keeps its batch's slot out of the ring until it is (pool.py says why this is enough). A chunk made again
+whose new worker stalls too is not sent a third time: the work itself hangs, and the watchdog or `timeout` ends the
+wait. The stall stays in ``stalls()``, so a measured round it touched is measured again.
+
+Without `timeout`, no wait is longer than the watchdog's bound without a chunk finished (watchdog.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import math
 import multiprocessing as mp
-import os
-import signal
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from multiprocessing import connection
 from typing import Any
 
 import numpy as np
@@ -30,14 +38,18 @@ from .base import Loader
 from .batching import Batch
 from .chunks import Part, WorkRate, compact, merged, merged_labels, split, stack
 from .forking import forking
+from .pool import Ended, Message, Pool
 from .progress import Progress
-from .ring import SHM, RingState, SlotRing, backing, fitting_slots, room, view
+from .ring import RingState, SlotRing, backing, fitting_slots, room, view
 from .spec import LoaderSpec
-from .worker import FAILED, READY, worker_loop
+from .watchdog import Watchdog
+from .worker import FAILED
 
 START_TIMEOUT_S = 60.0
 STALL_CHECK_S = 1.0  # a wait for the workers looks at their progress this often
 RAW_SAMPLES = 32  # images decoded up front to size the slots for --augment-in main
+REPLACEMENTS = 2  # stalled workers replaced per worker of the pool, over the loader's life; past it, none
+TRIES = 2  # copies of a chunk sent at most: a second stall on the same chunk is the work's, not a worker's
 
 
 @dataclass
@@ -51,6 +63,17 @@ class _InFlight:
     abandoned: bool = False
     t_done: float = 0.0  # when its last chunk was finished (perf_counter: one clock for all processes)
     t_held: float = 0.0  # when the consumer held its data
+    hold: Callable[[], bool] | None = None  # a killed worker that may write its slot is not yet seen dead
+
+
+@dataclass
+class _Chunk:
+    """A chunk sent and not yet answered: its batch, its place in it, its message, how many copies were sent."""
+
+    made: _InFlight
+    part: int
+    task: tuple[Any, ...]
+    tries: int = 1
 
 
 def _rows(raw: np.ndarray | None, made: _InFlight, part: Part, pipeline: Pipeline) -> np.ndarray:
@@ -68,15 +91,6 @@ def _raw_images(raw: np.ndarray | None, part: Part) -> list[np.ndarray]:
     if part.images is not None or raw is None:
         return list(part.images or [])
     return [view(raw, shape, np.uint8, off) for off, shape in part.raw_offsets]
-
-
-def _widen(conn: connection.Connection) -> None:
-    """Let the task pipe hold a whole window of chunks (Linux: up to 1 MiB, fs.pipe-max-size), so that
-    dispatching never blocks the parent while the workers are busy; elsewhere, or if refused, 64 KiB it stays."""
-    try:
-        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-    except (AttributeError, OSError):
-        pass
 
 
 class ParallelLoader(Loader):
@@ -104,33 +118,98 @@ class ParallelLoader(Loader):
             self.use_shared_memory = shared_memory
         if not self.use_shared_memory:
             self.name = "process-pickle"  # measured side by side with "process": what the ring gains
-        self._procs: list[Any] = []
-        self._tasks: connection.Connection | None = None  # the shared task pipe's writing end
-        self._results: list[connection.Connection] = []
+        self._pool: Pool | None = None
+        self._replaced = 0  # stalled workers replaced so far
+        self.watchdog = Watchdog()  # without `timeout`: how long a wait without a chunk finished may last
         self._ring: SlotRing | None = None
         self._window = self.num_workers * self.spec.prefetch  # batches dispatched ahead; smaller if the ring is
         self._squeezed = False  # the ring was cut to fit a small room
         self._task_ids = itertools.count()
         self._rate = WorkRate()  # work per image, from the chunks made: sizes the chunks of cheap images
-        self._pending: dict[int, tuple[_InFlight, int]] = {}  # task → (its batch, chunk number)
+        self._pending: dict[int, _Chunk] = {}  # task → the chunk sent
         self._batches: dict[int, _InFlight] = {}  # this epoch's batches dispatched and not yet handed out
         self._stale: list[_InFlight] = []  # abandoned batches whose chunks are still in flight
         self._ahead: tuple[int, dict[int, _InFlight]] | None = None  # (epoch, its first batches) dispatched early
         self._started = False
         self._progress = Progress([])  # each worker's last finished chunk: a stalled one is named (progress.py)
 
-    def _check_stalls(self) -> None:
-        """Name a worker newly stalled (a warning); with `timeout`, one stalled past it is an error naming it."""
-        for said in self._progress.check():
-            warnings.warn(PdlWarning(said), stacklevel=3)
+    def _check_stalls(self) -> bool:
+        """A worker newly stalled has its work redone (``_redo``) and is named (a warning); with `timeout`, one
+        stalled past it is an error naming it. Returns whether chunks were taken or sent again meanwhile."""
+        changed = False
+        assert self._pool is not None
+        for wid in self._pool.starting:  # a replacement still starting (spawn: seconds) has had nothing to take
+            self._progress.last[wid] = self._progress.clock()
+        for wid, said in self._progress.check_workers():
+            changed = self._redo(wid, said) or changed
         if self.spec.timeout is not None:
             overdue = self._progress.overdue(self.spec.timeout)
             if overdue is not None:
                 raise LoaderTimeoutError(f"{overdue}: raise `timeout`, or find what stopped that worker")
+        return changed
+
+    def _redo(self, wid: int, said: str) -> bool:
+        """End stalled worker ``wid``, send the chunk it held to the others, and replace it (module docstring)."""
+        pool = self._pool
+        assert pool is not None
+        held = pool.holding(wid)
+        if held in self._pending and self._pending[held].tries >= TRIES:
+            warnings.warn(PdlWarning(f"{said}; its chunk was made again once already: the work itself may hang"), stacklevel=4)
+            return False
+        lost = self._progress.idle_s(wid)
+        ended = [pool.end(wid)]
+        self._collect(ended[0].messages)  # sent before it was killed: done (the first copy wins)
+        if not ended[0].lock_free:  # killed holding the task lock: a new pool, everything outstanding sent again
+            ended += pool.restart()
+            for more in ended[1:]:
+                self._collect(more.messages)
+            again = list(self._pending)
+            replaced: int | None = pool.pid(wid)
+            lines = [line for line in self._progress.take() if line != said]
+            self._progress = Progress(pool.pids)
+            self._progress.said = lines
+        else:
+            again = [held] if held in self._pending else []
+            replaced = self._replace(wid)
+        for end in ended:
+            self._hold(end)
+        for task in again:
+            self._pending[task].tries += 1
+            self._send(self._pending[task].task)
+        if again:
+            self._progress.working(len(self._pending))
+        what = f"its chunk made again by another worker, {lost:.1f} s lost" if again else "it held no chunk: nothing lost"
+        how = (
+            f"ended (SIGKILL) and replaced by pid {replaced}"
+            if replaced is not None
+            else f"ended (SIGKILL); the loader goes on with {pool.alive()} worker(s) of {self.num_workers}"
+        )
+        line = f"{said}; {how}: {what}"
+        self._progress.replace(wid, replaced, line)
+        warnings.warn(PdlWarning(line), stacklevel=4)
+        if not pool.alive():
+            raise WorkerDiedError(f"every worker stalled and was ended, the last: {line}", exc_type="WorkerDied")
+        return True
+
+    def _replace(self, wid: int) -> int | None:
+        """A fresh worker in place of ``wid``: its pid; None past ``REPLACEMENTS`` per worker (the loader goes on
+        without it)."""
+        assert self._pool is not None
+        if self._replaced >= REPLACEMENTS * self.num_workers:
+            return None
+        self._replaced += 1
+        with forking(self.start_method, self.pipeline):
+            return self._pool.spawn(wid)
+
+    def _hold(self, ended: Ended) -> None:
+        """A killed worker not yet seen dead: the slot it may still write stays out of the ring until it is."""
+        if ended.alive is not None and ended.held in self._pending:
+            self._pending[ended.held].made.hold = ended.alive
 
     def stalls(self) -> tuple[str, ...]:
-        """The workers named stalled since the last call (one line each: pid, state, for how long)."""
-        self._progress.check()
+        """The workers named stalled since the last call (one line each: pid, state, for how long, what was done)."""
+        if self._pool is not None and not self._closed:
+            self._check_stalls()  # one named here has its work redone too, as in a wait
         return self._progress.take()
 
     @property
@@ -142,7 +221,7 @@ class ParallelLoader(Loader):
 
     @property
     def worker_pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p.pid is not None]
+        return [] if self._pool is None else self._pool.pids
 
     def start(self) -> None:
         self._check_open()
@@ -157,33 +236,11 @@ class ParallelLoader(Loader):
 
     def _start(self) -> None:
         check_picklable(self.dataset, self.start_method)
-        ctx = mp.get_context(self.start_method)
-        if self.start_method == "forkserver":
-            ctx.set_forkserver_preload(["pdl.loaders.worker", "albumentations"])
         self._ring = self._make_ring()
-        task_r, self._tasks = ctx.Pipe(duplex=False)
-        _widen(self._tasks)
-        take = ctx.Lock()
-        with forking(self.start_method, self.pipeline):
-            for wid in range(self.num_workers):
-                self._spawn(ctx, wid, task_r, take)
-        task_r.close()
-        ready = 0
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while ready < self.num_workers:  # verify the pool really started before anything is timed
-            for kind, *_ in self._receive(deadline, "start"):
-                ready += kind == READY
+        ring = self._ring and self._ring.handle
+        self._pool = Pool(self.start_method, self.num_workers, (self.dataset, self.pipeline, self.spec, ring))
+        self._pool.start()  # verify the pool really started before anything is timed
         self._progress = Progress(self.worker_pids)
-
-    def _spawn(self, ctx: Any, wid: int, task_r: connection.Connection, take: Any) -> None:
-        res_r, res_w = ctx.Pipe(duplex=False)
-        ring = self._ring
-        args = (wid, self.dataset, self.pipeline, self.spec, task_r, take, res_w, ring and ring.handle)
-        proc = ctx.Process(target=worker_loop, args=args, name=f"pdl-worker-{wid}", daemon=True)
-        proc.start()
-        res_w.close()
-        self._procs.append(proc)
-        self._results.append(res_r)
 
     def _make_ring(self) -> SlotRing | None:
         if not self.use_shared_memory:
@@ -316,21 +373,27 @@ class ParallelLoader(Loader):
         offsets = split(len(indices), self.num_workers, self.spec.chunk_size, edge, self._rate.per_image_s)
         made = _InFlight(slot, len(indices), [None] * len(offsets), len(offsets))
         (self._batches if into is None else into)[number] = made
-        assert self._tasks is not None
         for part, (offset, count) in enumerate(offsets):
             task = next(self._task_ids)
-            self._pending[task] = (made, part)
-            self._progress.working(len(self._pending))
             chunk = indices[offset : offset + count].tolist()  # a list of ints: a few bytes a message, not an array's
-            try:
-                self._tasks.send((task, epoch, chunk, slot, offset, len(indices)))
-            except OSError:  # no worker reads the pipe any more: say which died and how
-                self._any_died()
+            self._pending[task] = _Chunk(made, part, (task, epoch, chunk, slot, offset, len(indices)))
+            self._progress.working(len(self._pending))
+            self._send(self._pending[task].task)
         return made
 
-    def _collect(self, messages: list[tuple[Any, ...]]) -> None:
+    def _send(self, task: tuple[Any, ...]) -> None:
+        assert self._pool is not None
+        try:
+            self._pool.send(task)
+        except OSError:  # no worker reads the pipe any more: say which died and how
+            self._any_died()
+
+    def _collect(self, messages: list[Message]) -> None:
         for kind, wid, task, payload in messages:
-            made, part = self._pending.pop(task)
+            chunk = self._pending.pop(task, None)
+            if chunk is None:
+                continue  # a late copy of a chunk made again: the first copy won
+            made, part = chunk.made, chunk.part
             if not self._pending:
                 self._progress.idle()
             made.outstanding -= 1
@@ -342,6 +405,7 @@ class ParallelLoader(Loader):
                 raise payload
             done, t_start, t_done = payload
             self._progress.done(wid, t_done - t_start, len(self._pending))
+            self.watchdog.saw(t_done - t_start)
             made.parts[part] = done
             self._rate.add(done)
             made.t_done = max(made.t_done, t_done)
@@ -349,7 +413,7 @@ class ParallelLoader(Loader):
 
     def _release(self, made: _InFlight) -> None:
         if made.slot is not None and self._ring is not None:
-            self._ring.release(made.slot)
+            self._ring.release(made.slot, made.hold)
             made.slot = None
 
     def _drain_stale(self) -> None:
@@ -362,7 +426,7 @@ class ParallelLoader(Loader):
         indices, skipped, times = merged(parts)
         self.stats.stages.append(times)
         pickled = any(p.images is not None for p in parts)
-        raw = self._ring.lease(made.slot) if made.slot is not None and self._ring is not None else None
+        raw = self._ring.lease(made.slot, made.hold) if made.slot is not None and self._ring is not None else None
         made.slot = None  # the lease gives it back once the batch is dropped
         images: Any
         if self.spec.augment_in == "workers":
@@ -382,94 +446,48 @@ class ParallelLoader(Loader):
         return self._to_batch(images, indices, skipped, merged_labels(parts))
 
     # -- receiving -------------------------------------------------------------------------------------------
-    def _receive(self, deadline: float | None, waiting_for: str) -> list[tuple[Any, ...]]:
-        """Block until at least one message arrives; a dead worker raises, a passed deadline raises."""
-        sentinels = {p.sentinel: i for i, p in enumerate(self._procs)}
+    def _receive(self, deadline: float | None, waiting_for: str) -> list[Message]:
+        """Block until at least one chunk's answer arrives: a dead worker raises, a passed deadline (`timeout`) or,
+        without one, the watchdog's bound raises. Returns none when a stalled worker's work was redone meanwhile
+        (the caller looks again)."""
+        assert self._pool is not None
+        bound = None if self.spec.timeout is not None else time.monotonic() + self.watchdog.bound_s
         while True:  # in slices: a worker that stops making progress meanwhile is named as soon as it shows
-            timeout = STALL_CHECK_S if deadline is None else min(STALL_CHECK_S, max(0.0, deadline - time.monotonic()))
-            ready = connection.wait([*self._results, *sentinels], timeout)
-            if ready:
-                break
-            self._check_stalls()
-            if deadline is not None and time.monotonic() >= deadline:
-                stalled = "; ".join(self._progress.named.values())
+            end = min(d for d in (deadline, bound, math.inf) if d is not None)
+            messages, dead = self._pool.receive(min(STALL_CHECK_S, max(0.0, end - time.monotonic())))
+            if messages:
+                return messages
+            for wid in dead:
+                self._died(wid)
+            if self._check_stalls():
+                return []
+            now = time.monotonic()
+            stalled = "; ".join(self._progress.named.values())
+            if deadline is not None and now >= deadline:
                 raise LoaderTimeoutError(
                     f"no message from the workers within the timeout while waiting for {waiting_for}; "
                     + (f"{stalled}: " if stalled else "a worker may be stuck (a transform that never returns?): ")
                     + "raise `timeout` or check the pipeline"
                     + (" and what stopped that worker" if stalled else "")
                 )
-        messages = []
-        for conn in self._results:
-            if conn in ready:
-                try:
-                    msg = conn.recv()
-                except (EOFError, OSError):
-                    continue  # the worker is gone; its sentinel says how
-                if msg[0] == READY:
-                    messages.append(msg)
-                else:
-                    messages.append((msg[0], self._results.index(conn), msg[1], msg[2]))
-        if not messages:
-            for sentinel, wid in sentinels.items():
-                if sentinel in ready:
-                    self._died(wid)
-        return messages
+            if bound is not None and now >= bound:
+                raise self.watchdog.expired(f"the {self.name} loader", waiting_for, "chunk", stalled)
 
     def _any_died(self) -> None:
-        for wid, proc in enumerate(self._procs):
-            if not proc.is_alive():
+        assert self._pool is not None
+        for wid, proc in enumerate(self._pool.procs):
+            if proc is not None and not proc.is_alive():
                 self._died(wid)
         raise WorkerDiedError("the workers stopped reading their tasks", exc_type="WorkerDied")
 
     def _died(self, wid: int) -> None:
-        proc = self._procs[wid]
-        proc.join(1.0)
-        code = proc.exitcode
-        if code is not None and code < 0:
-            sig = signal.Signals(-code)
-            how = f"killed by signal {sig.name} ({-code})"
-            if sig == signal.SIGKILL:
-                how += "; the out-of-memory killer sends SIGKILL: check memory, or lower `num_workers` or `batch_size`"
-            elif sig == signal.SIGBUS and self._ring is not None:
-                how += (
-                    "; a worker gets SIGBUS when /dev/shm fills up: free it, enlarge it (docker: --shm-size)"
-                    if self._ring.where == SHM
-                    else "; a worker gets SIGBUS when shared memory runs out: free memory"
-                ) + ", or lower `batch_size` or `prefetch`"
-        else:
-            how = f"exited with code {code}"
-        raise WorkerDiedError(f"worker {wid} (pid {proc.pid}) died: {how}", exc_type="WorkerDied")
+        assert self._pool is not None
+        raise WorkerDiedError(self._pool.died(wid), exc_type="WorkerDied")
 
     # -- shutdown --------------------------------------------------------------------------------------------
     def _shutdown(self) -> None:
-        if self._tasks is not None:
-            try:
-                os.set_blocking(self._tasks.fileno(), False)  # a full pipe (workers stuck) must not hang close
-                for _ in self._procs:
-                    self._tasks.send(None)  # one stop per worker: each reads one and exits
-            except (OSError, ValueError):
-                pass  # full or gone: the workers are stopped below
-        deadline = time.monotonic() + 2.0
-        for proc in self._procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-        for proc in self._procs:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(1.0)
-        if self._tasks is not None:
-            self._tasks.close()
-        for conn in self._results:
-            conn.close()
-        for proc in self._procs:
-            try:
-                proc.close()
-            except ValueError:
-                pass
-        self._procs.clear()
+        if self._pool is not None:
+            self._pool.stop()
         if self._ring is not None:
             self._ring.close()
         self._pending.clear()

@@ -6,7 +6,9 @@ times the longest chunk seen, so a slow pipeline's long chunks are not taken for
 workers finished ``STALL_OTHERS`` chunks each meanwhile while a chunk was outstanding for every worker all along
 (a stopped worker that held no chunk lets the others carry on; with fewer chunks than workers, as under a slow
 training step, one worker may take them all and the other is only idle) or, with work outstanding, the OS says its process is stopped or in
-uninterruptible sleep. The clock is injected for the tests.
+uninterruptible sleep. The clock is injected for the tests; the OS state is read through ``process_state``, looked
+up when called (a test may replace it). A worker ended and replaced is forgotten (``replace``), its line kept for
+``take``; one the loader goes on without is retired.
 """
 
 from __future__ import annotations
@@ -34,14 +36,22 @@ def process_state(pid: int) -> str | None:
         return None
 
 
+def _os_state(pid: int) -> str | None:
+    return process_state(pid)  # the module's, when called: a test replaces it
+
+
 class Progress:
     """Per worker: when it last finished a chunk, and how many chunks every worker finished since."""
 
     def __init__(
-        self, pids: Sequence[int], clock: Callable[[], float] = time.monotonic, state: Callable[[int], str | None] = process_state
+        self,
+        pids: Sequence[int],
+        clock: Callable[[], float] = time.monotonic,
+        state: Callable[[int], str | None] | None = None,
     ) -> None:
         self.pids = list(pids)
-        self.clock, self.state = clock, state
+        self.clock = clock
+        self.state = state if state is not None else _os_state
         now = clock()
         self.last = [now] * len(self.pids)  # when each last finished a chunk (or when work became available)
         self.total = 0  # chunks finished by all workers
@@ -50,6 +60,8 @@ class Progress:
         self.backlog: float | None = None  # since when a chunk has been outstanding for every worker, or None
         self.longest = 0.0  # the longest chunk seen, seconds
         self.named: dict[int, str] = {}  # stalls named since ``take``
+        self.said: list[str] = []  # stalls of workers since replaced, for ``take``
+        self.retired: set[int] = set()  # workers the loader goes on without: never named
 
     def working(self, outstanding: int | None = None) -> None:
         """Work was handed out (``outstanding`` chunks now; None: unknown, taken as one for every worker): from now
@@ -71,7 +83,7 @@ class Progress:
     def _count(self, outstanding: int | None) -> None:
         """A backlog is a chunk outstanding for every worker: only then must an idle worker have had one to take.
         With fewer (a slow consumer, one chunk at a time) one worker may take them all, and the other is not stalled."""
-        if outstanding is not None and outstanding < len(self.pids):
+        if outstanding is not None and outstanding < len(self.pids) - len(self.retired):
             self.backlog = None
         elif self.backlog is None:
             self.backlog = self.clock()
@@ -83,15 +95,20 @@ class Progress:
     def check(self) -> list[str]:
         """The workers stalled now, each named once until ``take``: 'worker 1 (pid 1234) is stopped (T): finished
         nothing for 12 s while the others finished 40 chunks'. Returns the newly named ones."""
+        return [said for _, said in self.check_workers()]
+
+    def check_workers(self) -> list[tuple[int, str]]:
+        """``check``, each line with its worker's number."""
         now, new = self.clock(), []
+        workers = len(self.pids) - len(self.retired)
         for wid, pid in enumerate(self.pids):
             idle = now - self.last[wid] if self.since is None else now - max(self.last[wid], min(self.since, now))
             others = self.total - self.total_at[wid]
-            if wid in self.named or now - self.last[wid] < self.stall_s:
+            if wid in self.named or wid in self.retired or now - self.last[wid] < self.stall_s:
                 continue
             # the others kept working, this one did not, though there was a chunk for it all along
             backlog = self.backlog is not None and now - max(self.backlog, self.last[wid]) >= self.stall_s
-            carried_on = others >= STALL_OTHERS * len(self.pids) and backlog
+            carried_on = others >= STALL_OTHERS * workers and backlog
             if not carried_on and (self.since is None or idle < self.stall_s):
                 continue  # nothing to take, or not for long enough: no stall, whatever the OS says
             state = self.state(pid)
@@ -100,8 +117,23 @@ class Progress:
             idle = now - self.last[wid]
             said = f"worker {wid} (pid {pid}) {state or 'made no progress'}: finished nothing for {idle:.0f} s while the others finished {others} chunks"
             self.named[wid] = said
-            new.append(said)
+            new.append((wid, said))
         return new
+
+    def idle_s(self, wid: int) -> float:
+        """How long worker ``wid`` has finished nothing."""
+        return self.clock() - self.last[wid]
+
+    def replace(self, wid: int, pid: int | None, said: str) -> None:
+        """Worker ``wid`` was ended: ``said`` is its stall, in full, for ``take``; ``pid`` the worker that replaces it
+        (None: none does, the loader goes on without it)."""
+        self.named.pop(wid, None)
+        self.said.append(said)
+        if pid is None:
+            self.retired.add(wid)
+            return
+        self.pids[wid] = pid
+        self.last[wid], self.total_at[wid] = self.clock(), self.total
 
     def overdue(self, limit_s: float) -> str | None:
         """A named stalled worker that has now finished nothing for ``limit_s`` or more (the loader's timeout), in
@@ -116,5 +148,6 @@ class Progress:
 
     def take(self) -> tuple[str, ...]:
         """The stalls named since the last ``take`` (a round's), and forget them."""
-        named, self.named = tuple(self.named.values()), {}
+        named = (*self.said, *self.named.values())
+        self.said, self.named = [], {}
         return named

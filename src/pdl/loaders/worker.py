@@ -1,8 +1,11 @@
 """The worker process: a module-level loop that blocks on the shared task pipe and writes chunks into the ring.
 
 Every worker reads the one task pipe, so a chunk goes to whichever worker is free first (a pull, not a guess
-made at dispatch time); a lock makes one worker read a message whole. Imported by the forkserver before any
-worker forks (preload), so a new worker costs a fork, not an import.
+made at dispatch time); a lock makes one worker read a message whole. The task a worker took is written into
+``held`` (a shared array, one entry per worker) before the lock is let go, and cleared once its answer is sent:
+the parent can always say which chunk a worker holds, to make it again elsewhere if that worker stalls
+(``pool.py``). Imported by the forkserver before any worker forks (preload), so a new worker costs a fork, not an
+import.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def worker_loop(
     take: Any,
     results: connection.Connection,
     ring: RingHandle | None,
+    held: Any = None,
 ) -> None:
     worker_started()
     keep_freed_memory()
@@ -52,7 +56,7 @@ def worker_loop(
         ready = connection.wait(watch)  # blocks: no polling; wakes when a task comes or the parent dies
         if tasks not in ready:
             return
-        task = _take(tasks, take)
+        task = _take(tasks, take, held, worker_id)
         if task is _TAKEN:
             continue
         if task is None:
@@ -65,21 +69,27 @@ def worker_loop(
             results.send((DONE, task_id, (part, t_start, time.perf_counter())))
         except Exception as exc:
             results.send((FAILED, task_id, worker_error(exc, getattr(exc, "path", None), "reading")))
+        if held is not None:
+            held[worker_id] = NONE
 
 
 _TAKEN = object()  # another worker read the task this one woke for
+NONE = -1  # in ``held``: no task
 
 
-def _take(tasks: connection.Connection, take: Any) -> Any:
+def _take(tasks: connection.Connection, take: Any, held: Any, worker_id: int) -> Any:
     """The next task, if it is still there: every idle worker wakes when one arrives, one reads it (whole, under
-    the lock); None when the parent said stop or is gone."""
+    the lock, and notes it in ``held`` before letting go); None when the parent said stop or is gone."""
     with take:
         if not tasks.poll():
             return _TAKEN
         try:
-            return tasks.recv()
+            task = tasks.recv()
         except (EOFError, OSError):
             return None
+        if held is not None and task is not None:
+            held[worker_id] = task[0]
+        return task
 
 
 def _run(
