@@ -188,3 +188,39 @@ def test_a_slot_released_with_a_hold_is_not_handed_out_until_the_hold_ends() -> 
         assert ring.acquire() == first
     finally:
         ring.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_worker_stopped_while_idle_is_named_as_soon_as_work_comes_even_in_short_epochs() -> None:
+    # found by hand: pdl run's epochs of 1-2 s each began with fresh work, so a worker stopped between its chunks
+    # was never idle "long enough" with work outstanding, and the rounds ran on one worker unnamed
+    clock = Clock()
+    progress = progress_module.Progress([101, 102], clock, state={101: None, 102: "is stopped (T)"}.get)
+    progress.working()
+    clock.now = 3.0
+    progress.done(0, 0.1)
+    progress.idle()  # the epoch ends
+    clock.now = 3.5
+    progress.working()  # the next begins: work for 0.1 s only
+    clock.now = 3.6
+    [said] = progress.check()
+    assert said.startswith("worker 1 (pid 102) is stopped (T): finished nothing for 0.1 s while the others finished 1 chunks")
+
+
+def test_a_moment_in_disk_sleep_right_after_work_came_is_a_read_not_a_stall() -> None:
+    clock = Clock()
+    progress = progress_module.Progress([101, 102], clock, state={101: None, 102: "is in uninterruptible sleep (D)"}.get)
+    clock.now = 10.0  # both idle for 10 s between epochs
+    progress.working()
+    clock.now = 10.2
+    assert progress.check() == []
+    clock.now = 12.5  # still in D, with work outstanding for 2.5 s
+    [said] = progress.check()
+    assert said.startswith("worker 1 (pid 102) is in uninterruptible sleep (D)")

@@ -24,6 +24,7 @@ STATES = {
     "tracing-stop": "is stopped by a tracer (t)",
     "disk-sleep": "is in uninterruptible sleep (D)",
 }
+STOPPED = {STATES["stopped"], STATES["tracing-stop"]}
 
 
 def process_state(pid: int) -> str | None:
@@ -109,20 +110,27 @@ class Progress:
             # the others kept working, this one did not, though there was a chunk for it all along
             backlog = self.backlog is not None and now - max(self.backlog, self.last[wid]) >= self.stall_s
             carried_on = others >= STALL_OTHERS * workers and backlog
-            if not carried_on and (self.since is None or idle < self.stall_s):
-                continue  # nothing to take, or not for long enough: no stall, whatever the OS says
+            if not carried_on and self.since is None:
+                continue  # nothing to take: no stall, whatever the OS says
             state = self.state(pid)
-            if state is None and not carried_on:
-                continue  # every worker waits alike: the work itself is slow, not this worker
-            idle = now - self.last[wid]
-            said = f"worker {wid} (pid {pid}) {state or 'made no progress'}: finished nothing for {idle:.0f} s while the others finished {others} chunks"
+            if not carried_on and (state is None or (idle < self.stall_s and state not in STOPPED)):
+                # every worker waits alike (the work itself is slow), or work came too lately for a moment in D (a
+                # plain read) to count; a stopped worker with work to take is stalled however lately it came: a
+                # short epoch (the work comes and goes between epochs) would otherwise never show it
+                continue
+            said = (
+                f"worker {wid} (pid {pid}) {state or 'made no progress'}: finished nothing for {round(idle, 1):g} s "
+                f"while the others finished {others} chunks"
+            )
             self.named[wid] = said
             new.append((wid, said))
         return new
 
     def idle_s(self, wid: int) -> float:
-        """How long worker ``wid`` has finished nothing."""
-        return self.clock() - self.last[wid]
+        """How long worker ``wid`` has finished nothing while there was work (since its last chunk, or since work
+        came, whichever is later): the time it cost."""
+        now = self.clock()
+        return now - max(self.last[wid], min(self.since, now)) if self.since is not None else now - self.last[wid]
 
     def replace(self, wid: int, pid: int | None, said: str) -> None:
         """Worker ``wid`` was ended: ``said`` is its stall, in full, for ``take``; ``pid`` the worker that replaces it
