@@ -79,7 +79,7 @@ def test_resaving_replaces_the_claimed_file_atomically(tmp_path: Path) -> None:
         ('{"hello": 1}', "is not a pdl results file"),
         (
             '{"schema": "pdl.results", "version": 99}',
-            "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 4: upgrade pdl",
+            "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 5: upgrade pdl",
         ),
         ('{"schema": "pdl.results", "version": "2"}', "is damaged (version '2' is not a schema version)"),
         ('{"schema": "pdl.results", "version": 1, "kind": "run"}', "is damaged (missing or wrong field: options)"),
@@ -225,6 +225,19 @@ def test_a_version_3_run_file_loads_with_nothing_seen_in_its_rounds() -> None:
     path = Path(__file__).parents[1] / "fixtures" / "v3-run.json"
     assert json.loads(path.read_text())["version"] == 3
     rs = load(path)
-    assert rs.version == VERSION == 4 and [p.loader for p in rs.points] == ["sequential", "process"]
+    assert rs.version == VERSION == 5 and [p.loader for p in rs.points] == ["sequential", "process"]
     for p in rs.points:  # never checked: every round counts as quiet, none was redone
         assert p.interference == () and p.redone == 0 and p.quiet() == (True,) * p.rounds and p.busy_rounds() == ()
+
+
+def test_a_version_4_run_file_loads_and_reads_its_ceiling_share_as_a_ratio_of_medians() -> None:
+    from pdl.bench.files import load
+
+    path = Path(__file__).parents[1] / "fixtures" / "v4-run.json"
+    assert json.loads(path.read_text())["version"] == 4
+    rs = load(path)
+    seq, process = rs.points
+    assert rs.version == VERSION == 5 and (seq.loader, process.loader) == ("sequential", "process")
+    assert process.ceiling_copies is None and len(process.ceiling_rounds) == process.rounds == 5  # as measured
+    assert process.of_ceiling == pytest.approx(process.speedup / process.ceiling)
+    assert process.noisy  # its rounds disagreed by more than 10%: kept as measured

@@ -128,7 +128,7 @@ def test_bad_tune_options_are_one_line_and_exit_2(images: Path, tmp_path: Path, 
 
 def test_tune_end_to_end_measures_recommends_and_saves(images: Path, tmp_path: Path) -> None:
     args = ["tune", "--inputs", str(images), "--limit", "32", "--pipeline", "light", "--batch-size", "8",
-            "--step-ms", "20", "--max-workers", "2", "--results", str(tmp_path), "--quiet"]  # fmt: skip
+            "--step-ms", "20", "--max-workers", "2", "--repeats", "3", "--results", str(tmp_path), "--quiet"]  # fmt: skip
     res = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     [path] = tmp_path.glob("*-tune.json")

@@ -93,7 +93,9 @@ def test_the_library_names_fields_and_the_cli_names_their_flags() -> None:
     [
         (["--batch-size", "0"], "--batch-size must be a whole number >= 1. Found: 0"),
         (["--workers", "0"], "--workers must be a whole number >= 1. Found: 0"),
-        (["--repeats", "0"], "--repeats must be a whole number >= 1. Found: 0"),
+        (["--repeats", "0"], "Invalid value for '--repeats': '0': give auto, or a whole number of rounds >= 1, e.g. 5"),
+        (["--precision", "30"], "Invalid value for '--precision': '30': give a share between 0 and 1, e.g. 3% or 0.03"),
+        (["--max-time", "0"], "--max-time 0.0: give the seconds the command may take, more than 0, e.g. 180"),
         (["--prefetch", "0"], "--prefetch must be a whole number >= 1. Found: 0"),
         (["--limit", "0"], "--limit must be a whole number >= 1. Found: 0"),
         (["--pipeline", "hevy"], "--pipeline 'hevy' is neither a shipped pipeline nor a YAML file; did you mean heavy?"),
@@ -224,8 +226,9 @@ def _wait_for_points(folder: Path, n: int, proc: subprocess.Popen, limit: float 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_keeps_finished_points_and_leaves_nothing(images: Path, tmp_path: Path, sig, code) -> None:
-    cmd = [sys.executable, "-m", "pdl", "sweep-workers", "--inputs", str(images), "--workers", "2,2,2,2,2,2,2,2",
-           "--pipelines", "heavy", "--batch-size", "3", "--repeats", "3", "--results", str(tmp_path), "--quiet",
+    cmd = [sys.executable, "-m", "pdl", "sweep-workers", "--inputs", str(images), "--workers", "2",  # a group a pipeline
+           "--pipelines", "heavy,heavy,heavy,heavy,heavy,heavy,heavy,heavy", "--batch-size", "3", "--repeats", "3",
+           "--results", str(tmp_path), "--quiet",
            "--wait-quiet", "0"]  # fmt: skip  # this test polls beside it: a neighbour it must not wait out
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

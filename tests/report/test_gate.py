@@ -220,7 +220,7 @@ def test_a_file_from_a_newer_pdl_is_refused_in_one_line(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and "Traceback" not in res.output
         [line] = res.stderr.strip().splitlines()
-        assert "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 4: upgrade pdl" in line
+        assert "has results schema version 99, from a newer pdl; this pdl reads versions 1 to 5: upgrade pdl" in line
 
 
 def test_paths_are_printed_verbatim_not_as_markup(tmp_path: Path) -> None:

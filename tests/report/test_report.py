@@ -23,7 +23,7 @@ def test_sweep_workers_markdown() -> None:
         "| heavy | 1.00× (1.00–1.00) | 2.00× (2.00–2.00) | 3.80× (3.80–3.80) | 3.90× (3.90–3.90) ★ |\n"
         "| ideal | 1.00× | 2.00× | 4.00× | 4.00× |\n"
         "\n"
-        "- light: best: 4 workers (3.20×); adding workers past 4 slows it down (rank test, p ≤ 0.05)\n"
+        "- light: best: 4 workers (3.20×); adding workers past 4 slows it down (95% intervals apart)\n"
         "- heavy: best: 8 workers (3.90×); the 4 usable cores bound it\n"
         "- ★ best of the row; ideal = min(workers, usable cores = 4); "
         "⚠ oversubscribed: 8 w: the workers alone exceed the 4 usable cores\n"
@@ -47,7 +47,7 @@ def test_run_table_in_rich_at_a_pinned_width() -> None:
     ]
     assert "light · batch 8 · Test CPU 3000 · 4 usable of 4 logical cores · testbox" in text
     assert (
-        "│ process    │       2 │     80 │         1.000 │       80 │ 2.10× (2.00–2.20) │      1.00× │  2.10 │            200 │          yes │"
+        "│ process    │       2 │     80 │         1.000 │       80 │ 2.10× (1.14–3.84) │      1.00× │  2.10 │            200 │          yes │"
         in text
     )
     assert (
@@ -75,10 +75,11 @@ def test_run_table_compares_peers_with_the_process_loader_and_flags_different_ba
 def test_noisy_points_are_flagged_with_advice() -> None:
     pts = [point("process", 2, [2.0, 2.0, 2.0], [1.0, 1.3, 0.8])]
     md = to_markdown(grids(results("run", pts))[0])
-    assert "2.00× (1.54–2.50)~" in md
+    assert "2.00× (1.08–3.61)~" in md  # the 95% interval (Student's t on the logs of 2.0, 1.54, 2.5)
     assert (
-        "~ 1 point(s) noisy: their rounds disagree by more than 10%; the machine's load was not recorded (a file from "
-        "an older pdl); re-run with more --repeats" in md
+        "~ 1 point(s) uncertain: the speedup's 95% interval is wider than the precision asked for (--precision) after "
+        "up to 3 rounds; the machine's load was not recorded (a file from an older pdl); give them more time "
+        "(--max-time) or rounds before trusting them" in md
     )
 
 

@@ -171,7 +171,7 @@ def decode_gains(
     results = start_results(plan, "decode")
     gains: list[DecodeGain] = []
     for pipeline in plan.pipelines:
-        gain = measure_gain(plan.dataset, pipeline, loader, spec, exp.repeats, progress=progress)
+        gain = measure_gain(plan.dataset, pipeline, loader, spec, exp.rounds, progress=progress)
         gains.append(gain)
         decoded = tuple(g.summary() for g in gains)
         results = replace(results, points=(*results.points, gain.full, gain.reduced), decoded=decoded)

@@ -16,6 +16,7 @@ from ..data.decoders import check_decoder
 from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS, REGISTRY, uses
 from ..loaders.spec import RULES, AugmentIn, LoaderSpec, OnError, StartMethod, check, check_shard, whole
+from ..stats.rounds import PRECISION
 from .records import Kind
 from .step import Step, StepKind, parse_step
 
@@ -23,7 +24,9 @@ IfBusy = Literal["measure", "fail"]  # what a measuring command does when the ma
 
 # LoaderSpec's rules, and those of what only an experiment has (a sequential loader may have 0 workers; a
 # measured point has at least 1)
-EXPERIMENT_RULES = {**RULES, "workers": whole(1), "repeats": whole(1), "memory_epochs": whole(0), "limit": whole(1)}
+EXPERIMENT_RULES = {**RULES, "workers": whole(1), "repeats": whole(0), "memory_epochs": whole(0), "limit": whole(1)}
+AUTO = 0  # repeats: rounds until each speedup is precise (--repeats auto)
+LEAST_ROUNDS = 3  # auto: the fewest rounds a point gets (a fixed count for profile and decode)
 
 
 def option(field: str) -> str:
@@ -41,7 +44,7 @@ class Experiment:
     loaders: tuple[str, ...] = (BASELINE, "process")  # the baseline first
     prefetch: int = 2
     chunk_size: int = 0  # images per task for loaders that split batches; 0: chosen per batch size and workers
-    repeats: int = 3
+    repeats: int = AUTO  # rounds per point; AUTO (0): at least LEAST_ROUNDS, then until precise or the budget ends
     limit: int | None = None
     seed: int = 0
     shuffle: bool = True
@@ -62,6 +65,8 @@ class Experiment:
     wait_quiet: float = 30.0  # seconds (for the whole command) to wait for other processes to leave the CPUs; 0: never
     ceiling: bool = True  # also time N copies of the sequential loop in the same rounds: what the machine can give
     if_busy: IfBusy = "measure"  # measure: rounds another process disturbed are marked and kept out of verdicts; fail: exit 4
+    precision: float = PRECISION  # --repeats auto: rounds until each speedup's 95% interval is within ±this share
+    max_time: float | None = None  # seconds for the whole command (--repeats auto spends them where points are uncertain)
 
     def __post_init__(self) -> None:
         parse_step(self.step_ms, self.step_kind)  # --step-ms and --step-kind checked here, before any work
@@ -79,6 +84,10 @@ class Experiment:
             check({"batch_size": b}, option)
         for w in self.workers:
             check({"workers": w}, option, EXPERIMENT_RULES)
+        if not 0 < self.precision < 1:  # NaN too
+            raise ConfigError(f"--precision {self.precision}: give the interval's ± as a share between 0 and 1, e.g. 3% or 0.03")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ConfigError(f"--max-time {self.max_time}: give the seconds the command may take, more than 0, e.g. 180")
         if not self.wait_quiet >= 0:  # NaN too
             raise ConfigError(
                 f"--wait-quiet {self.wait_quiet}: give the seconds to wait for a quiet machine, 0 or more (0: never wait)"
@@ -111,9 +120,20 @@ class Experiment:
     def points(self) -> int:
         return len(self.pipelines) * len(self.workers) * len(self.batch_sizes)
 
+    @property
+    def auto(self) -> bool:
+        """Rounds until each speedup is precise (--repeats auto), not a fixed count."""
+        return self.repeats == AUTO
+
+    @property
+    def rounds(self) -> int:
+        """The fixed count of rounds, or with --repeats auto the fewest."""
+        return self.repeats or LEAST_ROUNDS
+
     def epochs_per_point(self) -> int:
+        """Epochs a point takes at the fewest rounds (the progress bar's unit)."""
         timed = len(self.loaders) + (self.ceiling and self.step is None)  # the ceiling: one more side per round
-        return timed * (self.repeats + 1) + len(self.loaders) * self.memory_epochs
+        return timed * (self.rounds + 1) + len(self.loaders) * self.memory_epochs
 
     def spec(self, batch_size: int, workers: int) -> LoaderSpec:
         """The loaders' arguments at one point of the experiment."""

@@ -165,17 +165,17 @@ def profile(
     [pipeline] = plan.pipelines
     results = start_results(plan, "profile")  # the loaders' thread settings, applied here too
     keep_freed_memory()
-    found = profile_pipeline(plan.dataset, pipeline, exp.repeats, exp.seed, exp.on_error, progress=progress)
+    found = profile_pipeline(plan.dataset, pipeline, exp.rounds, exp.seed, exp.on_error, progress=progress)
     results = replace(results, profiled=found)
     on_save(results)
     if decoders:
         files = jpegs(plan.dataset)
-        speeds = decoder_speeds(files, decoders, pipeline.min_input_size, exp.repeats, progress=progress)
+        speeds = decoder_speeds(files, decoders, pipeline.min_input_size, exp.rounds, progress=progress)
         results = replace(results, profiled=replace(found, decoders=speeds))
         on_save(results)
         if loader is not None:
             spec = exp.spec(exp.batch_sizes[0], exp.workers[0])
-            points = loader_per_decoder(plan.dataset, pipeline, loader, spec, decoders, exp.repeats, progress=progress)
+            points = loader_per_decoder(plan.dataset, pipeline, loader, spec, decoders, exp.rounds, progress=progress)
             results = replace(results, points=tuple(points))
     results = replace(results, complete=True)
     on_save(results)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
@@ -24,7 +23,7 @@ from ..machine.cpu import CpuInfo as Cpu  # the cores a run could use, and why: 
 from .compared import Compared
 
 SCHEMA = "pdl.results"
-VERSION = 4
+VERSION = 5
 Kind = Literal[
     "run", "sweep-workers", "sweep-batch", "tune", "decode", "profile", "compare"
 ]  # what a results file holds: the command
@@ -107,7 +106,8 @@ class Point:
     speedup_rounds: tuple[float, ...]
     """The per-round ratios the median, min and max are taken from."""
     noisy: bool
-    """The rounds disagree by more than ``stats.NOISE_THRESHOLD`` of their median."""
+    """The speedup is uncertain: its 95% interval (``stats.rounds.interval``) is wider than ±the run's precision
+    (--precision, default 3%). Before schema 5: the rounds disagreed by more than 10% of their median."""
     images_per_s: float
     """Images per second at the median wall time."""
     startup_s: float
@@ -204,11 +204,16 @@ class Point:
     waited_s: float = 0.0
     """Seconds spent waiting for the machine to be quiet before or between this point's rounds."""
     ceiling: float | None = None
-    """The measured ceiling: median over rounds of the sequential loop's wall / that of ``workers`` independent copies
-    of it run at once, each over its share of the epoch (``loaders/ceiling.py``), in the same rounds. The most any
-    loader reaches here for this work; None when not measured (--no-ceiling, or an older file)."""
+    """The measured ceiling: median over its rounds of the sequential loop's wall / that of ``ceiling_copies``
+    independent copies of it run at once, sharing the epoch's images as free copies take them (``loaders/ceiling.py``),
+    in the same rounds as the loaders. The most any loader reaches here for this work; None when not measured
+    (--no-ceiling, or an older file)."""
     ceiling_rounds: tuple[float, ...] = ()
-    """The ceiling's per-round ratios, in round order."""
+    """The ceiling's per-round ratios, in the order of its own rounds (since schema 5 it may run in fewer or more
+    rounds than the point: it leaves them once its interval is precise)."""
+    ceiling_copies: int | None = None
+    """Copies of the sequential loop the ceiling ran: ``workers``, never more than the usable cores (more copies take
+    turns on the same cores). None in files before schema 5 (there: ``workers`` copies)."""
     side: str = ""
     """`pdl compare`: the side the point was measured on, "base" or "head"; empty for every other command."""
 
@@ -233,7 +238,7 @@ class Point:
                 raise ValueError(f"{name} must be a positive number. Found: {value!r}")
         if self.images_per_s < 0:
             raise ValueError(f"images_per_s must be a number >= 0. Found: {self.images_per_s!r}")
-        for name in ("stall_rounds", "calibration_s", "interference", "ceiling_rounds"):  # read beside the rounds
+        for name in ("stall_rounds", "calibration_s", "interference"):  # read beside the rounds
             if len(getattr(self, name)) not in (0, self.rounds):
                 raise ValueError(
                     f"{name} must hold one value per round ({self.rounds}) or none. Found: {len(getattr(self, name))}"
@@ -245,11 +250,11 @@ class Point:
 
     @property
     def of_ceiling(self) -> float | None:
-        """The loader's share of the measured ceiling (0.97: it reaches 97% of what the machine gives): the median
-        over rounds of its speedup / the ceiling's, both measured in that round (so the round's drift cancels)."""
-        if not self.ceiling or len(self.ceiling_rounds) != self.rounds:
+        """The loader's share of the measured ceiling (0.97: it reaches 97% of what the machine gives): its speedup
+        over the ceiling's, both medians of rounds measured in the same command."""
+        if not self.ceiling:
             return None
-        return float(statistics.median(s / c for s, c in zip(self.speedup_rounds, self.ceiling_rounds, strict=True) if c))
+        return self.speedup / self.ceiling
 
     def quiet(self) -> tuple[bool, ...]:
         """Per round: True when nothing else disturbed it (or when that was not measured: older files)."""
@@ -508,7 +513,14 @@ def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "version": 4}
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 5 measures rounds until each speedup is precise (a point's rounds and its ceiling's may differ),
+    marks a point noisy by its interval, and reads the loader's share of the ceiling as a ratio of medians: a
+    version-4 file's fields keep their values, now read that way."""
+    return {**data, "version": 5}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def _build(cls: type[R], data: Any, where: str) -> R:

@@ -26,7 +26,7 @@ from ..loaders.batching import STAGES
 from ..loaders.chunks import chunk_size
 from ..machine.contention import Interference, Watch
 from ..machine.cpu import cpu_info
-from ..stats.rounds import NOISE_THRESHOLD, impossible, median, percentile, speedup, stall_share, wait_share
+from ..stats.rounds import PRECISION, impossible, median, percentile, speedup, stall_share, wait_share, within
 from .calibrate import calibration_s
 from .memory import peak_memory
 from .records import Point, cluster_from_info
@@ -107,6 +107,39 @@ def time_epoch(
     )
 
 
+MAX_ROUNDS = 20  # auto: the most rounds a side gets, however noisy its rounds are
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """How many rounds: exactly ``least`` (a fixed count), or, with a ``precision``, at least ``least`` and then more
+    until every side's speedup interval is within it (each side leaves the rounds once it is), ``most`` rounds are
+    done, or the ``deadline`` (``time.monotonic()``) has passed."""
+
+    least: int
+    most: int
+    precision: float | None = None
+    deadline: float | None = None
+
+    @classmethod
+    def fixed(cls, rounds: int) -> RoundPlan:
+        return cls(rounds, rounds)
+
+    def more(self, done: int, now: float) -> bool:
+        """Whether another round may start after ``done`` kept rounds (the sides still uncertain decide if it must)."""
+        if done < self.least:
+            return True
+        if self.precision is None or done >= self.most:
+            return False
+        return self.deadline is None or now < self.deadline
+
+    def precise(self, ratios: Sequence[float]) -> bool:
+        """Whether these per-round ratios' interval is within the precision (never, below ``least`` rounds)."""
+        if self.precision is None or len(ratios) < self.least:
+            return False
+        return within(ratios, self.precision)
+
+
 @dataclass(frozen=True)
 class Workload:
     """One point's configuration: the same images, pipeline and loader arguments for every loader."""
@@ -115,28 +148,42 @@ class Workload:
     pipeline: Pipeline
     spec: LoaderSpec
     loaders: tuple[str, ...]  # the first is the baseline
-    repeats: int = 3
+    repeats: int = 3  # the rounds; with a precision, the fewest
     memory_epochs: int = 0  # epochs per loader, after the timed rounds, with memory sampled
     step: Step | None = None  # the consumer's simulated training step per batch (timed rounds only)
     cache: str = "warm"  # cold: the dataset's files evicted from the page cache before every timed epoch
     watch: Watch | None = None  # reads what else competes for the CPUs in each round (machine/contention.py); None: nothing
-    ceiling: bool = False  # also time N copies of the sequential loop in the same rounds: the measured bound
+    ceiling: bool = False  # also time copies of the sequential loop in the same rounds: the measured bound
+    precision: float | None = None  # rounds until each speedup's 95% interval is within ±this (None: exactly repeats)
+    deadline: float | None = None  # with a precision: no round starts after this time.monotonic()
+
+    def plan(self) -> RoundPlan:
+        if self.precision is None:
+            return RoundPlan.fixed(self.repeats)
+        return RoundPlan(self.repeats, max(self.repeats, MAX_ROUNDS), self.precision, self.deadline)
 
 
 def measure(
-    work: Workload, clock: Clock = time.perf_counter, progress: Progress | None = None, sleep: Sleep = time.sleep
+    work: Workload | Sequence[Workload],
+    clock: Clock = time.perf_counter,
+    progress: Progress | None = None,
+    sleep: Sleep = time.sleep,
 ) -> list[Point]:
-    """Warm up every loader (start-up and first batch timed apart), then ``repeats`` interleaved rounds.
+    """Warm up every loader (start-up and first batch timed apart), then interleaved rounds (``RoundPlan``).
 
-    Within a round every loader runs one epoch; the order flips each round so drift hits all sides alike.
-    Then, with ``memory_epochs``, each loader runs that many more epochs in a fresh process of its own with its
-    memory sampled (``memory.peak_memory``): sampling costs CPU, so it never runs during a timed epoch.
-    Returns one point per loader, the baseline included.
+    Within a round every loader runs one epoch; the order flips each round so drift hits all sides alike. Several
+    workloads (the worker counts of one pipeline and batch size: the same images, the same sequential loop) are
+    measured together: the baseline once, every workload's other loaders beside it. Then, with ``memory_epochs``,
+    each loader runs that many more epochs in a fresh process of its own with its memory sampled
+    (``memory.peak_memory``): sampling costs CPU, so it never runs during a timed epoch.
+    Returns one point per loader of each workload, the baseline first (once).
     """
+    works = [work] if isinstance(work, Workload) else list(work)
     tick = progress or (lambda _msg: None)
-    points = _timed(work, clock, tick, sleep)
-    if work.memory_epochs:
-        points = [_with_memory(work, kind, point, tick) for kind, point in zip(work.loaders, points, strict=True)]
+    points = _timed(works, clock, tick, sleep)
+    if works[0].memory_epochs:
+        kinds = [(works[0], works[0].loaders[0])] + [(w, k) for w in works for k in w.loaders[1:]]
+        points = [_with_memory(w, kind, point, tick) for (w, kind), point in zip(kinds, points, strict=True)]
     return points
 
 
@@ -146,21 +193,42 @@ def _with_memory(work: Workload, kind: str, point: Point, tick: Progress) -> Poi
     return replace(point, memory_peak_mb=tuple(float(m) for m in memory["memory_peak_mb"]), batch_mb=float(memory["batch_mb"]))
 
 
-def _timed(work: Workload, clock: Clock, tick: Progress, sleep: Sleep = time.sleep) -> list[Point]:
-    cold = ColdCache(work.dataset) if work.cache == "cold" else None
-    names = tuple(k for k in work.loaders if k != CEILING)
+def ceiling_copies(workers: int) -> int:
+    """The ceiling a point of ``workers`` is read against: as many copies of the sequential loop as it has workers,
+    never more than the usable cores (more copies only take turns on the same cores, and the most a loader can
+    reach is what the cores give)."""
+    return max(1, min(workers, cpu_info().usable))
+
+
+def _timed(works: Sequence[Workload], clock: Clock, tick: Progress, sleep: Sleep = time.sleep) -> list[Point]:
+    first = works[0]
+    cold = ColdCache(first.dataset) if first.cache == "cold" else None
+    sides = [(first, first.loaders[0])] + [(w, k) for w in works for k in w.loaders[1:] if k != CEILING]
+    names = [k if len(works) == 1 else f"{k} {w.spec.num_workers}w" for w, k in sides]
+    names[0] = first.loaders[0]
     # with a step, the bound is the step's (the "of ideal images/s" column): the copies take no step, so their
     # ratio to a sequential loop that does would read past the cores (2.71× on 2)
-    if work.ceiling and work.spec.num_workers > 0 and work.step is None:
-        names += (CEILING,)
-    sides = [(work, kind) for kind in names]
+    bounds: dict[int, int] = {}  # copies → its side
+    if first.ceiling and first.step is None:
+        for n in sorted({ceiling_copies(w.spec.num_workers) for w in works if w.spec.num_workers > 0}):
+            bounds[n] = len(sides)
+            sides.append((replace(first, spec=replace(first.spec, num_workers=n)), CEILING))
+            names.append(f"{CEILING} {n}" if len(works) > 1 else CEILING)
     points = side_by_side(sides, names, clock, tick, sleep, cold.evict if cold is not None else None)
-    if CEILING in names:  # not a loader's point: the bound every other point is read against
-        bound = points.pop(names.index(CEILING))
-        points = [replace(p, ceiling=bound.speedup, ceiling_rounds=bound.speedup_rounds) for p in points]
+    found = {n: points[i] for n, i in bounds.items()}
+    points = points[: len(points) - len(bounds)]
+    if found:  # not a loader's point: the bound every other point is read against
+        points = [
+            p if p.workers == 0 else _bounded(p, found[ceiling_copies(p.workers)])
+            for p in points
+        ]  # fmt: skip
     if cold is not None:
         points = [replace(p, cache="cold", cache_resident=cold.resident) for p in points]
     return points
+
+
+def _bounded(p: Point, bound: Point) -> Point:
+    return replace(p, ceiling=bound.speedup, ceiling_rounds=bound.speedup_rounds, ceiling_copies=bound.workers)
 
 
 def side_by_side(
@@ -172,8 +240,8 @@ def side_by_side(
     before_epoch: Callable[[], object] | None = None,
 ) -> list[Point]:
     """One loader per (workload, loader kind), timed in the same interleaved rounds (``interleaved``), each point's
-    speed-up against the first side's. The loaders are made and closed here (on error and Ctrl-C too); what a peer
-    loader left running is stopped by ``close`` and counted in its point's ``left_behind``."""
+    speed-up against the first side's in the rounds it ran in. The loaders are made and closed here (on error and
+    Ctrl-C too); what a peer loader left running is stopped by ``close`` and counted in its point's ``left_behind``."""
     first = sides[0][0]
     with ExitStack() as stack:
         loaders = []
@@ -182,13 +250,14 @@ def side_by_side(
             stack.callback(loader.close)
             loaders.append(loader)
         warm, runs, rounds = interleaved(
-            loaders, names, first.repeats, clock, tick, first.step, sleep, before_epoch, calibration_s, first.watch
+            loaders, names, first.plan(), clock, tick, first.step, sleep, before_epoch, calibration_s, first.watch
         )
-        points = [make_point(sides[i][0], loaders[i], warm[i], runs[i], runs[0], warm[0].digest) for i in range(len(loaders))]
-    return [
-        replace(p, left_behind=int(getattr(loader, "left_behind", 0)), **rounds.fields())
-        for p, loader in zip(points, loaders, strict=True)
-    ]
+        points = []
+        for i, (work, _) in enumerate(sides):
+            kept = sorted(runs[i])
+            point = make_point(work, loaders[i], warm[i], [runs[i][r] for r in kept], [runs[0][r] for r in kept], warm[0].digest)
+            points.append(replace(point, left_behind=int(getattr(loaders[i], "left_behind", 0)), **rounds.fields(kept)))
+    return points
 
 
 @dataclass
@@ -201,9 +270,11 @@ class Rounds:
     waited_s: float = 0.0
     redone_why: str = ""  # what disturbed the first round measured again
 
-    def fields(self) -> dict[str, Any]:
+    def fields(self, kept: Sequence[int] | None = None) -> dict[str, Any]:
+        """A point's fields of these rounds; ``kept``: the round numbers it ran in (default: all)."""
+        seen = self.interference if kept is None or not self.interference else [self.interference[r] for r in kept]
         return {
-            "interference": tuple(self.interference),
+            "interference": tuple(seen),
             "redone": self.redone,
             "waited_s": self.waited_s,
             "redone_why": self.redone_why,
@@ -213,7 +284,7 @@ class Rounds:
 def interleaved(
     loaders: Sequence[Loader],
     names: Sequence[str],
-    repeats: int,
+    plan: RoundPlan | int,
     clock: Clock = time.perf_counter,
     tick: Progress = lambda _msg: None,
     step: Step | None = None,
@@ -221,16 +292,20 @@ def interleaved(
     before_epoch: Callable[[], object] | None = None,
     calibrate: Callable[[], float] | None = None,
     watch: Watch | None = None,
-) -> tuple[list[WarmUp], list[list[EpochTiming]], Rounds]:
-    """Warm every loader up, then ``repeats`` rounds of one timed epoch each, the order flipping every round so
-    drift hits all sides alike. Returns the warm-ups and each loader's epochs, in ``loaders``' order. The caller
-    owns (and closes) the loaders; ``before_epoch`` runs before every warm-up and timed epoch (cache eviction).
-    ``calibrate`` is timed before and after every round; each epoch of the round records the mean of the two.
+    now: Callable[[], float] = time.monotonic,
+) -> tuple[list[WarmUp], list[dict[int, EpochTiming]], Rounds]:
+    """Warm every loader up, then rounds of one timed epoch each, the order flipping every round so drift hits all
+    sides alike. ``plan``: a fixed count, or rounds until every side's speedup over the first (the baseline, in every
+    round) is precise (``RoundPlan``): a side whose interval is within the precision leaves the rounds. Returns the
+    warm-ups and each loader's epochs by round number, in ``loaders``' order. The caller owns (and closes) the
+    loaders; ``before_epoch`` runs before every warm-up and timed epoch (cache eviction). ``calibrate`` is timed
+    before and after every round; each epoch of the round records the mean of the two.
 
     With a ``watch`` (``contention.Watch``), the machine is read around the warm-ups and every round. A busy
     warm-up is followed by a wait for quiet (within the watch's budget); a disturbed round is measured again after
-    one (at most ``repeats`` times in all), so the rounds kept are quiet ones wherever quiet could be had; the
+    one (at most ``plan.least`` times in all), so the rounds kept are quiet ones wherever quiet could be had; the
     returned ``Rounds`` says what each kept round saw."""
+    plan = RoundPlan.fixed(plan) if isinstance(plan, int) else plan
     rounds = Rounds()
     waited0 = watch.waited_s if watch is not None else 0.0
     before = watch.reading() if watch is not None else None
@@ -239,25 +314,30 @@ def interleaved(
         watch.follow(pid for loader in loaders for pid in loader.worker_pids)
         seen = watch.between(before, watch.reading())  # the warm-ups were the first look: no wait when quiet
         watch.wait_quiet(seen)
-    runs: list[list[EpochTiming]] = [[] for _ in loaders]
+    runs: list[dict[int, EpochTiming]] = [{} for _ in loaders]
+    active = list(range(len(loaders)))
     r = 0
-    while r < repeats:
+    while plan.more(r, now()) and (r < plan.least or len(active) > 1):
         start = watch.reading() if watch is not None else None
         opened = calibrate() if calibrate is not None else None
-        for timings, epoch in zip(runs, one_round(loaders, names, r, clock, tick, step, sleep, before_epoch), strict=True):
-            timings.append(epoch)
+        for i, epoch in zip(
+            active,
+            one_round([loaders[i] for i in active], [names[i] for i in active], r, clock, tick, step, sleep, before_epoch),
+            strict=True,
+        ):
+            runs[i][r] = epoch
         if calibrate is not None and opened is not None:
             mean = (opened + calibrate()) / 2
-            for timings in runs:
-                timings[-1].calibration_s = mean
+            for i in active:
+                runs[i][r].calibration_s = mean
         if watch is not None and start is not None:
             seen = watch.between(start, watch.reading())
             stalled = tuple(said for loader in loaders for said in loader.stalls())
             if stalled:  # a worker of pdl's own that stopped: the round says nothing about the loader
                 seen = replace(seen, stalled=stalled)
-            if seen.disturbed and rounds.redone < repeats and watch.wait_quiet(seen):
-                for timings in runs:
-                    timings.pop()
+            if seen.disturbed and rounds.redone < plan.least and watch.wait_quiet(seen):
+                for i in active:
+                    del runs[i][r]
                 rounds.redone += 1
                 rounds.redone_why = rounds.redone_why or seen.describe()
                 continue
@@ -265,6 +345,11 @@ def interleaved(
                 watch.refuse(seen)  # --if-busy fail: a disturbed round is never kept
             rounds.interference.append(seen)
         r += 1
+        base = runs[0]
+        active = [0] + [
+            i for i in active[1:]
+            if not plan.precise([base[k].wall_s / e.wall_s for k, e in runs[i].items() if e.wall_s > 0])
+        ]  # fmt: skip
     rounds.waited_s = (watch.waited_s - waited0) if watch is not None else 0.0
     return warm, runs, rounds
 
@@ -375,7 +460,7 @@ def make_point(
         speedup_min=sp.low,
         speedup_max=sp.high,
         speedup_rounds=sp.rounds,
-        noisy=sp.noisy(NOISE_THRESHOLD),
+        noisy=len(sp.rounds) > 1 and not within(sp.rounds, work.precision or PRECISION),
         images_per_s=runs[0].images / med(walls) if med(walls) > 0 else 0.0,
         startup_s=warm.startup_s,
         first_batch_s=warm.first_batch_s,

@@ -133,7 +133,7 @@ def check_tune(exp: Experiment, max_workers: int, budget_s: float | None) -> Non
     """Everything tune needs beyond a valid experiment: a step, bounds, enough rounds."""
     if exp.step is None:
         raise ConfigError("pdl tune needs a training step to keep fed: add --step-ms, e.g. --step-ms 200 or 0.5/img")
-    check_search(max_workers, budget_s, exp.repeats)
+    check_search(max_workers, budget_s, exp.rounds)
 
 
 def check_search(max_workers: int, budget_s: float | None, repeats: int) -> None:
@@ -199,7 +199,7 @@ def tune(
     def measure_one(workers: int, prefetch: int) -> Trial:
         nonlocal results
         spec = replace(exp.spec(batch_size, workers), prefetch=prefetch)
-        work = Workload(plan.dataset, pipeline, spec, (kind,), exp.repeats, 0, exp.step, watch=watch)
+        work = Workload(plan.dataset, pipeline, spec, (kind,), exp.rounds, 0, exp.step, watch=watch)
         [point] = measure(work, progress=lambda msg: tick(f"{workers} workers, prefetch {prefetch}: {msg}"))
         results = replace(results, points=(*results.points, point))
         on_save(results)
@@ -222,7 +222,10 @@ def tune(
     # a loader that does not prefetch across epochs takes no such argument: nothing to say in its call
     told = summary(tuning, cls.__name__, batch_size, exp.prefetch_epochs or not cls.prefetches_epochs)
     if exp.ceiling:
-        work = Workload(plan.dataset, pipeline, spec, (BASELINE, kind), exp.repeats, watch=watch, ceiling=True)
+        precision = exp.precision if exp.auto else None
+        work = Workload(
+            plan.dataset, pipeline, spec, (BASELINE, kind), exp.rounds, watch=watch, ceiling=True, precision=precision
+        )
         _, unstepped = measure(work, progress=lambda msg: tick(f"ceiling at {chosen.workers} workers: {msg}"))
         told = replace(told, ceiling_check=unstepped)
     results = replace(results, points=points, tuned=told, complete=True)

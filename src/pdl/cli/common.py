@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,6 @@ from rich.text import Text
 from ..bench.experiment import Experiment, option
 from ..bench.files import ResultWriter
 from ..bench.records import ResultSet
-from ..bench.timing import Progress
 from ..errors import PdlError, ResultsNotSaved
 from ..loaders.spec import LoaderSpec
 
@@ -188,45 +188,68 @@ class Recording:
 
 
 @contextmanager
-def recording(results_dir: Path, kind: str, what: str, ticks: int, quiet: bool) -> Iterator[tuple[Recording, Progress]]:
+def recording(
+    results_dir: Path, kind: str, what: str, ticks: int, quiet: bool, seconds: float | None = None
+) -> Iterator[tuple[Recording, Bar]]:
     """Around a measurement: a writer that saves after each step (an interruption says where ``what`` measured so
-    far is kept, or leaves no empty file) and a progress bar over ``ticks`` epochs."""
+    far is kept, or leaves no empty file) and a progress bar over ``ticks`` epochs, or over ``seconds`` of budget."""
     writer = ResultWriter(results_dir, kind)
-    with keeping(writer, what), progress_bar(ticks, quiet) as tick:
+    with keeping(writer, what), progress_bar(ticks, quiet, seconds) as tick:
         yield Recording(writer, quiet), tick
 
 
+class Bar:
+    """A command's progress: ``bar(msg)`` after each epoch, ``bar.status(msg)`` for why it waits (a busy machine),
+    ``bar.points(done, total, uncertain)`` after each group of points. Over a count of epochs, or over a budget of
+    seconds (--repeats auto: how many rounds is not known up front). Without a Rich bar (--quiet) it only lets a
+    signal through."""
+
+    def __init__(self, update: Callable[[str, float | None], None] | None = None, seconds: float | None = None) -> None:
+        self.update, self.seconds = update, seconds
+        self.started = time.monotonic()
+        self.done = ""
+
+    def __call__(self, msg: str) -> None:
+        if self.update is not None:
+            if self.seconds is None:
+                self.update(msg, None)
+            else:
+                left = max(0.0, self.seconds - (time.monotonic() - self.started))
+                self.update(f"{self.done}{msg} · {left:.0f} s left", time.monotonic() - self.started)
+        check_signals()
+
+    def status(self, msg: str) -> None:
+        if self.update is not None:
+            self.update(msg, -1.0)
+        check_signals()
+
+    def points(self, done: int, total: int, uncertain: int) -> None:
+        self.done = f"{done}/{total} points" + (f", {uncertain} uncertain" if uncertain else "") + " · "
+
+
 @contextmanager
-def progress_bar(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
-    """A Rich progress bar with ETA over the epochs to run; nothing with --quiet. ``status(tick)`` is its line
-    for a wait that is not a step (a busy machine)."""
+def progress_bar(total: int, quiet: bool, seconds: float | None = None) -> Iterator[Bar]:
+    """A Rich progress bar with ETA over the epochs to run (or with ``seconds``: elapsed against that budget);
+    nothing with --quiet."""
     if quiet:
-
-        def silent(_msg: str) -> None:
-            check_signals()
-
-        silent.status = silent  # type: ignore[attr-defined]
-        yield silent
+        yield Bar()
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-    )  # fmt: skip
+    counted = (MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), *(counted if seconds is None else (TimeElapsedColumn(),)))
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("measuring", total=total)
+        task = bar.add_task("measuring", total=total if seconds is None else seconds)
 
-        def tick(msg: str) -> None:
-            bar.update(task, advance=1, description=msg)
-            check_signals()
+        def update(msg: str, elapsed: float | None) -> None:
+            if elapsed is None:  # an epoch done
+                bar.update(task, advance=1, description=msg)
+            elif elapsed < 0:  # a status: no step
+                bar.update(task, description=msg)
+            else:
+                bar.update(task, completed=elapsed, description=msg)
 
-        def status(msg: str) -> None:  # why it waits: the bar's line, not a step
-            bar.update(task, description=msg)
-            check_signals()
-
-        tick.status = status  # type: ignore[attr-defined]
-        yield tick
+        yield Bar(update, seconds)
 
 
 def status(tick: Callable[[str], None]) -> Callable[[str], None]:

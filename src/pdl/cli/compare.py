@@ -45,7 +45,7 @@ BASE_FIELDS = {  # --base-X: the Experiment field it sets on the base side
 
 
 @guarded
-@measuring_options(leave_out=("repeats", "ceiling"))
+@measuring_options(leave_out=("repeats", "ceiling", "precision", "max_time"))
 def compare_cmd(
     shared: Shared,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Head: shipped level or YAML path.")] = "medium",

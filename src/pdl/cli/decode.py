@@ -39,7 +39,7 @@ def decode_cmd(
         batch_sizes=(batch_size,),
     )
     plan = prepare(exp, inputs_maker(shared.inputs, shared.quiet))  # bad input fails here, before anything is printed or written
-    ticks = len(plan.pipelines) * epochs_per_pipeline(exp.repeats)
+    ticks = len(plan.pipelines) * epochs_per_pipeline(exp.rounds)
     with recording(shared.results, "decode", "pipelines", ticks, shared.quiet) as (rec, tick):
         results, _ = decode_gains(plan, rec.save, tick)
     rec.done([decode_grid(results)])

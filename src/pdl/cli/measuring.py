@@ -7,11 +7,11 @@ from pathlib import Path
 
 from ..bench.experiment import Experiment
 from ..bench.records import ResultSet
-from ..bench.runner import execute, prepare
+from ..bench.runner import budget_of, execute, prepare
 from ..data.cache import IGNORED_ABOVE
 from ..machine.cpu import cpu_info
 from ..report.render import grids
-from .common import err, recording, status
+from .common import err, recording
 
 
 def measure_and_report(
@@ -24,8 +24,9 @@ def measure_and_report(
             f"[yellow]note:[/] {max(exp.workers)} workers exceed the {usable} usable cores: such points are "
             "oversubscribed (marked ⚠ in the sweeps), so their speedup is bounded by the cores, not the loader"
         )
-    with recording(results_dir, exp.kind, "points", exp.points * exp.epochs_per_point(), quiet) as (rec, tick):
-        results = execute(plan, rec.save, tick, status(tick))
+    seconds = budget_of(exp) if exp.auto else None
+    with recording(results_dir, exp.kind, "points", exp.points * exp.epochs_per_point(), quiet, seconds) as (rec, bar):
+        results = execute(plan, rec.save, bar, bar.status, bar.points)
     rec.done(grids(results, stages=stages), *([cold_line(results)] if exp.cache == "cold" else []))
     return results
 

@@ -18,22 +18,49 @@ from typing import Annotated, Any, get_args, get_type_hints
 
 import typer
 
-from ..bench.experiment import Experiment, IfBusy
+from ..bench.experiment import AUTO, Experiment, IfBusy
 from ..bench.step import StepKind
 from ..data.cache import Cache
 from ..data.decoders import NAMES as DECODERS
 from ..errors import ConfigError
 from ..loaders import BASELINE, LOADERS, installed
 from ..loaders.spec import AugmentIn, OnError, StartMethod
+from ..stats.rounds import parse_share
 from .common import path_value, say
 
 ALL = "all"  # --loaders all: every loader installed here
+AUTO_WORD = "auto"  # --repeats auto
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Experiment)}
 
 
 def choices(name: str, literal: Any) -> type[Enum]:
     """A str Enum of a Literal's values: Typer validates it and ``--help`` lists them."""
     return Enum(name, {value: value for value in get_args(literal)}, type=str)  # type: ignore[return-value]
+
+
+def repeats_value(text: str | int) -> int:
+    """``--repeats``: auto (0: rounds until precise) or a whole number >= 1."""
+    if isinstance(text, int):
+        return text
+    if text.strip().lower() == AUTO_WORD:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise typer.BadParameter(f"{text!r}: give auto, or a whole number of rounds >= 1, e.g. 5")
+    return value
+
+
+def share_value(option: str, text: str | float) -> float:
+    """A share given as ``3%`` or ``0.03``; a bad one is the option's one line."""
+    if isinstance(text, float):
+        return text
+    try:
+        return parse_share(option, text, "give a share between 0 and 1, e.g. 3% or 0.03")
+    except ConfigError:
+        raise typer.BadParameter(f"{text!r}: give a share between 0 and 1, e.g. 3% or 0.03") from None
 
 
 AugmentInChoice = choices("AugmentInChoice", AugmentIn)
@@ -74,6 +101,8 @@ class Shared:
     wait_quiet: float = _DEFAULTS["wait_quiet"]
     ceiling: bool = _DEFAULTS["ceiling"]
     if_busy: Enum | None = None
+    precision: float = _DEFAULTS["precision"]
+    max_time: float | None = None
 
     def experiment(self, inputs: Path, **fields: Any) -> Experiment:
         """The command's Experiment: its own fields plus these (choices as their values); the baseline is always
@@ -134,7 +163,39 @@ _SHARED: dict[str, tuple[Any, Any]] = {  # name: (annotated type, default)
         Annotated[int, typer.Option(help="Images per task for the loaders that split batches (process, thread); 0: auto.")],
         _DEFAULTS["chunk_size"],
     ),
-    "repeats": (Annotated[int, typer.Option(help="Measured rounds per point (after one warm-up).")], _DEFAULTS["repeats"]),
+    "repeats": (
+        Annotated[
+            int,
+            typer.Option(
+                parser=repeats_value,
+                metavar="auto|N",
+                help="Measured rounds per point, after one warm-up: auto (at least 3, then more until the speedup's 95% "
+                "interval is within --precision, or --max-time ends) or a fixed number.",
+            ),
+        ],
+        "auto",
+    ),
+    "precision": (
+        Annotated[
+            float,
+            typer.Option(
+                parser=lambda text: share_value("--precision", text),
+                metavar="SHARE",
+                help="--repeats auto: the speedup interval's ± to reach, e.g. 3% or 0.03.",
+            ),
+        ],
+        f"{_DEFAULTS['precision']:.0%}",
+    ),
+    "max_time": (
+        Annotated[
+            float | None,
+            typer.Option(
+                help="Seconds for the whole command (default: run 60, the sweeps 180): --repeats auto gives the points "
+                "still uncertain more rounds until then; each point gets at least 3."
+            ),
+        ],
+        None,
+    ),
     "limit": (Annotated[int | None, typer.Option(help="Use only the first N images.")], _DEFAULTS["limit"]),
     "seed": (Annotated[int, typer.Option(help="Seed for shuffling and augmentation.")], _DEFAULTS["seed"]),
     "augment_in": (

@@ -60,7 +60,7 @@ def profile_cmd(
         batch_sizes=(batch_size,),
     )
     plan = prepare(exp, inputs_maker(shared.inputs, shared.quiet))  # bad input fails here, before anything is printed or written
-    total = ticks(exp.repeats, bool(names), (1 + len(names)) if loader else 0)
+    total = ticks(exp.rounds, bool(names), (1 + len(names)) if loader else 0)
     with recording(shared.results, "profile", "measurements", total, shared.quiet) as (rec, tick):
         results = profile(plan, names, loader, rec.save, tick)
     rec.done(grids(results))

@@ -45,7 +45,7 @@ def tune_cmd(
     )
     check_tune(exp, most, budget_s)
     plan = prepare(exp, inputs_maker(shared.inputs, shared.quiet))  # bad input fails here, before anything is printed or written
-    ticks = (most + 1) * (exp.repeats + 1) + 1 + 3 * (exp.repeats + 1) * exp.ceiling
+    ticks = (most + 1) * (exp.rounds + 1) + 1 + 3 * (exp.rounds + 1) * exp.ceiling
     with recording(shared.results, "tune", "trials", ticks, shared.quiet) as (rec, tick):
         results, _ = tune(plan, most, target, budget_s, rec.save, tick, status(tick))
     rec.done([tune_grid(results)])

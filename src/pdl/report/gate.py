@@ -235,7 +235,15 @@ def compare(current: ResultSet, baseline: ResultSet, limits: Limits = Limits(), 
         notes += [note] if note else []
     else:
         notes.append("another machine: images/s not compared (it depends on the machine); speedups only")
+    if any(v.status == "inconclusive" for v in verdicts):
+        notes.append(COMPARE_NOTE)
     return Gate(tuple(verdicts), tuple(notes), limits)
+
+
+COMPARE_NOTE = (
+    "a stored baseline cannot separate a change from the host's drift between the two runs: measure base and head "
+    "in the same job, in interleaved pairs, with `pdl compare` (docs/ci-gate.md)"
+)
 
 
 def _speedups(current: ResultSet, baseline: ResultSet, threshold: float) -> list[Verdict]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..bench.records import Point
 from ..machine.contention import OTHERS_LIMIT, STEAL_LIMIT, busy_summary, throttle_summary
-from ..stats.rounds import NOISE_THRESHOLD
+from ..stats.rounds import interval
 
 BEST = "★"
 
@@ -34,11 +35,26 @@ def ratio(value: float) -> str:
 
 
 def speedup_cell(p: Point) -> str:
-    """'1.85× (1.80–1.90)': median of per-round ratios with their min–max; '~' marks a noisy point."""
+    """'1.85× (1.82–1.88)': median of per-round ratios with its 95% interval; '~' marks an uncertain point (its
+    interval wider than the run's precision)."""
     flag = (NOISY if p.noisy else "") + (DISTURBED if p.disturbed else "") + (BUSY if p.busy_rounds() else "")
-    if len(p.speedup_rounds) < 2:
+    found = interval(p.speedup_rounds)
+    if found is None:
         return f"{ratio(p.speedup)}{flag}"
-    return f"{ratio(p.speedup)} ({p.speedup_min:.2f}–{p.speedup_max:.2f}){flag}"
+    return f"{ratio(p.speedup)} ({found[0]:.2f}–{found[1]:.2f}){flag}"
+
+
+def of_ceiling_bounds(p: Point) -> tuple[float, float] | None:
+    """The 95% interval of the loader's share of its ceiling: the two intervals' widths combined (independent
+    rounds: their log half-widths add in quadrature); None without a ceiling or with fewer than two rounds of either."""
+    share = p.of_ceiling
+    if share is None:
+        return None
+    mine, bound = interval(p.speedup_rounds), interval(p.ceiling_rounds)
+    if mine is None or bound is None:
+        return None
+    half = math.hypot(math.log(mine[1] / mine[0]) / 2, math.log(bound[1] / bound[0]) / 2)
+    return share * math.exp(-half), share * math.exp(half)
 
 
 def noise_notes(points: Sequence[Point]) -> list[str]:
@@ -63,9 +79,11 @@ def noise_notes(points: Sequence[Point]) -> list[str]:
         )
     noisy = [p for p in points if p.noisy]
     if noisy:
+        most = max(p.rounds for p in noisy)
         notes.append(
-            f"{NOISY} {len(noisy)} point(s) noisy: their rounds disagree by more than {NOISE_THRESHOLD:.0%}; "
-            f"{_why_noisy(noisy)}; re-run with more --repeats before trusting them"
+            f"{NOISY} {len(noisy)} point(s) uncertain: the speedup's 95% interval is wider than the precision asked for "
+            f"(--precision) after up to {most} rounds; {_why_noisy(noisy)}; give them more time (--max-time) or rounds "
+            "before trusting them"
         )
     disturbed = [p for p in points if p.disturbed]
     if disturbed:

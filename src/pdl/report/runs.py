@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from ..bench.records import Point, ResultSet
 from ..loaders import BASELINE, equivalent
-from ..stats.rounds import TARGET_STALL, median
-from .grid import Grid, noise_notes, ratio, speedup_cell
+from ..stats.rounds import TARGET_STALL, interval, median
+from .grid import Grid, noise_notes, of_ceiling_bounds, ratio, speedup_cell
 from .stall import cores_needed, cpu_ms_per_image
 
 
@@ -77,6 +77,13 @@ def ceiling_cell(p: Point) -> str:
     return f"{p.of_ceiling:.0%} of {ratio(p.ceiling)}"
 
 
+def ceiling_range(p: Point) -> str:
+    """'1.91× (1.87–1.95)': the ceiling with its 95% interval (its own rounds)."""
+    found = interval(p.ceiling_rounds)
+    said = ratio(p.ceiling or 0)
+    return said if found is None else f"{said} ({found[0]:.2f}–{found[1]:.2f})"
+
+
 def ceiling_notes(pts: Sequence[Point], usable: int) -> list[str]:
     """What the ceiling is, and for each loader whether the loader or the machine is the limit."""
     measured = [p for p in pts if p.loader != BASELINE and p.ceiling]
@@ -84,8 +91,8 @@ def ceiling_notes(pts: Sequence[Point], usable: int) -> list[str]:
         return []
     first = measured[0]
     notes = [
-        f"ceiling: {copies(first.workers)} of the sequential loop at once, each over its share of the epoch, in the same "
-        f"rounds: {ratio(first.ceiling or 0)} ({ratio(min(first.ceiling_rounds))}–{ratio(max(first.ceiling_rounds))}), "
+        f"ceiling: {copies(first.ceiling_copies or first.workers)} of the sequential loop at once, sharing the epoch's "
+        f"images as each is free, in the same rounds: {ceiling_range(first)} in {len(first.ceiling_rounds)} rounds, "
         f"where the core count says {min(first.workers, usable)}×; the most any loader reaches here for this work"
     ]
     notes += [f"{p.loader} ({n_workers(p.workers)}): {limit_line(p)}" for p in measured]
@@ -106,12 +113,32 @@ AT_CEILING = 0.95  # a loader at 95% or more of the measured ceiling: the machin
 
 
 def limit_line(p: Point) -> str:
-    """'1.80× of a 1.86× ceiling: 97%: the machine is the limit', or that the loader leaves speed on the table."""
+    """'1.80× of a 1.86× ceiling: 97% (95–99%): the machine is the limit', drawn from the share's 95% interval:
+    the machine is the limit when the whole interval is at ``AT_CEILING`` or more; the loader leaves speed on the
+    table when it is all below; above the ceiling beyond the noise is the ceiling's defect; else it cannot tell."""
     share = p.of_ceiling or 0.0
+    bounds = of_ceiling_bounds(p)
     said = f"{ratio(p.speedup)} of a {ratio(p.ceiling or 0)} ceiling: {share:.0%}"
-    if share >= AT_CEILING:
+    if bounds is None:  # one round: no interval, the point estimate alone
+        return said + (
+            ": at the machine's limit (one round: no interval)"
+            if share >= AT_CEILING
+            else ": below the machine's limit (one round: no interval)"
+        )
+    low, high = bounds
+    said += f" ({low:.0%}–{high:.0%})"
+    if low > 1 + (1 - AT_CEILING):
+        return (
+            said
+            + ": above its ceiling beyond the noise: the ceiling under-measures this machine here (pdl's defect, not a result)"
+        )
+    if low >= AT_CEILING:
         return said + ": the machine is the limit here, not the loader"
-    return said + f": the loader leaves {1 - share:.0%} of what the machine gives on the table"
+    if high < AT_CEILING:
+        return said + f": the loader leaves about {1 - share:.0%} of what the machine gives on the table"
+    return (
+        said + f": within noise of {AT_CEILING:.0%} of the ceiling: more rounds would tell the loader's limit from the machine's"
+    )
 
 
 STALL_COLUMNS = ["stall", "1st batch", "of ideal images/s", "wait p50/p90/p99 ms"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..bench.records import Point, ResultSet
 from ..loaders import BASELINE
-from ..stats.rounds import CLAIM_ALPHA, evidence, ideal_speedup, median
+from ..stats.rounds import ideal_speedup, interval, median
 from .grid import BEST, Grid, noise_notes, ratio, speedup_cell
 from .runs import AT_CEILING, STALL_COLUMNS, STALL_NOTE, limit_line, stall_cells, step_title
 from .stall import answer, answer_line
@@ -127,20 +127,22 @@ def quiet_line(by_w: dict[int, Point], usable: int) -> str:
 
 
 def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:
-    """The row's conclusion, only as far as its rounds support it (a one-sided rank test at ``CLAIM_ALPHA``):
-    'best' when the others are lower with evidence; 'slows it down' when more workers are; else it says which
-    counts cannot be told apart from the best."""
+    """The row's conclusion, only as far as the speedups' 95% intervals (of the quiet rounds) support it: 'best' when
+    the others' intervals lie wholly below the best's; 'within noise of' those that overlap it; 'slows it down' when
+    every count past the best is below it."""
     w = best.workers
+    bounds = {k: interval(quiet_rounds(p) or p.speedup_rounds) for k, p in by_w.items()}
+    top = bounds[w]
 
-    def lower(p: Point) -> bool:
-        found = evidence(quiet_rounds(best) or best.speedup_rounds, quiet_rounds(p) or p.speedup_rounds, CLAIM_ALPHA)
-        return found.significant and found.change < 0
+    def lower(k: int) -> bool:
+        found = bounds[k]
+        return top is not None and found is not None and found[1] < top[0]
 
-    tied = [k for k, p in sorted(by_w.items()) if p is not best and not lower(p)]
+    tied = [k for k in sorted(by_w) if k != w and not lower(k)]
     if len(tied) == len(by_w) - 1 and tied:
         return (
-            f"cannot tell the worker counts apart: {w} workers measured highest ({ratio(best.speedup)}), but no other "
-            f"count's rounds are lower with evidence (need p ≤ {CLAIM_ALPHA:g}: re-run with more --repeats)"
+            f"cannot tell the worker counts apart: {w} workers measured highest ({ratio(best.speedup)}), but every other "
+            "count's 95% interval overlaps its (give it more --max-time, or rounds)"
         )
     line = f"best: {w} workers ({ratio(median(quiet_rounds(best) or best.speedup_rounds))})"
     if tied:
@@ -148,9 +150,9 @@ def best_line(by_w: dict[int, Point], best: Point, usable: int) -> str:
     beyond = [k for k in sorted(by_w) if k > w]
     slower = [k for k in beyond if k not in tied]
     if slower == beyond and slower:
-        return line + f"; adding workers past {w} slows it down (rank test, p ≤ {CLAIM_ALPHA:g})"
+        return line + f"; adding workers past {w} slows it down (95% intervals apart)"
     if slower:
-        return line + f"; {', '.join(map(str, slower))} workers are slower (rank test, p ≤ {CLAIM_ALPHA:g})"
+        return line + f"; {', '.join(map(str, slower))} workers are slower (95% intervals apart)"
     if w == max(by_w) and len(by_w) > 1:
         return line + (f"; the {usable} usable cores bound it" if w >= usable else "; more workers may still help")
     return line

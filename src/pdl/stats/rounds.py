@@ -46,6 +46,35 @@ def speedup(baseline_s: Sequence[float], candidate_s: Sequence[float]) -> Speedu
     return Speedup(statistics.median(ratios), min(ratios), max(ratios), ratios)
 
 
+CONFIDENCE = 0.95  # of every interval a table shows
+PRECISION = 0.03  # --repeats auto: rounds until a speedup's 95% interval is within ±3%
+
+
+def interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The confidence interval of per-round ratios' centre: Student's t on their logs (a ratio's noise is a share
+    of it), so it exists from two rounds on, where a rank-based interval needs six; None with fewer than two."""
+    if len(ratios) < 2:
+        return None
+    from scipy.stats import t
+
+    logs = [math.log(r) for r in ratios]
+    centre, spread = statistics.fmean(logs), statistics.stdev(logs)
+    half = float(t.ppf((1 + confidence) / 2, len(logs) - 1)) * spread / math.sqrt(len(logs))
+    return math.exp(centre - half), math.exp(centre + half)
+
+
+def half_width(ratios: Sequence[float], confidence: float = CONFIDENCE) -> float | None:
+    """The interval's ± as a share of its centre (0.03: ±3%); None with fewer than two rounds."""
+    found = interval(ratios, confidence)
+    return None if found is None else math.sqrt(found[1] / found[0]) - 1
+
+
+def within(ratios: Sequence[float], precision: float, confidence: float = CONFIDENCE) -> bool:
+    """Whether the ratios' interval is within ±``precision``."""
+    half = half_width(ratios, confidence)
+    return half is not None and half <= precision
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
