@@ -34,6 +34,8 @@ OTHERS = (ROOT / "src" / "pdl" / "bench" / "compared.py",)  # records of a field
 
 def _others() -> list[str]:
     return [path.read_text(encoding="utf-8") for path in OTHERS]
+
+
 FILES = ROOT / "src" / "pdl" / "bench" / "files.py"
 CLI_PAGE = DOCS / "reference" / "cli.md"
 RESULTS_PAGE = DOCS / "reference" / "results.md"

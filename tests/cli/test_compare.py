@@ -48,7 +48,9 @@ def quiet_machine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-def test_aa_compare_prints_the_verdicts_saves_both_sides_and_report_reads_it(images: Path, tmp_path: Path, quiet_machine: None) -> None:
+def test_aa_compare_prints_the_verdicts_saves_both_sides_and_report_reads_it(
+    images: Path, tmp_path: Path, quiet_machine: None
+) -> None:
     res = invoke("compare", "--inputs", str(images), *SMALL, "--results", str(tmp_path))
     [path] = tmp_path.glob("*-compare.json")
     rs = load(path)
@@ -61,7 +63,12 @@ def test_aa_compare_prints_the_verdicts_saves_both_sides_and_report_reads_it(ima
     assert "same work on both sides: the warm-up batches are bit-identical" in res.stdout
     kept = [p for p in rs.compared.pairs if p.kept]
     assert len(kept) >= 6 and {p.order for p in kept} == {"base,head", "head,base"}
-    assert [(p.side, p.loader) for p in rs.points] == [("base", "sequential"), ("base", "process"), ("head", "sequential"), ("head", "process")]
+    assert [(p.side, p.loader) for p in rs.points] == [
+        ("base", "sequential"),
+        ("base", "process"),
+        ("head", "sequential"),
+        ("head", "process"),
+    ]
     assert all(p.rounds == len(kept) for p in rs.points)
     assert rs.compared.base.digest == rs.compared.head.digest
     shown = invoke("report", str(path))
