@@ -117,3 +117,30 @@ def test_tune_says_whether_the_step_is_beyond_the_ceiling_or_the_loader_is_the_l
     assert len(lines) == 2 and lines[1].startswith(said)
     assert ceiling_lines(_tuned(True, check), (trial,)) == lines[:1]  # fed: nothing to explain
     assert ceiling_lines(_tuned(False, None), (trial,)) == []  # --no-ceiling: nothing measured, nothing said
+
+
+class OneSlowImage:
+    """16 small images; the first takes 0.3 s to read, the others nothing."""
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i == 0:
+            import time
+
+            time.sleep(0.3)
+        return np.full((8, 8, 3), i, np.uint8)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_the_copies_take_the_next_chunk_when_free_so_one_slow_image_does_not_hold_the_others() -> None:
+    pipeline = load_pipeline("light")
+    ceiling = make_loader("ceiling", OneSlowImage(), pipeline, LoaderSpec(batch_size=4, num_workers=2))
+    with ceiling:
+        for epoch in range(2):
+            made = [batch.indices for batch in ceiling]
+            assert sorted(np.concatenate(made).tolist()) == list(range(16))  # every image once
+            counts = sorted(len(m) for m in made)
+            assert counts[0] <= 3 < 13 <= counts[1], counts  # equal shares would be 8 and 8

@@ -173,7 +173,7 @@ def test_a_stopped_ceiling_copy_is_replaced_and_the_rest_of_its_share_made(tmp_p
         assert sorted(np.concatenate([b.indices for b in ceiling]).tolist()) == list(range(64))  # and again
     assert sorted(made.tolist()) == list(range(64))  # every image once: the stalled batch made by the new copy
     assert f"of the ceiling (pid {stopped}) is stopped (T): finished nothing for " in line
-    assert "replaced by pid" in line and "the rest of its share made by the new copy" in line
+    assert "replaced by pid" in line and "the chunk it held made again by the new copy" in line
 
 
 def test_a_slot_released_with_a_hold_is_not_handed_out_until_the_hold_ends() -> None:
