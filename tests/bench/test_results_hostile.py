@@ -19,7 +19,8 @@ from pdl.report.render import grids
 FIXTURES = sorted((Path(__file__).resolve().parents[1] / "fixtures").glob("*.json"))
 _VALUES = (
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=10) | st.just("x" * 5000)
-    | st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2) | st.just([[[]]])
+    | st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+    | st.builds(lambda: [[[]]])  # a new list each draw: st.just's one list, placed twice, became a cycle
 )  # fmt: skip
 
 
