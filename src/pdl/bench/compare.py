@@ -19,7 +19,6 @@ import os
 import random
 import selectors
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..errors import ConfigError, PdlError
+from ..loaders.forking import die_with_parent
 from ..machine.contention import Interference, Watch
 from ..stats import paired
 from ..stats.rounds import median
@@ -80,15 +80,6 @@ class SideError(PdlError):
     """A side of `pdl compare` could not start, answer or measure."""
 
 
-def _die_with_parent() -> None:
-    """In the side's process before it runs: SIGKILL when the parent dies, however it dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 class SideProcess:
     """The parent's handle on one side: its process, a request at a time, each answer awaited within a bound."""
 
@@ -104,7 +95,7 @@ class SideProcess:
                 stderr=self._err,
                 text=True,
                 encoding="utf-8",
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,  # the side ends with pdl, however pdl ends
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         except OSError as exc:
