@@ -211,7 +211,11 @@ def test_a_worker_stopped_while_idle_is_named_as_soon_as_work_comes_even_in_shor
     progress.working()  # the next begins: work for 0.1 s only
     clock.now = 3.6
     [said] = progress.check()
-    assert said.startswith("worker 1 (pid 102) is stopped (T): finished nothing for 0.1 s while the others finished 1 chunks")
+    assert said == "worker 1 (pid 102) is stopped (T), with work waiting for it"
+    clock.now = 5.0
+    assert progress.take() == (said,)
+    [later] = progress.check()  # named again after a take: still stopped, for longer
+    assert later == "worker 1 (pid 102) is stopped (T): finished nothing for 1.5 s while the others finished 1 chunks"
 
 
 def test_a_moment_in_disk_sleep_right_after_work_came_is_a_read_not_a_stall() -> None:

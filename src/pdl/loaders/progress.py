@@ -118,9 +118,10 @@ class Progress:
                 # plain read) to count; a stopped worker with work to take is stalled however lately it came: a
                 # short epoch (the work comes and goes between epochs) would otherwise never show it
                 continue
-            said = (
-                f"worker {wid} (pid {pid}) {state or 'made no progress'}: finished nothing for {round(idle, 1):g} s "
-                f"while the others finished {others} chunks"
+            said = f"worker {wid} (pid {pid}) {state or 'made no progress'}" + (
+                f": finished nothing for {round(idle, 1):g} s while the others finished {others} chunks"
+                if idle >= self.stall_s or carried_on
+                else ", with work waiting for it"  # stopped, found as soon as work came
             )
             self.named[wid] = said
             new.append((wid, said))

@@ -241,7 +241,8 @@ class SlotRing:
     def _destroy(self, unmap: bool) -> None:
         """The segment's name or descriptor goes now; its mapping too, unless batches still view it (``unmap``
         False): numpy keeps no buffer export of the mapping, only a pointer into it, so the mapping is closed when
-        the last lease is let go (``_returned``), never under a batch the caller holds."""
+        the last lease is let go (``_returned``), never under a batch the caller holds. Until then the memfd stays
+        open in this process (Python's mmap keeps its own descriptor): the memory is still in use."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
