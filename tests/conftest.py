@@ -1,4 +1,5 @@
-"""Shared fixtures: small generated image sets, and a check after every test that nothing was left behind."""
+"""Shared fixtures: small generated image sets, and a check after every test that nothing was left behind; the
+property tests' Hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -14,11 +15,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import pdl  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before anything imports albumentations)
 from pdl.data.synth import generate
 
 from .processes import check_nothing_left, shm_entries, stop_leftovers
+
+# --- Hypothesis: the number of examples -------------------------------------------------------------------------
+# Each property test names its own number of examples through examples(n): n in the suite (profile "ci", the
+# default), NIGHTLY_FACTOR times n in a long run, HYPOTHESIS_PROFILE=nightly (docs/measuring.md, "Hostile input");
+# a test that names no number gets the profile's (100 in "ci", as Hypothesis's default). A failure prints the blob
+# that replays it (@reproduce_failure).
+NIGHTLY_FACTOR = 20
+settings.register_profile("ci", print_blob=True)
+settings.register_profile(
+    "nightly", settings.get_profile("ci"), max_examples=NIGHTLY_FACTOR * settings.get_profile("ci").max_examples
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def examples(ci: int) -> int:
+    """A property test's number of examples: ``ci`` under the "ci" profile, more under a longer one ("nightly")."""
+    return ci * settings.default.max_examples // settings.get_profile("ci").max_examples
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from pdl.errors import PdlError
 from pdl.report.export import to_markdown
 from pdl.report.render import grids
 
+from ..conftest import examples
+
 FIXTURES = sorted((Path(__file__).resolve().parents[1] / "fixtures").glob("*.json"))
 _VALUES = (
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=10) | st.just("x" * 5000)
@@ -40,7 +42,7 @@ def paths_of(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object
     return out
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), fixture=st.sampled_from(FIXTURES))
 def test_a_mutated_results_file_loads_or_gives_one_line(data: st.DataObject, fixture: Path, tmp_path: Path) -> None:
     tree = json.loads(fixture.read_text())
@@ -64,7 +66,7 @@ def test_a_mutated_results_file_loads_or_gives_one_line(data: st.DataObject, fix
         to_markdown(grid)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.sampled_from([f.read_text() for f in FIXTURES]), at=st.integers(0, 10_000), bit=st.text(max_size=4))
 def test_damaged_json_text_gives_one_line(text: str, at: int, bit: str, tmp_path: Path) -> None:
     at %= len(text)
@@ -90,7 +92,7 @@ def test_json_past_the_bounds_is_one_line(text: str, tmp_path: Path) -> None:
     assert bounds.MAX_NESTING == 32
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["wall_s", "baseline_wall_s", "speedup_rounds"]),
        value=st.sampled_from([0, -1.5, -0.0, 1e309, -1e309]) | st.floats(max_value=0) | st.just(float("nan")))  # fmt: skip
 def test_a_time_that_is_not_a_positive_number_is_refused_naming_the_field(field: str, value: float, tmp_path: Path) -> None:

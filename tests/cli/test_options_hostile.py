@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from pdl.cli import app
 
+from ..conftest import examples
+
 runner = CliRunner()
 NUMERIC = ["--workers", "--batch-size", "--prefetch", "--chunk-size", "--repeats", "--limit", "--seed", "--rank",
            "--world-size"]  # fmt: skip
@@ -32,7 +34,7 @@ def check(args: list[str]) -> None:
     assert [line for line in res.output.splitlines() if line.strip()], res.output
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(option=st.sampled_from(NUMERIC), value=NUMBERS)
 def test_a_numeric_option_runs_or_gives_one_line(option: str, value: str, empty: Path, tmp_path: Path) -> None:
     check(["run", "--inputs", str(empty), "--results", str(tmp_path), "--quiet", option, value])
@@ -44,7 +46,7 @@ PATHS = [["run", "--inputs"], ["run", "--results"], ["sweep-batch", "--results"]
          ["report", "--output"], ["report", "--plot"], ["report", "--baseline"], ["report", "--history"], ["report"]]  # fmt: skip
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=st.sampled_from(PATHS), value=st.text(alphabet=" \t\n", max_size=3))
 def test_an_empty_path_is_refused_naming_the_option(where: list[str], value: str, tmp_path: Path) -> None:
     res = runner.invoke(app, [*where, value], env={"COLUMNS": "300"})

@@ -28,12 +28,14 @@ from pdl.data.lists import read_list
 from pdl.data.pipeline import load_pipeline
 from pdl.errors import PdlError
 
+from ..conftest import examples
+
 HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
 IDAT_CLAIM = 2_499_813_376  # the length field of the PNG
 RSS_BOUND_MB = 300
 LINE_BOUND = 1000  # an error line: a path, a few quoted values (QUOTE_CHARS), one library reason (REASON_CHARS)
 PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 DECODERS = [name for name in NAMES if missing(name) is None]
 
@@ -333,7 +335,7 @@ def test_pipeline_yaml_builds_or_gives_one_line(text: str, tmp_path: Path) -> No
         one_line(exc, str(path))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(_YAML_BITS)), max_size=3))
 def test_albumentations_own_format_builds_or_gives_one_line(edits: list[tuple[int, str]], tmp_path: Path) -> None:
     text = _serialized(tmp_path)
@@ -357,7 +359,7 @@ _SIZED = {  # a transform, and the YAML of its arguments for an output of h × w
 }
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(sorted(_SIZED)), h=st.integers(1, 4000) | st.just(100_000), w=st.integers(1, 4000))
 def test_an_output_size_past_the_bound_is_refused_before_the_probe_runs_it(
     name: str, h: int, w: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

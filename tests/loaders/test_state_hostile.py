@@ -12,6 +12,8 @@ from pdl.errors import PdlError
 from pdl.loaders import LoaderSpec
 from pdl.loaders.resume import FORMAT, check_state, make_state
 
+from ..conftest import examples
+
 
 class Items:
     def __len__(self) -> int:
@@ -31,7 +33,7 @@ _VALUES = (
 )  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=st.dictionaries(st.sampled_from([*GOOD, "extra"]), _VALUES, max_size=4), drop=st.sets(st.sampled_from(list(GOOD))))
 def test_a_state_resumes_or_gives_one_line(changes: dict[str, object], drop: set[str]) -> None:
     state = {k: v for k, v in {**GOOD, **changes}.items() if k not in drop}
@@ -44,7 +46,7 @@ def test_a_state_resumes_or_gives_one_line(changes: dict[str, object], drop: set
         assert isinstance(epoch, int) and 0 <= batches < 4
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(state=_VALUES)
 def test_anything_but_a_mapping_is_one_line(state: object) -> None:
     try:
