@@ -109,6 +109,8 @@ class Shared:
         measured, first."""
         given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _NOT_EXPERIMENT}
         given = {name: value.value if isinstance(value, Enum) else value for name, value in given.items()}
+        # an option a command leaves out keeps its default as typed in _SHARED, before any parser ran
+        given["repeats"], given["precision"] = repeats_value(given["repeats"]), share_value("--precision", given["precision"])
         for name, var in SHARD_VARS.items():  # not given: the launcher's (torchrun sets RANK and WORLD_SIZE)
             if given[name] is None:
                 given[name] = from_env(var, _DEFAULTS[name])
