@@ -73,3 +73,26 @@ def test_an_experiment_is_checked_once_with_the_cli_option_names(images: Path) -
         Experiment("sweep-batch", images, ("light",), (2,), (10, 0, 20))  # every value, not only the last
     with pytest.raises(ConfigError, match="name the sequential baseline first"):
         Experiment("run", images, ("light",), (2,), (4,), ("process",))
+
+
+def test_a_hang_saves_the_groups_finished_rounds_then_raises(images: Path, monkeypatch) -> None:
+    from pdl.errors import NoProgressError
+
+    calls: list[list[Workload]] = []
+    good = fake_measure(calls)
+
+    def hangs_on_heavy(works, progress=None):
+        made = good(works)
+        if works[0].pipeline.name == "heavy":
+            error = NoProgressError("process: no chunk finished for 60 s while waiting for batch 0 of epoch 4")
+            error.points = made  # type: ignore[attr-defined]
+            raise error
+        return made
+
+    monkeypatch.setattr(experiments, "measure", hangs_on_heavy)
+    exp = Experiment("sweep-workers", images, ("light", "heavy"), (2,), (4,), repeats=3)
+    saved: list[ResultSet] = []
+    with pytest.raises(NoProgressError):
+        experiments.execute(experiments.prepare(exp), saved.append)
+    assert [[p.pipeline for p in s.points] for s in saved] == [["light"], ["light", "heavy"]]
+    assert not saved[-1].complete and NoProgressError.exit_code == 6

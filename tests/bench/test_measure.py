@@ -10,6 +10,7 @@ import pytest
 
 from pdl.bench import timing as measure_mod
 from pdl.bench.timing import Workload, measure
+from pdl.errors import NoProgressError
 from pdl.loaders import LoaderSpec
 from pdl.loaders.base import Loader
 from pdl.loaders.batching import Batch, LoaderStats, StageTimes
@@ -81,7 +82,7 @@ def test_measure_warms_up_then_interleaves_with_flipped_order(monkeypatch: pytes
     assert seq.wall_s == (10.0, 12.0, 11.0) and par.wall_s == (5.0, 5.0, 6.0)
     assert par.speedup_rounds == (2.0, 2.4, 11.0 / 6.0)
     assert par.speedup == 2.0 and par.speedup_min == 11.0 / 6.0 and par.speedup_max == 2.4
-    assert par.noisy is True  # (2.4 - 1.83) / 2.0 > 10%
+    assert par.noisy is True  # its 95% interval (1.47–2.90×) is wider than ±3%
     assert seq.speedup == 1.0 and seq.noisy is False
     assert par.startup_s == 0.25 and par.first_batch_s == 4.5 and par.warmup_epoch_s == 9.0
     assert par.images == 4 and par.images_per_s == 4 / 5.0
@@ -221,3 +222,51 @@ def test_redoing_is_bounded_and_a_round_still_disturbed_is_kept_marked(monkeypat
     failing = replace(work, watch=FakeWatch([_load(0.0)] + [_load(1.0)] * 4, fail=True))
     with pytest.raises(MachineBusy):
         measure(failing, clock=clock)
+
+
+class HangingLoader(FakeLoader):
+    """A FakeLoader whose epoch raises the watchdog's error where its script says None."""
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.durations and self.durations[0] is None:
+            self.durations.pop(0)
+            raise NoProgressError(f"{self.name}: no chunk finished for 60 s while waiting for batch 0 of epoch 3")
+        yield from super().__iter__()
+
+
+def test_auto_rounds_stop_for_a_side_once_its_interval_is_precise(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+
+    clock, log = FakeClock(), []
+    steady = [1.0] * 30  # process: 2.00× every round: precise after the fewest (3) rounds
+    script = {"sequential": [2.0] * 30, "process": steady, "thread": [1.0, 1.0, 1.05, 0.95] + [1.0] * 26}
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, script[kind], clock, log))
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process", "thread"),
+                    3, precision=0.03)  # fmt: skip
+    seq, par, thread = measure(work, clock=clock)
+    assert par.rounds == 3 and thread.rounds > 3  # the noisy side alone got more rounds
+    assert seq.rounds == thread.rounds  # the baseline is in every round
+    assert thread.baseline_wall_s == seq.wall_s and par.baseline_wall_s == seq.wall_s[:3]
+    assert not par.noisy and not thread.noisy and log.count("process") == 1 + 3
+    none_left = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "thread"),
+                         3, precision=0.03, deadline=0.0)  # fmt: skip
+    script["thread"] = [1.0, 1.0, 1.3, 0.8, 1.1] * 6
+    _, late = measure(none_left, clock=clock)
+    assert late.rounds == 3 and late.noisy  # the budget had ended: the fewest rounds, said uncertain
+
+
+def test_a_hang_after_some_rounds_keeps_their_points_on_the_error(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+
+    clock, log = FakeClock(), []
+    script = {"sequential": [2.0, 2.0, 2.0, 2.0], "process": [1.0, 1.0, 1.0, None]}  # hangs in the third round
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: HangingLoader(kind, script[kind], clock, log))
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 5)
+    with pytest.raises(NoProgressError, match="process: no chunk finished for 60 s") as raised:
+        measure(work, clock=clock)
+    seq, par = raised.value.points  # type: ignore[attr-defined]
+    assert par.wall_s == (1.0, 1.0) and seq.wall_s == (2.0, 2.0)  # the two finished rounds, not the hung one
+    script = {"sequential": [2.0, 2.0], "process": [1.0, None]}  # hangs in the first: nothing to keep
+    with pytest.raises(NoProgressError) as raised:
+        measure(work, clock=clock)
+    assert not hasattr(raised.value, "points")

@@ -12,13 +12,14 @@ import numpy as np
 from .._env import keep_freed_memory, limit_threads
 from ..data.folder import ImageFolder
 from ..data.pipeline import Pipeline, load_pipeline
+from ..errors import NoProgressError
 from ..loaders.batching import make_batch
 from ..loaders.spec import LoaderSpec
 from ..machine.contention import Watch
 from ..machine.host import default_start_method, git_source, system_info
 from .calibrate import CALIBRATION
 from .experiment import Experiment
-from .records import ResultSet, machine_from_info, source_from_info
+from .records import Point, ResultSet, machine_from_info, source_from_info
 from .timing import Progress, Workload, measure
 
 
@@ -78,8 +79,14 @@ def execute(
             )
             for workers in exp.workers
         ]  # fmt: skip
-        points = measure(works, progress=progress)
-        results = replace(results, points=results.points + tuple(points if exp.kind == "run" else points[1:]))
+        try:
+            points = measure(works, progress=progress)
+        except NoProgressError as exc:  # a loader hung: the rounds finished before it are saved, then the error
+            done = getattr(exc, "points", [])
+            if done:
+                on_save(replace(results, points=results.points + tuple(_kept(exp, done))))
+            raise
+        results = replace(results, points=results.points + tuple(_kept(exp, points)))
         on_save(results)
         if on_points is not None:
             measured = [p for p in results.points if p.workers > 0]
@@ -87,6 +94,11 @@ def execute(
     results = replace(results, complete=True)
     on_save(results)
     return results
+
+
+def _kept(exp: Experiment, points: list[Point]) -> list[Point]:
+    """What a results file keeps of a group's points: a run its baseline too, a sweep only the others."""
+    return points if exp.kind == "run" else points[1:]
 
 
 def budget_of(exp: Experiment) -> float | None:

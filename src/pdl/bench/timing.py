@@ -21,6 +21,7 @@ from ..data.cache import ColdCache
 from ..data.decoders import DEFAULT as DEFAULT_DECODER
 from ..data.pipeline import Pipeline
 from ..data.protocol import Dataset
+from ..errors import NoProgressError
 from ..loaders import CEILING, Loader, LoaderSpec, make_loader
 from ..loaders.batching import STAGES
 from ..loaders.chunks import chunk_size
@@ -257,6 +258,9 @@ def side_by_side(
             kept = sorted(runs[i])
             point = make_point(work, loaders[i], warm[i], [runs[i][r] for r in kept], [runs[0][r] for r in kept], warm[0].digest)
             points.append(replace(point, left_behind=int(getattr(loaders[i], "left_behind", 0)), **rounds.fields(kept)))
+    if rounds.stopped is not None:  # the loaders are closed: raise with what the finished rounds measured
+        rounds.stopped.points = points  # type: ignore[attr-defined]
+        raise rounds.stopped
     return points
 
 
@@ -269,6 +273,7 @@ class Rounds:
     redone: int = 0
     waited_s: float = 0.0
     redone_why: str = ""  # what disturbed the first round measured again
+    stopped: NoProgressError | None = None  # a loader hung after some rounds: their points are made, then this raised
 
     def fields(self, kept: Sequence[int] | None = None) -> dict[str, Any]:
         """A point's fields of these rounds; ``kept``: the round numbers it ran in (default: all)."""
@@ -320,11 +325,16 @@ def interleaved(
     while plan.more(r, now()) and (r < plan.least or len(active) > 1):
         start = watch.reading() if watch is not None else None
         opened = calibrate() if calibrate is not None else None
-        for i, epoch in zip(
-            active,
-            one_round([loaders[i] for i in active], [names[i] for i in active], r, clock, tick, step, sleep, before_epoch),
-            strict=True,
-        ):
+        try:
+            epochs = one_round(
+                [loaders[i] for i in active], [names[i] for i in active], r, clock, tick, step, sleep, before_epoch
+            )
+        except NoProgressError as exc:  # a hang: the rounds finished before it are kept, the hung one is not
+            if r == 0:
+                raise
+            rounds.stopped = exc
+            break
+        for i, epoch in zip(active, epochs, strict=True):
             runs[i][r] = epoch
         if calibrate is not None and opened is not None:
             mean = (opened + calibrate()) / 2
