@@ -79,6 +79,18 @@ def test_run_makes_the_default_inputs_when_inputs_is_empty(tmp_path: Path, monke
     assert len(files(tmp_path / "results")) == 1
 
 
+@pytest.mark.parametrize("command", ["run", "sweep-workers", "sweep-batch", "tune", "profile", "decode"])
+def test_a_bad_pipeline_in_an_empty_folder_is_refused_before_any_image_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    flag = "--pipelines" if command in ("sweep-workers", "decode") else "--pipeline"
+    t0 = time.monotonic()
+    res = invoke(command, flag, "nothere.yaml", *(["--step-ms", "40"] if command == "tune" else []))
+    assert res.exit_code == 2 and "nothere.yaml" in res.stderr and res.stderr.strip().count("\n") == 0, res.output
+    assert time.monotonic() - t0 < 3 and not (tmp_path / "inputs").exists() and not (tmp_path / "results").exists()
+
+
 def test_the_library_names_fields_and_the_cli_names_their_flags() -> None:
     from pdl.cli.common import as_flags
 
