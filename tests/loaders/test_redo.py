@@ -211,7 +211,7 @@ def test_a_worker_stopped_while_idle_is_named_as_soon_as_work_comes_even_in_shor
     progress.working()  # the next begins: work for 0.1 s only
     clock.now = 3.6
     [said] = progress.check()
-    assert said == "worker 1 (pid 102) is stopped (T), with work waiting for it"
+    assert said == "worker 1 (pid 102) is stopped (T), with work waiting for it (0.1 s)"
     clock.now = 5.0
     assert progress.take() == (said,)
     [later] = progress.check()  # named again after a take: still stopped, for longer

@@ -121,7 +121,7 @@ class Progress:
             said = f"worker {wid} (pid {pid}) {state or 'made no progress'}" + (
                 f": finished nothing for {round(idle, 1):g} s while the others finished {others} chunks"
                 if idle >= self.stall_s or carried_on
-                else ", with work waiting for it"  # stopped, found as soon as work came
+                else f", with work waiting for it ({round(idle, 1):g} s)"  # stopped, found as soon as work came
             )
             self.named[wid] = said
             new.append((wid, said))
