@@ -1,4 +1,4 @@
-"""The ceiling: N copies of the sequential loop at once, each over an equal share of the epoch's images; stored
+"""The ceiling: N copies of the sequential loop at once, sharing the epoch's images as each is free; stored
 beside every point; its share read as 'the loader' or 'the machine' is the limit."""
 
 from __future__ import annotations

@@ -62,8 +62,9 @@ def sweep_workers_grids(rs: ResultSet) -> list[Grid]:
         *verdicts,
         f"{BEST} best of the row; "
         + (
-            f"ceiling: N copies of the sequential loop at once, measured in the same rounds (the core count would say "
-            f"min(workers, {usable} usable cores)); a loader at {AT_CEILING:.0%} or more of it is at the machine's limit"
+            f"ceiling: N copies of the sequential loop at once, N = min(workers, {usable} usable cores), measured in the "
+            f"same rounds (the core count would say N×); a loader whose share's 95% interval is at {AT_CEILING:.0%} or "
+            "more of it is at the machine's limit"
             if measured
             else f"ideal = min(workers, usable cores = {usable})"
         )
