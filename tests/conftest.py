@@ -1,9 +1,11 @@
-"""Shared fixtures: small generated image sets, and a check after every test that nothing was left behind; the
-property tests' Hypothesis profiles."""
+"""Shared fixtures: small generated image sets, and a check after every test that nothing was left behind. How the
+suite runs: in parallel under pytest-xdist (one worker per usable core, at most 4; the tests that must run alone
+wait for the others), and the property tests' Hypothesis profiles."""
 
 from __future__ import annotations
 
 import faulthandler
+import fcntl
 import os
 import signal
 import subprocess
@@ -11,13 +13,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pytest
 from hypothesis import settings
 
-import pdl  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before anything imports albumentations)
+import pdl  # first: sets NO_ALBUMENTATIONS_UPDATE before anything imports albumentations
 from pdl.data.synth import generate
 
 from .processes import check_nothing_left, shm_entries, stop_leftovers
@@ -38,6 +42,88 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def examples(ci: int) -> int:
     """A property test's number of examples: ``ci`` under the "ci" profile, more under a longer one ("nightly")."""
     return ci * settings.default.max_examples // settings.get_profile("ci").max_examples
+
+
+# --- pytest-xdist: the suite in parallel --------------------------------------------------------------------------
+MAX_WORKERS = 4  # measured on 2 cores (2 workers: the suite in about half its serial time); more is untried
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): a worker per core this process may use, as pdl counts them (affinity,
+    cgroup quota, PDL_MAX_CPUS), at most MAX_WORKERS. ``-n 0`` runs the suite in this one process."""
+    from pdl.machine.cpu import cpu_info
+
+    try:
+        return min(cpu_info().usable, MAX_WORKERS)
+    except pdl.PdlError:  # a bad PDL_MAX_CPUS: the test of it says so
+        return 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    """A worker gets this terminal's COLUMNS and LINES, or none: a worker's own come set to 80×24 (by readline,
+    whatever the terminal), and pdl's consoles read COLUMNS once, at import, for their width."""
+    node.workerinput["terminal"] = {name: os.environ.get(name) for name in ("COLUMNS", "LINES")}
+
+
+class Turns:
+    """Under pytest-xdist, a test that must run alone runs while no other test of the session does: one that
+    starts a neighbour or waits for a quiet machine (the others' load would be its neighbour), or is marked
+    ``alone`` (what it makes, another test's check would count: Grain's shared-memory blocks carry no pid). The
+    others run side by side. Two locks in the session's temporary folder, shared by the workers: a gate each test
+    passes on its way in (held by a test that waits to run alone, so the others cannot keep it waiting), and the
+    room, held shared by every test that runs, exclusively by one alone."""
+
+    def __init__(self, folder: Path) -> None:
+        self.gate: IO[str] = open(folder / "pdl-alone-gate.lock", "a")  # open while the worker lives
+        self.room: IO[str] = open(folder / "pdl-alone-room.lock", "a")
+
+    @contextmanager
+    def turn(self, alone: bool) -> Iterator[None]:
+        fcntl.flock(self.gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(self.gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.room, fcntl.LOCK_UN)
+            if alone:
+                fcntl.flock(self.gate, fcntl.LOCK_UN)
+
+
+_TURNS = pytest.StashKey[Turns]()
+
+
+def runs_alone(item: pytest.Item) -> bool:
+    marked = item.get_closest_marker("alone") or item.get_closest_marker("waits")
+    return marked is not None or "neighbour" in getattr(item, "fixturenames", ())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    for name, value in workerinput.get("terminal", {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    # the workers' temporary folders are <the session's>/gw0, gw1, …: the locks sit in the session's
+    config.stash[_TURNS] = Turns(Path(config.option.basetemp).parent)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """Outside pytest-timeout's timer: the wait for a turn is no part of a test's time."""
+    turns = item.config.stash.get(_TURNS, None)
+    if turns is None:
+        return (yield)
+    with turns.turn(runs_alone(item)):
+        return (yield)
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +198,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """However the session ends (-x, Ctrl-C, a crash in a fixture), stop what is left; then, should the interpreter
     hang on its way out (joining a pool's thread that waits on a process gone), leave after a grace period with
     the session's own exit status, naming the threads it waited on: a CI job never sits until its time limit."""
-    stop_leftovers()
+    if not session.config.pluginmanager.has_plugin("dsession"):  # pytest-xdist's controller runs no test: its
+        stop_leftovers()  # children are the workers, and each stops what its tests left at its own session's end
     if session.config.rootpath != Path(__file__).resolve().parent.parent:
         return  # a session pytester runs inside this one: the outer session's exit is what counts
 

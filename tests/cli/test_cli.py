@@ -236,6 +236,7 @@ def _wait_for_points(folder: Path, n: int, proc: subprocess.Popen, limit: float 
     raise AssertionError("no point saved in time")
 
 
+@pytest.mark.alone  # it times the stop (< 3 s): under xdist, not beside another test's workers
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_keeps_finished_points_and_leaves_nothing(images: Path, tmp_path: Path, sig, code) -> None:
     cmd = [sys.executable, "-m", "pdl", "sweep-workers", "--inputs", str(images), "--workers", "2",  # a group a pipeline

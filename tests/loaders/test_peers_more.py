@@ -61,6 +61,7 @@ def threads_down_to(count: int, within_s: float = 2.0) -> int:
     return threads()
 
 
+@pytest.mark.alone  # its blocks (psm_*) name no pid: under xdist, another test's check would count them
 @pytest.mark.timeout(120)
 def test_grain_makes_the_sequential_batches_resumes_and_leaves_nothing(images: Path) -> None:
     pytest.importorskip("grain")
@@ -82,6 +83,7 @@ def test_grain_makes_the_sequential_batches_resumes_and_leaves_nothing(images: P
     assert {t.name for t in threading.enumerate()} - before_threads == set()
 
 
+@pytest.mark.alone  # its blocks (psm_*) name no pid: under xdist, another test's check would count them
 @pytest.mark.timeout(120)
 def test_grain_leaves_nothing_to_the_resource_tracker(images: Path, tmp_path: Path) -> None:
     """The issue's finding: a plain Grain script that still holds batches at exit leaves their shared_memory blocks

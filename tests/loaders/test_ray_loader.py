@@ -35,7 +35,7 @@ from pdl.loaders.ray import RayLoader, ray_temp_dir  # noqa: E402
 from ..conftest import write_image  # noqa: E402
 from ..processes import check_nothing_left, live_children, shm_entries, stopping_what_it_starts, stray  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("ray")]  # xdist: one worker runs every Ray test in turn
 module_ray: list[psutil.Process] = []  # the processes of the module's Ray instance (GCS, raylet, …)
 
 
