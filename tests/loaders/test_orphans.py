@@ -92,32 +92,40 @@ def until(check, seconds: float) -> bool:  # type: ignore[no-untyped-def]
     return True
 
 
-@pytest.mark.parametrize(("where", "who"), [("memfd", "main"), ("shm", "thread")])
-def test_a_parent_killed_mid_epoch_leaves_no_worker_and_no_shared_memory(where: str, who: str, tmp_path: Path) -> None:
-    args = [sys.executable, "-c", MAIN, where, who, str(tmp_path / "hang")]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    workers: list[int] = []
+def test_a_parent_killed_mid_epoch_leaves_no_worker_and_no_shared_memory(tmp_path: Path) -> None:
+    # both cases at once, each in its own parent: a ring in a memfd started by the main thread (one worker
+    # stopped, too), and one in /dev/shm started by a thread that has ended
+    cases = [("memfd", "main"), ("shm", "thread")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", MAIN, where, who, str(tmp_path / who)], stdout=subprocess.PIPE, text=True)
+        for where, who in cases
+    ]
+    workers: list[list[int]] = [[], []]
     try:
-        said = json.loads(first_line(proc))
-        workers = said["workers"]
-        assert said["where"] == ("/dev/shm" if where == "shm" else "memfd") and said["ring"].startswith(SHM_PREFIX)
-        assert len(workers) == 2 and all(alive(pid) for pid in workers)  # after the starting thread ended too
-        assert shm_entries(proc.pid)  # the ring, held
+        for k, (proc, (where, _)) in enumerate(zip(procs, cases, strict=True)):
+            said = json.loads(first_line(proc))
+            workers[k] = said["workers"]
+            assert said["where"] == ("/dev/shm" if where == "shm" else "memfd") and said["ring"].startswith(SHM_PREFIX)
+            assert len(workers[k]) == 2 and all(alive(pid) for pid in workers[k])  # after the starting thread ended too
+            assert shm_entries(proc.pid)  # the ring, held
         time.sleep(0.3)  # the workers are in their minute-long reads now
-        if who == "main":  # tied by the kernel: even a stopped worker goes
-            os.kill(workers[0], signal.SIGSTOP)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        assert until(lambda: not any(alive(pid) for pid in workers), 5.0), "workers outlived their parent"
-        assert until(lambda: not shm_entries(proc.pid), 5.0), f"left: {shm_entries(proc.pid)}"
+        os.kill(workers[0][0], signal.SIGSTOP)  # tied by the kernel: even a stopped worker goes
+        for proc in procs:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        everyone = [pid for pids in workers for pid in pids]
+        assert until(lambda: not any(alive(pid) for pid in everyone), 5.0), "workers outlived their parent"
+        for proc in procs:
+            assert until(lambda: not shm_entries(proc.pid), 5.0), f"left: {shm_entries(proc.pid)}"  # noqa: B023
     finally:
-        for pid in [proc.pid, *workers]:
+        for pid in [*(p.pid for p in procs), *(pid for pids in workers for pid in pids)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        proc.wait(10)
-        for name in shm_entries(proc.pid):
-            with contextlib.suppress(FileNotFoundError):
-                (Path("/dev/shm") / name).unlink()
+        for proc in procs:
+            proc.wait(10)
+            for name in shm_entries(proc.pid):
+                with contextlib.suppress(FileNotFoundError):
+                    (Path("/dev/shm") / name).unlink()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
