@@ -26,14 +26,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..errors import ConfigError, PdlError
-from ..loaders.forking import die_with_parent
 from ..machine.contention import Interference, Watch
 from ..stats import paired
 from ..stats.rounds import median
 from .compared import Compared, Measured, Pair, SideInfo
 from .records import Point, ResultSet, point_from_dict
 from .runner import Plan, start_results, watch_for
-from .side import PROTOCOL
+from .side import PARENT_VAR, PROTOCOL
 
 HELLO_S = 120.0  # a side's interpreter starting and importing pdl (a cold cache, torch for AlbumentationsX)
 SETUP_S = 600.0  # loading the pipeline, starting and warming the loaders: one untimed epoch each
@@ -95,8 +94,7 @@ class SideProcess:
                 stderr=self._err,
                 text=True,
                 encoding="utf-8",
-                preexec_fn=die_with_parent,  # the side ends with pdl, however pdl ends
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", PARENT_VAR: str(os.getpid())},  # it dies with pdl
             )
         except OSError as exc:
             self._err.close()

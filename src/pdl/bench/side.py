@@ -37,12 +37,14 @@ from .._env import keep_freed_memory, limit_threads
 from .._version import __version__
 from ..errors import ConfigError, PdlError
 from ..loaders import Loader, make_loader
+from ..loaders.forking import die_with_parent
 from .experiment import Experiment
 from .runner import prepare
 from .timing import EpochTiming, WarmUp, Workload, make_point, one_round, warm_all
 
 PROTOCOL = 1
 """Bumped when a request or an answer changes meaning: the parent refuses a side that speaks another."""
+PARENT_VAR = "PDL_SIDE_PARENT"  # the parent's pid: the side dies with it, however it dies
 TUPLES = ("pipelines", "workers", "batch_sizes", "loaders")  # Experiment fields that are tuples (JSON gives lists)
 
 
@@ -194,6 +196,9 @@ def main() -> None:
     """``python -m pdl.bench.side``: the answers go to the stdout it was started with, anything else printed to
     stderr. Ctrl-C is the parent's: it closes the sides."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.environ.pop(PARENT_VAR, "")
+    if parent.isdigit():  # not a preexec_fn: the parent has threads (its progress bar) when it starts a side
+        die_with_parent(int(parent))
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
