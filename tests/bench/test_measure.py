@@ -224,6 +224,29 @@ def test_redoing_is_bounded_and_a_round_still_disturbed_is_kept_marked(monkeypat
         measure(failing, clock=clock)
 
 
+class NoQuiet(FakeWatch):
+    """A machine that never becomes quiet within the budget."""
+
+    def wait_quiet(self, seen) -> bool:
+        super().wait_quiet(seen)
+        return False
+
+
+def test_a_round_a_stalled_worker_touched_is_redone_without_waiting_for_quiet(monkeypatch: pytest.MonkeyPatch, images) -> None:
+    from pdl import ImageFolder, load_pipeline
+    from pdl.machine.contention import Interference
+
+    clock, log = FakeClock(), []
+    monkeypatch.setattr(measure_mod, "make_loader", lambda kind, *a, **k: FakeLoader(kind, [1.0] * 9, clock, log))
+    stalled = Interference(0.0, 0.0, None, None, 0.1, 2, 2, stalled=("worker 0 (pid 9) is stopped (T)",))
+    watch = NoQuiet([_load(0.0), _load(0.0), stalled, _load(0.0), _load(0.0)])  # the budget for quiet is spent
+    work = Workload(ImageFolder(images), load_pipeline("light"), LoaderSpec(batch_size=2), ("sequential", "process"), 3,
+                    watch=watch)  # type: ignore[arg-type]  # fmt: skip
+    seq, par = measure(work, clock=clock)
+    assert par.redone == 1 and par.rounds == 3 and par.quiet() == (True, True, True) and watch.waits == 0
+    assert par.redone_why == "worker 0 (pid 9) is stopped (T)"
+
+
 class HangingLoader(FakeLoader):
     """A FakeLoader whose epoch raises the watchdog's error where its script says None."""
 

@@ -335,3 +335,21 @@ def test_a_neighbour_that_stops_is_waited_for_and_the_rounds_are_measured_quiet(
     points = json.loads(saved.read_text())["points"]
     assert points[0]["waited_s"] > 0.4  # it looked at least once more before measuring
     assert len(points[0]["interference"]) == 2
+
+
+@pytest.mark.timeout(30)
+def test_a_hang_with_a_thread_stuck_for_ever_still_ends_with_exit_6() -> None:
+    script = (
+        "import threading\n"
+        "from pdl.cli.common import guarded\n"
+        "from pdl.errors import NoProgressError\n"
+        "@guarded\n"
+        "def command():\n"
+        "    threading.Thread(target=threading.Event().wait).start()  # not a daemon: the exit would wait for it\n"
+        "    raise NoProgressError('the thread loader: no batch finished for 60 s while waiting for batch 0')\n"
+        "command()\n"
+    )
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 6 and time.monotonic() - t0 < 10
+    assert done.stderr.strip() == "error: the thread loader: no batch finished for 60 s while waiting for batch 0"

@@ -131,6 +131,11 @@ def test_what_disturbed_a_round_is_said_with_who() -> None:
     assert busy.describe() == "other processes used 0.98 of 2 cores (1234 python3 0.98)"
     assert busy_summary([busy] * 7, 7) == "other processes used up to 0.98 of 2 cores in 7 of 7 rounds (1234 python3)"
     assert busy_summary([], 5) == "nothing else seen in 5 rounds"
+    stall = quiet(others=0.98, top=("1234 python3 0.98",), stalled=("worker 0 (pid 9) is stopped (T)",))
+    assert busy_summary([busy] * 24 + [stall], 25) == (  # the stall is one round's, the neighbour's every round's
+        "other processes used up to 0.98 of 2 cores in 25 of 25 rounds (1234 python3); "
+        "a worker of pdl's stalled in 1 of 25 rounds (worker 0 (pid 9) is stopped (T))"
+    )
     hit = [quiet(throttled=3, throttled_s=0.1), quiet(throttled=0, throttled_s=0.0), quiet(throttled=5, throttled_s=0.3)]
     assert throttle_summary(hit) == "the cgroup's CPU quota throttled pdl in 2 of 3 rounds (0.30 s a round, median)"
     assert throttle_summary([quiet()]) is None
@@ -204,6 +209,7 @@ def test_a_neighbour_is_seen_and_named(neighbour) -> None:
 
 
 @LINUX
+@pytest.mark.alone  # its workers must get the CPU time it counts: under xdist, not beside another test's
 @pytest.mark.timeout(30)
 def test_pdls_own_busy_workers_never_count_as_others() -> None:
     ctx = mp.get_context("fork")

@@ -345,7 +345,9 @@ def interleaved(
             stalled = tuple(said for loader in loaders for said in loader.stalls())
             if stalled:  # a worker of pdl's own that stopped: the round says nothing about the loader
                 seen = replace(seen, stalled=stalled)
-            if seen.disturbed and rounds.redone < plan.least and watch.wait_quiet(seen):
+            # a stalled worker of pdl's own was replaced already: its round is redone whatever the quiet budget says
+            own = bool(seen.stalled) and not (seen.crowded or seen.stolen)
+            if seen.disturbed and rounds.redone < plan.least and (own or watch.wait_quiet(seen)):
                 for i in active:
                     del runs[i][r]
                 rounds.redone += 1

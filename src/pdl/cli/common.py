@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +25,7 @@ from rich.text import Text
 from ..bench.experiment import Experiment, option
 from ..bench.files import ResultWriter
 from ..bench.records import ResultSet
-from ..errors import PdlError, ResultsNotSaved
+from ..errors import NoProgressError, PdlError, ResultsNotSaved
 from ..loaders.spec import LoaderSpec
 
 # Tables go to stdout, everything else to stderr. Not on a terminal (CI logs, files) tables get 160 columns
@@ -79,6 +80,10 @@ def guarded(fn: F) -> F:
             say("error:", "red", as_flags(str(exc)))
             if tb and not verbose:
                 err.print("  (the worker's full traceback: add --verbose)", style="dim")
+            if isinstance(exc, NoProgressError) and stuck_threads():  # a hung thread would hold the exit for ever
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(exc.exit_code)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/] (Ctrl-C)")
@@ -92,6 +97,12 @@ def guarded(fn: F) -> F:
                 signal.signal(sig, handler)
 
     return wrapper  # type: ignore[return-value]
+
+
+def stuck_threads() -> list[threading.Thread]:
+    """Threads other than the main one that the interpreter would wait for at exit (not daemons): after a hang
+    (the thread loader's pool blocked in a transform that never returns), they would keep pdl from ending."""
+    return [t for t in threading.enumerate() if t.is_alive() and not t.daemon and t is not threading.main_thread()]
 
 
 def path_value(text: str | Path) -> Path:

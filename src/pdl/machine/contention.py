@@ -437,12 +437,16 @@ def busy_summary(busy: Sequence[Interference], rounds: int) -> str:
     steal = [i.steal for i in busy if i.stolen and i.steal is not None]
     if steal:
         parts.append(f"the hypervisor stole up to {max(steal):.2f} of {busy[0].usable} cores")
-    stalled = [s for i in busy for s in i.stalled]
-    if stalled:
-        parts.append(f"a worker of pdl's stalled ({stalled[0]})")
     names = Counter(" ".join(t.split()[:2]) for i in busy for t in i.top)
     who = f" ({', '.join(name for name, _ in names.most_common(TOP))})" if names else ""
-    return f"{' and '.join(parts)} in {len(busy)} of {rounds} rounds{who}"
+    crowded = [i for i in busy if i.crowded or i.stolen]
+    said = f"{' and '.join(parts)} in {len(crowded)} of {rounds} rounds{who}" if parts else ""
+    stalled = [i for i in busy if i.stalled]
+    if stalled:  # counted apart: a stall is one round's, the neighbours' load may be every round's
+        n = len(stalled)
+        stall = f"a worker of pdl's stalled in {n} of {rounds} round{'' if rounds == 1 else 's'} ({stalled[0].stalled[0]})"
+        said = f"{said}; {stall}" if said else stall
+    return said
 
 
 def busy_word(busy: Sequence[Interference]) -> str:
