@@ -2,7 +2,7 @@
 
 - ``docs/reference/cli.md``, from the Typer app ``pdl.cli.app`` (every command, argument and option, with the
   help text and default that ``--help`` prints);
-- ``docs/reference/results.md``, from ``src/pdl/bench/records.py``: every field of the results file with its type,
+- ``docs/reference/results.md``, from the records under ``src/pdl/bench/`` (``records.py`` and beside it): every field of the results file with its type,
   its default and the docstring (or trailing comment) written under it, read with ``ast`` (nothing is copied).
 
     python docs/gen_reference.py            # rewrite both pages
@@ -27,13 +27,11 @@ from typing import Any
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-RECORDS = ROOT / "src" / "pdl" / "bench" / "records.py"
-SYSTEM = ROOT / "src" / "pdl" / "machine" / "cpu.py"
-OTHERS = (ROOT / "src" / "pdl" / "bench" / "compared.py",)  # records of a field's type kept in modules of their own
-
-
-def _others() -> list[str]:
-    return [path.read_text(encoding="utf-8") for path in OTHERS]
+BENCH = ROOT / "src" / "pdl" / "bench"
+RECORDS = BENCH / "records.py"
+POINT = BENCH / "point.py"
+# every module holding a record of the results file: ResultSet's, and those of its fields' types
+SOURCES = (RECORDS, POINT, BENCH / "outcomes.py", BENCH / "compared.py", ROOT / "src" / "pdl" / "machine" / "cpu.py")
 
 
 FILES = ROOT / "src" / "pdl" / "bench" / "files.py"
@@ -189,11 +187,10 @@ class Section:
     fields: list[Field]
 
 
-def sections(records: str, system: str) -> list[Section]:
+def sections(texts: dict[Path, str]) -> list[Section]:
     """Every record of the results file, found by walking ``ResultSet``'s field types (a record class nested in a
     field's type is a section of its own), in the order first met: a new record class shows up without an edit here."""
-    sources = {name: records for name in _classes(records)} | {name: system for name in _classes(system)}
-    sources |= {name: text for text in _others() for name in _classes(text)}
+    sources = {name: text for text in texts.values() for name in _classes(text)}
     out: list[Section] = []
     queue = [("ResultSet", "")]
     seen = set()
@@ -218,23 +215,22 @@ def _classes(source: str) -> set[str]:
     return {n.name for n in ast.parse(source).body if isinstance(n, ast.ClassDef)}
 
 
-def _sources(records: str | None, system: str | None) -> tuple[str, str]:
-    return (
-        RECORDS.read_text(encoding="utf-8") if records is None else records,
-        SYSTEM.read_text(encoding="utf-8") if system is None else system,
-    )
+def _sources(changed: dict[Path, str] | None) -> dict[Path, str]:
+    """The records' modules' text, as on disk or as ``changed`` says (a test plants a field in a copy)."""
+    return {path: (changed or {}).get(path) or path.read_text(encoding="utf-8") for path in SOURCES}
 
 
-def undocumented(records: str | None = None, system: str | None = None) -> set[str]:
+def undocumented(changed: dict[Path, str] | None = None) -> set[str]:
     """``Class.field`` of every field in the results file with neither a docstring nor a comment in the source."""
-    return {f"{s.cls}.{f.name}" for s in sections(*_sources(records, system)) for f in s.fields if not f.doc}
+    return {f"{s.cls}.{f.name}" for s in sections(_sources(changed)) for f in s.fields if not f.doc}
 
 
-def results_markdown(records: str | None = None, system: str | None = None, files: str | None = None) -> str:
+def results_markdown(changed: dict[Path, str] | None = None, files: str | None = None) -> str:
     """The results-file reference page, from the sources (default: the files under src/pdl)."""
-    records, system = _sources(records, system)
+    texts = _sources(changed)
+    records = texts[RECORDS]
     csv = csv_fields(FILES.read_text(encoding="utf-8") if files is None else files)
-    found = sections(records, system)
+    found = sections(texts)
     out = [
         GENERATED,
         "",
@@ -243,7 +239,8 @@ def results_markdown(records: str | None = None, system: str | None = None, file
         "Every measuring command writes `results/<timestamp>-<command>.json` and a tidy `.csv` beside it (one row "
         "per point and round). A file is saved after every point, atomically, and never overwritten; `pdl report` "
         "reads it, and older schema versions are migrated when read. This page is generated from "
-        "`src/pdl/bench/records.py`: each field's meaning is the docstring (or comment) written under it there.",
+        "`src/pdl/bench/` (`records.py`, `point.py`, `outcomes.py`, `compared.py`): each field's meaning is the "
+        "docstring (or comment) written under it there.",
         "",
         f"- schema: `{_constant(records, 'SCHEMA')}`, version `{_constant(records, 'VERSION')}`",
         f"- kinds: `{_constant(records, 'Kind')}`",

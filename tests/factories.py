@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pdl.bench.records import Cpu, Machine, Point, ResultSet
+from pdl.bench.point import Point
+from pdl.bench.records import Cpu, Machine, ResultSet
 from pdl.stats.rounds import speedup
 
 MACHINE = Machine(

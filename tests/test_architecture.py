@@ -198,7 +198,7 @@ def test_a_planted_upward_import_is_named() -> None:
         f"pdl.data.codec → pdl.bench.timing (pdl: data {order['pdl']['data']} → bench {order['pdl']['bench']})"
     ]
     inside = {**graph, "pdl.bench.records": graph["pdl.bench.records"] | {"pdl.bench.timing"}}  # inside bench/
-    assert against_layers(inside, order) == ["pdl.bench.records → pdl.bench.timing (pdl.bench: records 1 → timing 2)"]
+    assert against_layers(inside, order) == ["pdl.bench.records → pdl.bench.timing (pdl.bench: records 2 → timing 3)"]
     sideways = {**graph, "pdl.loaders.peers.torch": graph["pdl.loaders.peers.torch"] | {"pdl.loaders.peers.spdl"}}
     assert against_layers(sideways, order) == [
         "pdl.loaders.peers.torch → pdl.loaders.peers.spdl (pdl.loaders.peers: torch 1 → spdl 1)"

@@ -81,20 +81,21 @@ def test_a_changed_default_or_help_fails_the_check(gen: ModuleType) -> None:
 
 
 def test_a_field_added_to_a_copy_of_records_fails_the_check(gen: ModuleType) -> None:
-    source = gen.RECORDS.read_text(encoding="utf-8")
+    source = gen.POINT.read_text(encoding="utf-8")
     anchor = "\n    def __post_init__(self) -> None:\n        rounds = "  # the end of Point's fields
     assert source.count(anchor) == 1
     planted = source.replace(anchor, '    planted_s: float = 0.0\n    """A planted field."""\n' + anchor)
-    changed = _changed_lines(gen.RESULTS_PAGE.read_text(encoding="utf-8"), gen.results_markdown(records=planted))
+    changed = _changed_lines(gen.RESULTS_PAGE.read_text(encoding="utf-8"), gen.results_markdown({gen.POINT: planted}))
     assert changed == {"| `planted_s` | `float` | `0.0` |  | A planted field. |"}
 
 
 def test_a_changed_field_docstring_fails_the_check(gen: ModuleType) -> None:
-    source = gen.RECORDS.read_text(encoding="utf-8")
+    source = gen.POINT.read_text(encoding="utf-8")
     old = '"""Batches in flight per worker."""'
     assert old in source
     changed = _changed_lines(
-        gen.RESULTS_PAGE.read_text(encoding="utf-8"), gen.results_markdown(records=source.replace(old, '"""Batches ahead."""'))
+        gen.RESULTS_PAGE.read_text(encoding="utf-8"),
+        gen.results_markdown({gen.POINT: source.replace(old, '"""Batches ahead."""')}),
     )
     assert any("Batches ahead." in line for line in changed), changed
 

@@ -8,7 +8,8 @@ import pytest
 
 import pdl.bench.runner as experiments
 from pdl.bench.experiment import Experiment
-from pdl.bench.records import Point, ResultSet
+from pdl.bench.point import Point
+from pdl.bench.records import ResultSet
 from pdl.bench.timing import Workload
 from pdl.errors import ConfigError
 

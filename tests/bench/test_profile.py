@@ -18,8 +18,8 @@ from pdl._augment import augmentation_library
 from pdl.bench import profile as profile_module
 from pdl.bench.files import load
 from pdl.bench.instrument import InstrumentationError, Instrumented, instrument, walk
+from pdl.bench.outcomes import DecoderSpeed, Profiled, TransformCost
 from pdl.bench.profile import profile_pipeline
-from pdl.bench.records import DecoderSpeed, Profiled, TransformCost
 from pdl.cli import app
 from pdl.data import decoders
 from pdl.data.decoders import decode_with, exif_orientation

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pdl.bench.files import ResultWriter, load, newest
-from pdl.bench.records import VERSION, Cluster
+from pdl.bench.point import Cluster
+from pdl.bench.records import VERSION
 from pdl.cli import app
 from pdl.errors import ResultsError
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from pdl.bench import timing as measure_mod
 from pdl.bench.experiment import Experiment
-from pdl.bench.records import Point
+from pdl.bench.point import Point
 from pdl.bench.step import Step, parse_step, spin, take_step
 from pdl.bench.timing import Workload, measure, time_epoch
 from pdl.cli import app

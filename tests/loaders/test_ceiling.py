@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pdl import ImageFolder, load_pipeline
-from pdl.bench.records import Point, Tuned
+from pdl.bench.outcomes import Tuned
+from pdl.bench.point import Point
 from pdl.bench.step import parse_step
 from pdl.bench.timing import Workload, measure
 from pdl.loaders import LoaderSpec, make_loader

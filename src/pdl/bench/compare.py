@@ -30,7 +30,8 @@ from ..machine.contention import Interference, Watch
 from ..stats import paired
 from ..stats.rounds import median
 from .compared import Compared, Measured, Pair, SideInfo
-from .records import Point, ResultSet, point_from_dict
+from .point import Point
+from .records import ResultSet, point_from_dict
 from .runner import Plan, start_results, watch_for
 from .side import PARENT_VAR, PROTOCOL
 

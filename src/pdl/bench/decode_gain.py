@@ -21,7 +21,9 @@ from ..data.pipeline import Pipeline
 from ..errors import ImageReadError
 from ..loaders import LoaderSpec
 from ..loaders.batching import epoch_plan, make_batch
-from .records import Decoded, Point, ResultSet
+from .outcomes import Decoded
+from .point import Point
+from .records import ResultSet
 from .runner import Plan, start_results
 from .step import Clock
 from .timing import Progress, Workload, side_by_side

@@ -20,7 +20,8 @@ from ..data.pipeline import Pipeline
 from ..errors import ImageReadError
 from ..loaders import LoaderSpec
 from ..stats.rounds import median
-from .records import DecoderSpeed, Point
+from .outcomes import DecoderSpeed
+from .point import Point
 from .step import Clock
 from .timing import Progress, Workload, side_by_side
 

@@ -25,7 +25,8 @@ from ..loaders.batching import StageTimes, image_seed, read_each
 from ..loaders.spec import OnError
 from .decoder_speed import decoder_speeds, jpegs, loader_per_decoder
 from .instrument import InstrumentationError, Instrumented, instrument, walk
-from .records import Profiled, ResultSet, TransformCost
+from .outcomes import Profiled, TransformCost
+from .records import ResultSet
 from .runner import Plan, start_results
 from .step import Clock
 from .timing import Progress

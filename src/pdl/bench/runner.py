@@ -19,7 +19,8 @@ from ..machine.contention import Watch
 from ..machine.host import default_start_method, git_source, system_info
 from .calibrate import CALIBRATION
 from .experiment import Experiment
-from .records import Point, ResultSet, machine_from_info, source_from_info
+from .point import Point
+from .records import ResultSet, machine_from_info, source_from_info
 from .timing import Progress, Workload, measure
 
 

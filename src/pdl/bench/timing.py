@@ -30,7 +30,8 @@ from ..machine.cpu import cpu_info
 from ..stats.rounds import PRECISION, impossible, median, percentile, speedup, stall_share, wait_share, within
 from .calibrate import calibration_s
 from .memory import peak_memory
-from .records import Point, cluster_from_info
+from .point import Point
+from .records import cluster_from_info
 from .step import Clock, Sleep, Step, take_step
 
 Progress = Callable[[str], None]  # called after each timed or warm-up epoch, with what was just run

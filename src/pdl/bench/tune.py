@@ -20,7 +20,9 @@ from ..loaders import BASELINE, loader_class
 from ..stats.rounds import CLAIM_ALPHA, TARGET_STALL, evidence, median, parse_share, rounds_needed
 from .experiment import Experiment
 from .memory import peak_memory
-from .records import Point, ResultSet, Tuned
+from .outcomes import Tuned
+from .point import Point
+from .records import ResultSet
 from .runner import Plan, start_results, watch_for
 from .timing import Progress, Workload, measure
 

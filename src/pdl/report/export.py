@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..bench.files import to_csv, to_json
-from ..bench.records import Point, ResultSet
+from ..bench.point import Point
+from ..bench.records import ResultSet
 from ..loaders import BASELINE
 from .gate import Gate
 from .grid import Grid, to_markdown

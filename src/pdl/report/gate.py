@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..bench.records import Point, ResultSet
+from ..bench.point import Point
+from ..bench.records import ResultSet
 from ..errors import ConfigError, ResultsError
 from ..loaders import BASELINE
 from ..machine.contention import Interference, busy_summary, busy_word, throttle_summary

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..bench.records import Point
+from ..bench.point import Point
 from ..machine.contention import OTHERS_LIMIT, STEAL_LIMIT, busy_summary, throttle_summary
 from ..stats.rounds import interval
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from ..bench.records import Point, ResultSet
+from ..bench.point import Point
+from ..bench.records import ResultSet
 from ..errors import MissingDependencyError, ResultsError
 from ..loaders import BASELINE
 from ..stats.rounds import ideal_speedup

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..bench.records import DecoderSpeed, Point, Profiled, ResultSet, TransformCost
+from ..bench.outcomes import DecoderSpeed, Profiled, TransformCost
+from ..bench.point import Point
+from ..bench.records import ResultSet
 from ..stats.rounds import median
 from .grid import Grid, noise_notes, ratio, speedup_cell
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..bench.records import Point, ResultSet
+from ..bench.point import Point
+from ..bench.records import ResultSet
 from ..loaders import BASELINE, equivalent
 from ..stats.rounds import TARGET_STALL, interval, median
 from .grid import Grid, noise_notes, of_ceiling_bounds, ratio, speedup_cell

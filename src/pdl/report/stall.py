@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..bench.records import Point
+from ..bench.point import Point
 from ..stats.rounds import TARGET_STALL, median
 
 

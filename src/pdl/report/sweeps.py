@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..bench.records import Point, ResultSet
+from ..bench.point import Point
+from ..bench.records import ResultSet
 from ..loaders import BASELINE
 from ..stats.rounds import ideal_speedup, interval, median
 from .grid import BEST, Grid, noise_notes, ratio, speedup_cell

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..bench.records import Point, ResultSet, Tuned
+from ..bench.outcomes import Tuned
+from ..bench.point import Point
+from ..bench.records import ResultSet
 from .grid import BEST, BUSY, Grid, noise_notes
 from .runs import STALL_COLUMNS, STALL_NOTE, copies, limit_line, stall_cells, step_title
 from .stall import answer, answer_line
