@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PdlError
-from .cpu import CGROUP_ROOT, cpu_info
+from .cpu import CGROUP_ROOT, cgroups, cpu_info
 
 OTHERS_LIMIT = 0.10
 """A round is disturbed when other processes used more than this share of the usable cores (beyond the CPUs pdl
@@ -195,31 +195,9 @@ def pressure_some(text: bytes | None) -> float | None:
 def throttle_files(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT) -> tuple[tuple[Path, str], ...]:
     """The ``cpu.stat`` files of the process's cgroup and its ancestors that have a CPU quota, each with its
     version ("v1" or "v2"): where throttling of pdl is counted."""
-    try:
-        text = proc_cgroup.read_text()
-    except OSError:
-        return ()
-    found: list[tuple[Path, str]] = []
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, rel = parts
-        if controllers == "":
-            base: Path | None = root
-            version = "v2"
-        elif "cpu" in controllers.split(","):
-            base = next((root / d for d in ("cpu,cpuacct", "cpu", "cpuacct,cpu") if (root / d).is_dir()), None)
-            version = "v1"
-        else:
-            continue
-        if base is None:
-            continue
-        path = Path(rel.lstrip("/"))
-        for directory in (base / p for p in [path, *path.parents]):
-            if _has_quota(directory, version):
-                found.append((directory / "cpu.stat", version))
-    return tuple(found)
+    return tuple(
+        (g.directory / "cpu.stat", g.version) for g in cgroups("cpu", proc_cgroup, root) if _has_quota(g.directory, g.version)
+    )
 
 
 def _has_quota(directory: Path, version: str) -> bool:

@@ -36,40 +36,48 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def cgroup_quota(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT) -> float | None:
-    """CPUs the process's own cgroup may use: v2 ``cpu.max``, else v1 ``cfs_quota_us / cfs_period_us``.
+V1_DIRS = {"cpu": ("cpu,cpuacct", "cpu", "cpuacct,cpu"), "memory": ("memory",)}  # where v1 mounts each controller
 
-    Walks from the process's cgroup up to the root, as a quota anywhere above also binds.
-    """
-    text = _read(proc_cgroup)
-    if text is None:
-        return None
-    best: float | None = None
-    for line in text.splitlines():
+
+def cgroups(controller: str, proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT) -> list[Cgroup]:
+    """Every cgroup directory that governs this process for ``controller`` ("cpu", "memory"): its own and each
+    ancestor's, in the v2 hierarchy and in v1's ``controller`` hierarchy where mounted; a limit anywhere above binds
+    too. Empty where ``/proc/self/cgroup`` cannot be read."""
+    found: list[Cgroup] = []
+    for line in (_read(proc_cgroup) or "").splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
         _, controllers, rel = parts
-        if controllers == "":  # v2 unified hierarchy
-            quota = _walk(root, rel, _v2_quota)
-        elif "cpu" in controllers.split(","):
-            base = next((root / d for d in ("cpu,cpuacct", "cpu", "cpuacct,cpu") if (root / d).is_dir()), None)
-            quota = _walk(base, rel, _v1_quota) if base else None
+        if controllers == "":
+            base: Path | None = root
+            version = "v2"
+        elif controller in controllers.split(","):
+            base = next((root / d for d in V1_DIRS[controller] if (root / d).is_dir()), None)
+            version = "v1"
         else:
             continue
-        if quota is not None:
-            best = quota if best is None else min(best, quota)
-    return best
-
-
-def _walk(base: Path, rel: str, read_quota) -> float | None:  # type: ignore[no-untyped-def]
-    found: float | None = None
-    path = Path(rel.lstrip("/"))
-    for candidate in [path, *path.parents]:
-        quota = read_quota(base / candidate)
-        if quota is not None:
-            found = quota if found is None else min(found, quota)
+        if base is not None:
+            path = Path(rel.lstrip("/"))
+            found += [Cgroup(base / p, version) for p in (path, *path.parents)]
     return found
+
+
+@dataclass(frozen=True)
+class Cgroup:
+    """One cgroup directory and its hierarchy's version ("v1" or "v2")."""
+
+    directory: Path
+    version: str
+
+
+def cgroup_quota(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT) -> float | None:
+    """CPUs the process's own cgroup may use: v2 ``cpu.max``, else v1 ``cfs_quota_us / cfs_period_us``; the
+    smallest of its own and its ancestors'."""
+    quotas = [
+        (_v2_quota if g.version == "v2" else _v1_quota)(g.directory) for g in cgroups("cpu", proc_cgroup, root)
+    ]  # fmt: skip
+    return min((q for q in quotas if q is not None), default=None)
 
 
 def _v2_quota(directory: Path) -> float | None:

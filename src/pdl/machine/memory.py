@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-from .cpu import CGROUP_ROOT, _read, _walk
+from .cpu import CGROUP_ROOT, Cgroup, _read, cgroups
 
 
 def memory_room_bytes(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT) -> int | None:
@@ -21,24 +20,18 @@ def memory_room_bytes(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path 
         room: int | None = int(psutil.virtual_memory().available)
     except (OSError, psutil.Error):
         room = None
-    for line in (_read(proc_cgroup) or "").splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, rel = parts
-        if controllers == "":
-            left = _walk(root, rel, partial(_memory_left, "memory.max", "memory.current"))
-        elif "memory" in controllers.split(",") and (root / "memory").is_dir():
-            left = _walk(root / "memory", rel, partial(_memory_left, "memory.limit_in_bytes", "memory.usage_in_bytes"))
-        else:
-            continue
+    for group in cgroups("memory", proc_cgroup, root):
+        left = _memory_left(group)
         if left is not None:
             room = int(left) if room is None else min(room, int(left))
     return room
 
 
-def _memory_left(limit_file: str, usage_file: str, directory: Path) -> float | None:
-    limit, usage = _read(directory / limit_file), _read(directory / usage_file)
+def _memory_left(group: Cgroup) -> float | None:
+    limit_file, usage_file = (
+        ("memory.max", "memory.current") if group.version == "v2" else ("memory.limit_in_bytes", "memory.usage_in_bytes")
+    )
+    limit, usage = _read(group.directory / limit_file), _read(group.directory / usage_file)
     try:
         cap, used = int(limit or "max"), int(usage or "0")
     except ValueError:  # "max": no limit here
@@ -82,27 +75,16 @@ def memory_limit(
     """The memory limit this process runs under, read now (see ``MemoryLimit``)."""
     best: tuple[int, str, int | None] | None = None  # (limit, its file, the peak beside it)
     kills = _counter(_read(vmstat), "oom_kill")
-    for line in (_read(proc_cgroup) or "").splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
+    for group in cgroups("memory", proc_cgroup, root):
+        files, directory = _V2 if group.version == "v2" else _V1, group.directory
+        kills += _counter(_read(directory / files[2]), "oom_kill")
+        try:
+            cap = int(_read(directory / files[0]) or "max")
+        except ValueError:  # "max", or absent: no limit here
             continue
-        _, controllers, rel = parts
-        if controllers == "":
-            base, files = root, _V2
-        elif "memory" in controllers.split(",") and (root / "memory").is_dir():
-            base, files = root / "memory", _V1
-        else:
-            continue
-        path = Path(rel.lstrip("/"))
-        for directory in [base / p for p in (path, *path.parents)]:
-            kills += _counter(_read(directory / files[2]), "oom_kill")
-            try:
-                cap = int(_read(directory / files[0]) or "max")
-            except ValueError:  # "max", or absent: no limit here
-                continue
-            if cap < 2**62 and (best is None or cap < best[0]):  # v1 writes "no limit" as a huge number
-                peak = _read(directory / files[1])
-                best = (cap, files[0], int(peak) if peak and peak.isdigit() else None)
+        if cap < 2**62 and (best is None or cap < best[0]):  # v1 writes "no limit" as a huge number
+            peak = _read(directory / files[1])
+            best = (cap, files[0], int(peak) if peak and peak.isdigit() else None)
     if best is None:
         return MemoryLimit(None, None, None, kills)
     return MemoryLimit(best[1], best[0], best[2], kills)
