@@ -24,7 +24,7 @@ from pdl.loaders.ray import ray_temp_dir  # noqa: E402
 
 from ..processes import live_children, stopping_what_it_starts  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("ray")]  # see test_ray_loader.py
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @contextmanager
