@@ -78,6 +78,7 @@ def test_aa_compare_prints_the_verdicts_saves_both_sides_and_report_reads_it(
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # its verdict needs the 6 pairs' evidence: beside other tests' workers they were inconclusive
 def test_a_head_twice_as_slow_is_a_regression_exit_1(images: Path, tmp_path: Path, quiet_machine: None) -> None:
     head = tmp_path / "head.yaml"
     head.write_text(SLOW_HEAD)
