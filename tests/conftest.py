@@ -52,8 +52,9 @@ MAX_WORKERS = 4
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` (pyproject's addopts): one worker more than the cores this process may use, as pdl counts them
     (affinity, cgroup quota, PDL_MAX_CPUS), at most MAX_WORKERS. Much of the suite's time is spent waiting for the
-    processes it starts (Ray's above all): on the 2-core VM (2026-12-08), 2 workers ran it in 260 s, 3 in 216 s,
-    4 in 244 s. ``-n 0`` runs it in this one process (``--pdb`` does so by itself)."""
+    processes it starts (Ray's above all): on the 2-core VM (2026-12-08, at 333e8cc, fresh clone and TMPDIR), one
+    process ran it in 346 s, 2 workers in 217 and 226 s, 3 in 212 and 215 s. ``-n 0`` runs it in this one process
+    (``--pdb`` does so by itself)."""
     from pdl.machine.cpu import cpu_info
 
     try:
