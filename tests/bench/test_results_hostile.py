@@ -107,3 +107,15 @@ def test_a_time_that_is_not_a_positive_number_is_refused_naming_the_field(field:
     one_line(caught.value, path)
     said = str(caught.value)
     assert f"{field} must hold positive, finite seconds and ratios" in said or f"{field}[0]: expected a finite number" in said
+
+
+def test_a_shard_option_of_the_wrong_type_still_renders(tmp_path: Path) -> None:
+    """Found by the test above (its replay blob b'AEEEQQFBHgBBBIEw'): options.world_size = "0" was a TypeError."""
+    for value in ("0", None, True, 2.5, [3]):
+        tree = json.loads(FIXTURES[0].read_text())
+        tree["options"]["world_size"] = value
+        path = tmp_path / "r.json"
+        path.write_text(json.dumps(tree))
+        for grid in grids(load(path)):
+            assert "rank" not in grid.title
+            to_markdown(grid)

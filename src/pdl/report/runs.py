@@ -33,8 +33,8 @@ def run_grid(rs: ResultSet) -> Grid:
     stepped = any(p.step_ms for p in pts)
     if stepped:
         columns += STALL_COLUMNS
-    world = rs.options.get("world_size") or 1  # a shard of each epoch: say which
-    shard = f" · rank {rs.options.get('rank', 0)} of {world}" if world > 1 else ""
+    world, rank = whole(rs.options.get("world_size"), 1), whole(rs.options.get("rank"), 0)  # a shard of each epoch: say which
+    shard = f" · rank {rank} of {world}" if world > 1 else ""
     grid = Grid(
         f"{pts[0].pipeline if pts else ''} · batch {pts[0].batch_size if pts else ''}{shard}{step_title(rs)} · {rs.machine.summary()}",
         columns,
@@ -151,6 +151,12 @@ STALL_NOTE = (
     "other than process and thread, prefetching does not carry across epochs: fewer batches per epoch, more of it); of ideal: images/s against the step-bound ideal, batch / step; "
     "wait: per batch, over every timed round"
 )
+
+
+def whole(value: object, default: int) -> int:
+    """An option a results file holds, as a whole number; ``default`` when it is not one (options are not typed:
+    a damaged or hand-edited file may hold "0" or null there)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def step_title(rs: ResultSet) -> str:
